@@ -1,0 +1,29 @@
+"""The estimator registry: ``make(name, **config)``, ``names()``, ``register(name)``.
+
+Built-in: ``deq`` (implicit, the reference), ``unrolled``, ``jfb``, ``restarted_jfb``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._registry import Registry
+from .base import Estimate, Estimator
+from .deq import DEQ
+from .jfb import JFB
+from .restarted_jfb import RestartedJFB, StateBank
+from .unrolled import Unrolled
+
+_REGISTRY: Registry[Estimator] = Registry("estimator")
+register = _REGISTRY.register
+names = _REGISTRY.names
+for _cls in (DEQ, Unrolled, JFB, RestartedJFB):
+    register(_cls.name)(_cls)
+
+
+def make(name: str, **config: Any) -> Estimator:
+    """Build the estimator ``name`` with ``config`` (``depth``, ``tol``, ``max_iter``, ...)."""
+    return _REGISTRY.make(name, **config)
+
+
+__all__ = ["DEQ", "JFB", "Estimate", "Estimator", "RestartedJFB", "StateBank", "Unrolled", "make", "names", "register"]

@@ -1,0 +1,127 @@
+"""The estimator protocol and what every estimator shares: argument checks, operator and VJP
+counting, and the assembly of a flat gradient from autograd."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .._validation import check_choice, check_depth, check_tol, default_tol
+from ..solvers import fixed_point
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class Estimate:
+    """What one gradient call returns.
+
+    grad:  the flattened gradients of ``problem.parameters()``, concatenated in order.
+    x:     the (detached) iterate the loss was evaluated at.
+    state: for ``restarted_jfb``, the detached last iterate to pass to the next call.
+    stats: at least ``operator_evals``, ``vjp_evals``, ``forward_residual``
+           (||T(x) - x|| where the graph starts) and ``converged`` (of the forward solve;
+           None for estimators that make none).
+    """
+
+    grad: Tensor
+    x: Tensor
+    state: Tensor | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class CountingOperator:
+    """Wraps ``problem.operator`` and counts its evaluations."""
+
+    def __init__(self, problem: Any) -> None:
+        self.problem = problem
+        self.evals = 0
+
+    def __call__(self, x: Tensor) -> Tensor:
+        self.evals += 1
+        return self.problem.operator(x)
+
+
+def check_parameters(problem: Any) -> list[Tensor]:
+    params = list(problem.parameters())
+    if not params:
+        raise ValueError(f"problem {problem!r} has no parameters to differentiate")
+    for i, p in enumerate(params):
+        if not isinstance(p, torch.Tensor) or not p.requires_grad:
+            raise ValueError(
+                f"problem.parameters()[{i}] must be a tensor with requires_grad=True, got {type(p).__name__}"
+            )
+        if not torch.isfinite(p).all():
+            raise ValueError(f"problem.parameters()[{i}] (shape {tuple(p.shape)}) holds NaN or infinite values")
+    return params
+
+
+def flat_grad(output: Tensor, params: list[Tensor], grad_outputs: Tensor | None = None) -> Tensor:
+    """d output / d params, flattened and concatenated; zeros for unused parameters.
+    Uses ``torch.autograd.grad``, so no ``.grad`` attribute is ever set."""
+    grads = torch.autograd.grad(output, params, grad_outputs, allow_unused=True)
+    return torch.cat(
+        [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params, strict=False)]
+    )
+
+
+def unroll(op: Callable[[Tensor], Tensor], x: Tensor, steps: int) -> tuple[Tensor, float]:
+    """Apply ``op`` ``steps`` times from x (graph kept if grad mode is on); returns the last
+    iterate and ||T(x) - x|| at the first step (where the graph starts)."""
+    first_residual = float("nan")
+    for k in range(steps):
+        nxt = op(x)
+        if k == 0:
+            first_residual = float(torch.linalg.vector_norm((nxt - x).detach()))
+        x = nxt
+    return x, first_residual
+
+
+class Estimator:
+    """Base of the estimators. ``gradient(problem, state=None) -> Estimate``.
+
+    Subclasses implement :meth:`_gradient`. The forward solve's settings are ``tol`` (None:
+    1e-12 in float64, 1e-5 in float32), ``max_iter`` and ``solver`` (``picard`` or
+    ``anderson``).
+    """
+
+    name = "estimator"
+    uses_depth = True
+    stateful = False
+
+    def __init__(
+        self,
+        depth: int = 1,
+        tol: float | None = None,
+        max_iter: int = 20000,
+        solver: str = "picard",
+    ) -> None:
+        self.depth = check_depth(depth)
+        self.tol = check_tol(tol)
+        self.max_iter = check_depth(max_iter, "max_iter")
+        self.solver = check_choice(solver, "solver", ("picard", "anderson"))
+
+    def config(self) -> dict[str, Any]:
+        return dict(depth=self.depth if self.uses_depth else None)
+
+    def forward_tol(self, x: Tensor) -> float:
+        return self.tol if self.tol is not None else default_tol(x.dtype)
+
+    def solve(self, op: Callable[[Tensor], Tensor], x0: Tensor) -> tuple[Tensor, dict]:
+        return fixed_point(op, x0, self.forward_tol(x0), self.max_iter, method=self.solver)
+
+    def gradient(self, problem: Any, state: Tensor | None = None) -> Estimate:
+        params = check_parameters(problem)
+        if state is not None and not self.stateful:
+            raise ValueError(f"estimator {self.name!r} keeps no state; state must be None, got a tensor")
+        with torch.enable_grad():
+            return self._gradient(problem, params, state)
+
+    def _gradient(self, problem: Any, params: list[Tensor], state: Tensor | None) -> Estimate:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(depth={self.depth})"

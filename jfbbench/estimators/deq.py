@@ -1,0 +1,93 @@
+"""The DEQ (implicit) gradient: the reference every other estimator is compared with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .._validation import check_choice, check_depth, check_tol, default_tol
+from ..solvers import adjoint_fixed_point, dense_jacobian, gmres
+from .base import CountingOperator, Estimate, Estimator, flat_grad
+
+ADJOINT_SOLVERS = ("fixed_point", "gmres", "dense")
+
+
+class DEQ(Estimator):
+    r"""Implicit gradient grad ell(theta) = B^T u with (I - J^T) u = v (Bai, Kolter, Koltun,
+    *Deep Equilibrium Models*, NeurIPS 2019).
+
+    forward: x* = T(x*) to ``tol`` without a graph; backward: one application of T with the
+    graph at x*, then the adjoint system solved with vector-Jacobian products only
+    (``adjoint="fixed_point"``: u <- J^T u + v; ``"gmres"``: Krylov) or densely
+    (``"dense"``: form J, solve exactly; small n only). ``adjoint_tol`` (None: as ``tol``)
+    and ``adjoint_max_iter`` bound the adjoint solve. ``depth`` does not apply.
+    """
+
+    name = "deq"
+    uses_depth = False
+
+    def __init__(
+        self,
+        depth: int = 1,
+        tol: float | None = None,
+        max_iter: int = 20000,
+        solver: str = "picard",
+        adjoint: str = "fixed_point",
+        adjoint_tol: float | None = None,
+        adjoint_max_iter: int = 20000,
+        dense_max_dim: int = 4096,
+    ) -> None:
+        super().__init__(depth, tol, max_iter, solver)
+        self.adjoint = check_choice(adjoint, "adjoint", ADJOINT_SOLVERS)
+        self.adjoint_tol = check_tol(adjoint_tol, "adjoint_tol")
+        self.adjoint_max_iter = check_depth(adjoint_max_iter, "adjoint_max_iter")
+        self.dense_max_dim = dense_max_dim
+
+    def config(self) -> dict[str, Any]:
+        return dict(depth=None, adjoint=self.adjoint)
+
+    def _gradient(self, problem: Any, params: list[torch.Tensor], state: torch.Tensor | None) -> Estimate:
+        op = CountingOperator(problem)
+        x_star, fwd = self.solve(op, problem.initial_point())
+        x = x_star.detach().requires_grad_(True)
+        fx = op(x)
+        loss = problem.loss(x)
+        (v,) = torch.autograd.grad(loss, x)
+        tol = self.adjoint_tol if self.adjoint_tol is not None else (self.tol or default_tol(x.dtype))
+        vjp_count = 0
+
+        def vjp(w: torch.Tensor) -> torch.Tensor:
+            nonlocal vjp_count
+            vjp_count += 1
+            return torch.autograd.grad(fx, x, w, retain_graph=True)[0]
+
+        if self.adjoint == "fixed_point":
+            u, adj = adjoint_fixed_point(vjp, v, tol, self.adjoint_max_iter)
+        elif self.adjoint == "gmres":
+            u, adj = gmres(lambda w: w - vjp(w), v, tol, self.adjoint_max_iter)
+        else:
+            n = x.numel()
+            if n > self.dense_max_dim:
+                raise ValueError(
+                    f"adjoint='dense' forms an n x n Jacobian; n={n} exceeds dense_max_dim={self.dense_max_dim}"
+                )
+            jac = dense_jacobian(fx, x)
+            vjp_count += n
+            eye = torch.eye(n, dtype=x.dtype, device=x.device)
+            u = torch.linalg.solve(eye - jac.T, v.reshape(-1)).reshape(v.shape)
+            adj = dict(iterations=0, relative_residual=0.0, converged=True)
+        grad = flat_grad(fx, params, u)
+        vjp_count += 1
+        stats = dict(
+            operator_evals=op.evals,
+            vjp_evals=vjp_count,
+            forward_iterations=fwd["iterations"],
+            forward_residual=float(torch.linalg.vector_norm((fx - x).detach())),
+            converged=bool(fwd["converged"] and adj["converged"]),
+            forward_converged=bool(fwd["converged"]),
+            adjoint_iterations=adj["iterations"],
+            adjoint_residual=adj["relative_residual"],
+            adjoint_converged=bool(adj["converged"]),
+        )
+        return Estimate(grad=grad.detach(), x=x.detach(), state=None, stats=stats)

@@ -1,0 +1,86 @@
+"""The problem protocol: an operator T_theta(x) that is a rho-contraction in x, an outer loss
+L(x) and a cold start x_0.
+
+Estimators use nothing but this protocol, so a user's own model works everywhere a built-in
+family does once it is registered with :func:`jfbbench.problems.register`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from .._validation import check_device, check_dtype, check_lipschitz, check_seed
+
+
+@runtime_checkable
+class ProblemProtocol(Protocol):
+    lipschitz: float
+
+    def parameters(self) -> list[torch.Tensor]: ...
+
+    def operator(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def initial_point(self) -> torch.Tensor: ...
+
+
+class Problem:
+    """Base class of the built-in families.
+
+    Subclasses set ``self.lipschitz`` (the contraction factor rho in x that holds at the
+    parameters as created) and implement :meth:`operator`, :meth:`loss`,
+    :meth:`initial_point` and :meth:`parameters`. ``config`` holds the settings the problem
+    was made with, so that result tables can carry them as columns.
+    """
+
+    name: str = "problem"
+    #: True where the contraction factor is guaranteed (analytic families); False where it
+    #: is only estimated (learned denoisers), which puts the problem outside the theory.
+    contraction_guaranteed: bool = True
+
+    def __init__(self, lipschitz: float, seed: int = 0, dtype: Any = torch.float64, device: Any = "cpu") -> None:
+        self.lipschitz = check_lipschitz(lipschitz)
+        self.seed = check_seed(seed)
+        self.dtype = check_dtype(dtype)
+        self.device = check_device(device)
+        self.config: dict[str, Any] = {}
+
+    def generator(self) -> torch.Generator:
+        return torch.Generator(device="cpu").manual_seed(self.seed)
+
+    def _to(self, t: torch.Tensor) -> torch.Tensor:
+        return t.to(dtype=self.dtype, device=self.device)
+
+    def _param(self, t: torch.Tensor) -> torch.Tensor:
+        return self._to(t).detach().clone().requires_grad_(True)
+
+    def parameters(self) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def operator(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def initial_point(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        return f"{type(self).__name__}({settings})"
+
+
+def orthogonal(n: int, generator: torch.Generator) -> torch.Tensor:
+    """A Haar-random n x n orthogonal matrix (QR of a Gaussian matrix, signs fixed)."""
+    q, r = torch.linalg.qr(torch.randn(n, n, generator=generator, dtype=torch.float64))
+    return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
