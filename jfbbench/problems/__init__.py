@@ -19,6 +19,7 @@ from .tikhonov import Tikhonov
 _REGISTRY: Registry[ProblemProtocol] = Registry("problem")
 register = _REGISTRY.register
 names = _REGISTRY.names
+factory = _REGISTRY.factory
 
 register("affine")(Affine)
 register("tanh_layer")(TanhLayer)

@@ -1,0 +1,29 @@
+"""Runtime of one estimator call with ``torch.utils.benchmark`` (warm-up, repeated blocks,
+median and interquartile range; CUDA synchronised by the timer)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.utils.benchmark as tbench
+
+
+@dataclass
+class Timing:
+    median_s: float
+    iqr_s: float
+    repeats: int
+
+
+def time_call(fn: Callable[[], Any], min_run_time: float = 0.2, warmup: int = 1) -> Timing:
+    """Median and IQR of ``fn()``'s wall time over blocks measured for at least
+    ``min_run_time`` seconds in all."""
+    for _ in range(warmup):
+        fn()
+    m = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()).blocked_autorange(
+        min_run_time=min_run_time
+    )
+    return Timing(median_s=float(m.median), iqr_s=float(m.iqr), repeats=m.number_per_run * len(m.raw_times))
