@@ -229,7 +229,11 @@ def test_state_bank_keeps_one_state_per_sample():
         ("deq", dict(adjoint_tol=0.0), r"adjoint_tol must be a positive finite number"),
         ("deq", dict(adjoint="lu"), r"adjoint must be one of 'fixed_point', 'gmres', 'dense'; got 'lu'"),
         ("restarted_jfb", dict(extra_steps=-1), r"extra_steps must be an integer >= 0, got -1"),
-        ("jfbb", {}, r"unknown estimator 'jfbb'; known estimators: deq, jfb, restarted_jfb, unrolled"),
+        (
+            "jfbb",
+            {},
+            r"unknown estimator 'jfbb'; known estimators: deq, jfb, neumann, phantom, restarted_jfb, (torch\w+, )*unrolled",
+        ),
     ],
 )
 def test_bad_estimator_arguments_are_refused(name, config, match):
