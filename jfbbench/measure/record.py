@@ -30,14 +30,14 @@ def measure(
     device = x0.device
 
     def call():
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            est = estimator.gradient(problem, state=state)
-        return est, [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+        return estimator.gradient(problem, state=state)
 
-    (est, messages), rss = rss_growth_bytes(call)
-    _, saved = saved_tensor_bytes(lambda: estimator.gradient(problem, state=state))
-    _, peak = cuda_peak_bytes(lambda: estimator.gradient(problem, state=state), device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        est, rss = rss_growth_bytes(call)
+        _, saved = saved_tensor_bytes(call)
+        _, peak = cuda_peak_bytes(call, device)
+    messages = sorted({str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)})
     row: dict[str, Any] = compare(est.grad, reference.grad)
     row.update(
         memory_bytes=saved,
@@ -53,7 +53,7 @@ def measure(
     if timing:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            t = time_call(lambda: estimator.gradient(problem, state=state), min_run_time=min_run_time)
+            t = time_call(call, min_run_time=min_run_time)
         row.update(time_s=t.median_s, time_iqr_s=t.iqr_s, time_repeats=t.repeats)
     else:
         row.update(time_s=float("nan"), time_iqr_s=float("nan"), time_repeats=0)
