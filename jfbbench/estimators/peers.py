@@ -24,7 +24,8 @@ Settings, matched to ours where the peer allows it:
   function F(x, theta) = T_theta(x) - x and our forward solve as the root solver; the
   adjoint system (dF/dx)^T w = -v is solved by torchopt's ``solve_normal_cg`` (its
   default; ``rtol = adjoint_tol``, ``maxiter = adjoint_max_iter``), or by
-  ``linear_solver="inv"`` (dense) or ``"neumann"`` (``depth`` terms).
+  ``linear_solver="inv"`` (dense) or ``"neumann"`` (``depth`` terms, torchopt's
+  ``solve_inv(ns=True)`` with ``alpha=-1``: its plain series diverges for F = T(x) - x).
 """
 
 from __future__ import annotations
@@ -271,7 +272,9 @@ class TorchoptImplicit(Estimator):
             return ls.solve_normal_cg(rtol=tol, maxiter=self.adjoint_max_iter)
         if self.linear_solver == "inv":
             return ls.solve_inv()
-        return ls.solve_inv(ns=True, maxiter=self.depth - 1)
+        # torchopt's matrix is A = (dF/dx)^T = J^T - I; with alpha = -1 its Neumann series
+        # alpha sum_j (I - alpha A)^j is -sum_j (J^T)^j, ours; maxiter = k - 1 gives k terms
+        return ls.solve_inv(ns=True, maxiter=self.depth - 1, alpha=-1.0)
 
     def _gradient(self, problem: Any, params: list[torch.Tensor], state: torch.Tensor | None) -> Estimate:
         op = CountingOperator(problem)
