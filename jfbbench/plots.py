@@ -103,7 +103,8 @@ def _facet(d: pd.DataFrame, y: str, ylabel: str, title: str, logy: bool = True) 
 
 
 def plot_sweep(df: pd.DataFrame, out: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
-    """Relative error, runtime and saved-activation memory against depth: a panel per problem,
+    """Relative error, runtime, saved-activation memory and operator applications against
+    depth: a panel per problem,
     colour = estimator, line style = rho. Returns the files written."""
     require_columns(df, SWEEP_COLUMNS)
     out = Path(out)
@@ -117,9 +118,10 @@ def plot_sweep(df: pd.DataFrame, out: str | Path, formats: Sequence[str] = ("png
         ("error_vs_depth", "rel_error", "relative error ‖g − g_DEQ‖/‖g_DEQ‖", "Gradient error against depth", True),
         ("time_vs_depth", "time_s", "time per gradient (s)", "Runtime against depth", True),
         ("memory_vs_depth", "memory_KiB", "saved activations (KiB)", "Autograd memory against depth", True),
+        ("evals_vs_depth", "operator_evals", "applications of T per gradient", "Operator work against depth", True),
     ]
     for name, y, ylabel, title, logy in specs:
-        sub = d[d[y].notna()]
+        sub = d[d[y].notna()] if y in d.columns else d.iloc[:0]
         if sub.empty:
             continue
         g = _facet(sub, y, ylabel, title, logy)

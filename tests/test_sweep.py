@@ -173,7 +173,7 @@ def test_plot_writes_nonempty_images(tmp_path):
     run(grid, tmp_path / "t.csv", timing=True, min_run_time=0.01)
     res = CliRunner().invoke(main, ["plot", str(tmp_path / "t.csv"), "--out", str(tmp_path / "figs")])
     assert res.exit_code == 0, res.output
-    for name in ["error_vs_depth", "time_vs_depth", "memory_vs_depth"]:
+    for name in ["error_vs_depth", "time_vs_depth", "memory_vs_depth", "evals_vs_depth"]:
         for ext in ["png", "pdf"]:
             f = tmp_path / "figs" / f"{name}.{ext}"
             assert f.exists() and f.stat().st_size > 5000
