@@ -100,6 +100,7 @@ class _TorchDEQBase(Estimator):
         stats = dict(
             operator_evals=op.evals,
             forward_iterations=int(info["nstep"].max()),
+            forward_residual=float(torch.linalg.vector_norm(info["abs_lowest"].double())),
             forward_relative_residual=rel,
             converged=bool(rel < deq_kwargs["f_tol"]),
             settings={k: v for k, v in deq_kwargs.items() if k != "core"},
