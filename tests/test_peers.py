@@ -145,3 +145,19 @@ def test_bad_peer_arguments_are_refused(name, config, match):
         pytest.skip(f"peer library {peers.PEER_LIBRARIES[name]} is not installed ({INSTALL})")
     with pytest.raises(ValueError, match=match):
         estimators.make(name, **config)
+
+
+def test_torchopt_runs_under_saved_tensor_hooks_and_restores_them(torchopt):
+    """torch.func refuses saved-tensor hooks; the adapter suspends them for torchopt's backward
+    only, so memory harnesses can measure it, and puts them back."""
+    p = make("tanh_layer", 0.9)
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        g = estimators.make("torchopt_implicit").gradient(p).grad
+        assert torch._C._autograd._top_saved_tensors_default_hooks(False)[0] is pack
+    assert saved and rel(g, estimators.make("deq").gradient(p).grad) <= 1e-6
