@@ -53,7 +53,7 @@ DEFAULT_GRID = dict(
     estimators=["deq", "unrolled", "jfb", "restarted_jfb"],
     depths=[1, 2, 4, 8, 16, 32, 64],
     seeds=[0],
-    restarts=[0],
+    restarts=[0, 8],
 )
 
 
