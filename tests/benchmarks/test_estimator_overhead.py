@@ -1,0 +1,178 @@
+"""pytest-benchmark suite: how much an estimator costs beyond the operator work it must do.
+
+For each estimator and depth K, one ``gradient`` call is timed against the operator work its
+statistics say it did, done by hand on the same problem and state in the same test:
+
+    reference = vjp_evals x [T(x) with the graph + one VJP]  +  (operator_evals - vjp_evals) x [T(x) without graph]
+
+that is K graph steps for ``unrolled`` and ``restarted_jfb``, and K graph steps plus the
+forward solve's iterations for ``jfb``. "One VJP" back-propagates a cotangent through one
+application of T to x and to the parameters, as autograd does at each unrolled step. The two
+are timed in alternation (``ROUNDS`` blocks each, with ``jfbbench.measure.time_call``) and the
+ratio is min(estimator medians) / min(reference medians): on a shared machine, load only adds
+time, so the least-disturbed block of each is compared. A ratio near 1 means the estimator adds
+little beyond the operator work (target <= 1.25). ``deq`` is left out: it has no depth, and
+its adjoint VJPs (in x only) are not the unit measured here.
+
+pytest-benchmark also times each gradient call and each unit of operator work, so that
+``--benchmark-autosave`` / ``--benchmark-compare`` track them across commits. Kept out of the
+default run (marker ``benchmark``)::
+
+    pytest -m benchmark tests/benchmarks                          # tables in the terminal
+    JFBBENCH_OVERHEAD_CSV=results/benchmarks/overhead.csv pytest -m benchmark tests/benchmarks
+
+PyTorch runs on one thread (timings then move with the code, not with the machine's load).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from jfbbench import estimators, problems
+from jfbbench.measure import time_call
+
+pytestmark = pytest.mark.benchmark(group="overhead", min_rounds=5, max_time=0.5, warmup=True, warmup_iterations=1)
+
+#: case name -> (problem, settings): two where the operator work dominates (tanh_layer's T
+#: includes the spectral normalisation of W, an SVD; affine's is one matrix product), and a
+#: small one where the Python overhead shows.
+CASES = {
+    "tanh_256x64": ("tanh_layer", dict(lipschitz=0.9, dim=256, input_dim=64, batch=64, seed=0)),
+    "affine_256x64": ("affine", dict(lipschitz=0.9, dim=256, n_params=64, batch=64, seed=0)),
+    "tanh_16x4": ("tanh_layer", dict(lipschitz=0.9, dim=16, input_dim=8, batch=4, seed=0)),
+}
+ESTIMATORS = ["unrolled", "jfb", "restarted_jfb"]
+DEPTHS = [8, 32]
+#: restarted_jfb is measured from the state left by this many calls
+RESTARTS = 3
+#: alternating timing blocks of the estimator and of its reference work
+ROUNDS = 3
+MIN_RUN_TIME = 0.2
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def overhead_table(request):
+    """The rows of the table; at the end of the module they are printed in the terminal
+    summary and, with ``JFBBENCH_OVERHEAD_CSV=path``, written there as CSV."""
+    rows: list[dict] = []
+    yield rows
+    if not rows:
+        return
+    lines = [f"{'case':13s} {'estimator':14s} {'K':>3s} {'time ms':>9s} {'ref ms':>9s} {'ratio':>6s}"]
+    lines += [
+        f"{r['case']:13s} {r['estimator']:14s} {r['depth']:3d} {1e3 * r['time_s']:9.3f} "
+        f"{1e3 * r['reference_s']:9.3f} {r['ratio']:6.3f}"
+        for r in rows
+    ]
+    path = os.environ.get("JFBBENCH_OVERHEAD_CSV")
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        lines.append(f"written to {path}")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    if capture is not None and reporter is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line("")
+            reporter.write_sep("=", "estimator overhead: one gradient / its operator work (target <= 1.25)")
+            for line in lines:
+                reporter.write_line(line)
+
+
+class Case:
+    """A problem of ``CASES`` with its equilibrium and the two units of operator work."""
+
+    def __init__(self, case: str) -> None:
+        name, config = CASES[case]
+        self.problem = problems.make(name, **config)
+        self.params = self.problem.parameters()
+        self.x = estimators.make("jfb").gradient(self.problem).x
+        self.w = torch.randn_like(self.x)
+
+    def operator_and_vjp(self):
+        """T(x) with the graph, then one VJP to x and to the parameters."""
+        xr = self.x.detach().requires_grad_(True)
+        return torch.autograd.grad(self.problem.operator(xr), [xr, *self.params], self.w)
+
+    def operator_no_graph(self):
+        """T(x) without a graph, as in the forward solve."""
+        with torch.no_grad():
+            return self.problem.operator(self.x)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_reference_operator_and_vjp(benchmark, case):
+    benchmark(Case(case).operator_and_vjp)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_reference_operator_no_graph(benchmark, case):
+    benchmark(Case(case).operator_no_graph)
+
+
+@pytest.mark.parametrize("depth", DEPTHS)
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+@pytest.mark.parametrize("case", list(CASES))
+def test_estimator_overhead(benchmark, overhead_table, case, estimator, depth):
+    c = Case(case)
+    est = estimators.make(estimator, depth=depth)
+    state = None
+    if est.stateful:
+        for _ in range(RESTARTS):
+            state = est.gradient(c.problem, state=state).state
+
+    def gradient():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return est.gradient(c.problem, state=state)
+
+    stats = gradient().stats
+    n_graph = stats["vjp_evals"]
+    n_no_graph = stats["operator_evals"] - n_graph
+
+    def reference():
+        for _ in range(n_graph):
+            c.operator_and_vjp()
+        for _ in range(n_no_graph):
+            c.operator_no_graph()
+
+    benchmark(gradient)
+    if benchmark.stats is None:
+        return  # --benchmark-disable: no timing, no ratio
+    times, refs = [], []
+    for _ in range(ROUNDS):
+        times.append(time_call(gradient, min_run_time=MIN_RUN_TIME).median_s)
+        refs.append(time_call(reference, min_run_time=MIN_RUN_TIME).median_s)
+    row = dict(
+        case=case,
+        problem=CASES[case][0],
+        config=" ".join(f"{k}={v}" for k, v in CASES[case][1].items()),
+        estimator=estimator,
+        depth=depth,
+        threads=1,
+        operator_vjp_steps=n_graph,
+        operator_no_graph_steps=n_no_graph,
+        time_s=min(times),
+        reference_s=min(refs),
+        ratio=min(times) / min(refs),
+        pytest_benchmark_median_s=float(benchmark.stats.stats.median),
+    )
+    benchmark.extra_info.update(row)
+    overhead_table.append(row)
