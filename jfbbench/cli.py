@@ -11,7 +11,9 @@ from . import __version__
 
 #: Options that take several space-separated values (``--depth 1 2 4``); each value is also
 #: accepted as a repeated option (``--depth 1 --depth 2``).
-MULTI_VALUE_OPTIONS = {"--problem", "--lipschitz", "--estimator", "--depth", "--seed", "--restarts", "--dim", "--set"}
+MULTI_VALUE_OPTIONS = {
+    "--problem", "--lipschitz", "--estimator", "--depth", "--seed", "--restarts", "--dim", "--set", "--restart-depth",
+}  # fmt: skip
 
 
 def expand_multi_values(args: list[str]) -> list[str]:
@@ -143,6 +145,13 @@ def plot(table, out, formats):
         raise UsageFailure(str(exc)) from None
     for path in written:
         click.echo(str(path))
+
+
+from .cli_train import train_command  # noqa: E402
+from .cli_validate import validate_command  # noqa: E402
+
+main.add_command(train_command)
+main.add_command(validate_command)
 
 
 def entry(argv: list[str] | None = None) -> None:

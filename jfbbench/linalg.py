@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 from torch.func import jvp, vjp
 
+from .solvers import dense_jacobian
+
 Tensor = torch.Tensor
 
 
@@ -62,3 +64,89 @@ def jacobian_spectral_radius(
         log_growth += torch.log(torch.tensor(nrm)).item()
         w = w / nrm
     return float(torch.exp(torch.tensor(log_growth / iters)))
+
+
+def flat_params_grad(out: Tensor, params: list[Tensor], grad_out: Tensor, create_graph: bool = False) -> Tensor:
+    """B^T w = (d out / d params)^T w, flattened over every parameter (zeros for unused ones)."""
+    grads = torch.autograd.grad(out, params, grad_out, retain_graph=True, create_graph=create_graph, allow_unused=True)
+    return torch.cat(
+        [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params, strict=True)]
+    )
+
+
+def parameter_jacobian_norm(
+    f: Callable[[Tensor], Tensor],
+    x: Tensor,
+    params: list[Tensor],
+    iters: int = 500,
+    tol: float = 1e-12,
+    seed: int = 0,
+    dense_max_dim: int = 2048,
+) -> float:
+    """||B||_2 with B = d f(x) / d theta (n x p, theta = ``params`` flattened and concatenated).
+
+    For n <= ``dense_max_dim`` B is formed with one batched vector-Jacobian product per row
+    and its exact 2-norm returned. Otherwise power iteration on B^T B: B^T u is a VJP, B w a
+    Jacobian-vector product in theta obtained by double backward (the derivative in u of
+    <B^T u, w>); the estimate approaches the norm from below and stops when its relative
+    change falls under ``tol``.
+    """
+    x = x.detach()
+    with torch.enable_grad():
+        fx = f(x)
+        if fx.numel() <= dense_max_dim:
+            return float(torch.linalg.matrix_norm(dense_parameter_jacobian(fx, params), 2))
+        p = sum(t.numel() for t in params)
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        w = torch.randn(p, generator=g, dtype=fx.dtype).to(fx.device)
+        w = w / torch.linalg.vector_norm(w)
+        sigma = 0.0
+        for _ in range(iters):
+            u = torch.zeros_like(fx, requires_grad=True)
+            btu = flat_params_grad(fx, params, u, create_graph=True)
+            (bw,) = torch.autograd.grad(btu @ w, u, retain_graph=True)
+            btbw = flat_params_grad(fx, params, bw.detach()).detach()
+            new = float(torch.linalg.vector_norm(btbw)) ** 0.5
+            if new == 0.0:
+                return 0.0
+            w = btbw / torch.linalg.vector_norm(btbw)
+            if abs(new - sigma) <= tol * new:
+                return new
+            sigma = new
+        return sigma
+
+
+def dense_parameter_jacobian(fx: Tensor, params: list[Tensor]) -> Tensor:
+    """The dense B = d fx / d params (numel(fx) x p) from a graph ``fx`` that depends on
+    ``params``, one (batched) vector-Jacobian product per row."""
+    n = fx.numel()
+    eye = torch.eye(n, dtype=fx.dtype, device=fx.device).reshape(n, *fx.shape)
+    try:
+        grads = torch.autograd.grad(fx, params, eye, retain_graph=True, allow_unused=True, is_grads_batched=True)
+        rows = torch.cat(
+            [
+                (g if g is not None else torch.zeros(n, *p.shape, dtype=p.dtype, device=p.device)).reshape(n, -1)
+                for g, p in zip(grads, params, strict=True)
+            ],
+            dim=1,
+        )
+    except RuntimeError:
+        rows = torch.stack([flat_params_grad(fx, params, e) for e in eye])
+    return rows.detach()
+
+
+def newton_fixed_point(f: Callable[[Tensor], Tensor], x0: Tensor, iters: int = 50) -> Tensor:
+    """x* = f(x*) to machine precision by Newton's method on x - f(x) with the dense Jacobian
+    (small n only): independent of the library's fixed-point and adjoint solvers."""
+    x = x0.detach()
+    eye = torch.eye(x.numel(), dtype=x.dtype, device=x.device)
+    for _ in range(iters):
+        with torch.enable_grad():
+            xr = x.detach().requires_grad_(True)
+            fx = f(xr)
+            r = (xr - fx).detach().reshape(-1)
+            if float(r.norm()) <= 1e-15 * max(1.0, float(fx.detach().norm())):
+                break
+            jac = dense_jacobian(fx, xr)
+        x = (x.reshape(-1) - torch.linalg.solve(eye - jac, r)).reshape(x.shape).detach()
+    return x

@@ -1,24 +1,13 @@
 import pytest
 import torch
 
-from jfbbench.solvers import dense_jacobian
+from jfbbench import linalg
 
 
 def newton_fixed_point(problem, iters: int = 50) -> torch.Tensor:
     """x* to machine precision by Newton's method on x - T(x), with a dense Jacobian:
     independent of the library's fixed-point and adjoint solvers."""
-    x = problem.initial_point().detach()
-    n = x.numel()
-    eye = torch.eye(n, dtype=x.dtype)
-    for _ in range(iters):
-        xr = x.detach().requires_grad_(True)
-        fx = problem.operator(xr)
-        r = (xr - fx).detach().reshape(-1)
-        if float(r.norm()) <= 1e-15 * max(1.0, float(fx.detach().norm())):
-            break
-        jac = dense_jacobian(fx, xr)
-        x = (x.reshape(-1) - torch.linalg.solve(eye - jac, r)).reshape(x.shape).detach()
-    return x
+    return linalg.newton_fixed_point(problem.operator, problem.initial_point(), iters)
 
 
 def loss_at_equilibrium(problem) -> float:

@@ -13,8 +13,10 @@ from .._registry import Registry
 from .._validation import check_device, check_dtype, check_lipschitz, check_seed
 from .affine import Affine
 from .base import Problem, ProblemProtocol
+from .pnp_fb import DRUNetFB, PnPFB
 from .tanh_layer import TanhLayer
 from .tikhonov import Tikhonov
+from .weighted_tv import WeightedTV
 
 _REGISTRY: Registry[ProblemProtocol] = Registry("problem")
 register = _REGISTRY.register
@@ -24,6 +26,9 @@ factory = _REGISTRY.factory
 register("affine")(Affine)
 register("tanh_layer")(TanhLayer)
 register("tikhonov")(Tikhonov)
+register("weighted_tv")(WeightedTV)
+register("pnp_fb")(PnPFB)
+register("drunet_fb")(DRUNetFB)
 
 
 def make(name: str, **config: Any) -> ProblemProtocol:
@@ -45,4 +50,7 @@ def make(name: str, **config: Any) -> ProblemProtocol:
     return problem
 
 
-__all__ = ["Affine", "Problem", "ProblemProtocol", "TanhLayer", "Tikhonov", "make", "names", "register"]
+__all__ = [
+    "Affine", "DRUNetFB", "PnPFB", "Problem", "ProblemProtocol", "TanhLayer", "Tikhonov", "WeightedTV",
+    "make", "names", "register",
+]  # fmt: skip

@@ -1,0 +1,98 @@
+"""``jfbbench validate``: check THEORY.md's bounds B1-B6 numerically (:mod:`jfbbench.validate`)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+
+#: The full validation table (gzip-compressed CSV: pandas.read_csv reads it as is).
+FULL_TABLE = "validation.csv.gz"
+
+
+@click.command("validate")
+@click.argument("table", required=False, type=click.Path(path_type=Path))
+@click.option("--problem", "problem_names", multiple=True, help="Problems (default: every registered one).")
+@click.option("--lipschitz", multiple=True, type=float, help="Contraction factors rho (default: 0.5 0.9 0.99).")
+@click.option("--seed", multiple=True, type=int, help="Seeds (default: 0 1).")
+@click.option("--max-depth", default=64, show_default=True, type=int, help="Depths K = 1..max-depth.")
+@click.option(
+    "--restart-depth", multiple=True, type=int, help="Depths of the restart sequences of B5 (default: 1 2 4 8)."
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("results/validation"), show_default=True, help="A folder."
+)
+@click.option("--format", "formats", multiple=True, default=("png",), show_default=True, help="Figure formats.")
+@click.option("--no-plots", is_flag=True, help="Write the tables only.")
+@click.option("--progress", is_flag=True, help="Print each configuration as it starts.")
+@click.pass_context
+def validate_command(
+    ctx, table, problem_names, lipschitz, seed, max_depth, restart_depth, out, formats, no_plots, progress
+):
+    """Check the bounds B1-B6 of THEORY.md: on a grid (every registered problem that claims a
+    contraction, rho in 0.5 0.9 0.99, seeds 0 1, K = 1..64), or on an existing sweep TABLE.
+
+    Writes OUT/validation.csv.gz (one row per bound, problem, rho, seed and K), OUT/summary.csv
+    and the figures, prints the summary, and exits with 1 when a bound fails where its
+    assumptions hold (problems outside the theory are reported, never counted as passes).
+    """
+    from . import plots
+    from . import validate as val
+    from ._validation import check_lipschitz
+    from .cli import UsageFailure
+
+    try:
+        if table is not None and (problem_names or lipschitz or seed or restart_depth):
+            raise ValueError("give either a sweep TABLE or grid options (--problem/--lipschitz/--seed), not both")
+        if max_depth < 1:
+            raise ValueError(f"--max-depth must be an integer >= 1, got {max_depth}")
+        for rho in lipschitz:
+            check_lipschitz(rho)
+        bad = [k for k in restart_depth if k < 1 or k > max_depth]
+        if bad:
+            raise ValueError(f"--restart-depth must lie in 1..{max_depth} (--max-depth), got {bad[0]}")
+        if problem_names:
+            from . import problems
+
+            for name in problem_names:
+                problems.factory(name)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"cannot create --out {str(out)!r}: {exc.strerror}") from None
+        if table is not None:
+            full = val.check_table(plots.read_table(table))
+        else:
+            full = val.run_grid(
+                problem_names or None,
+                lipschitz=list(lipschitz) or val.DEFAULT_LIPSCHITZ,
+                seeds=list(seed) or val.DEFAULT_SEEDS,
+                depths=range(1, max_depth + 1),
+                restart_depths=list(restart_depth) or [k for k in val.DEFAULT_RESTART_DEPTHS if k <= max_depth],
+                progress=progress,
+            )
+    except ValueError as exc:
+        raise UsageFailure(str(exc)) from None
+    summary = val.summarize(full)
+    full.to_csv(out / FULL_TABLE, index=False, float_format="%.10g")
+    summary.to_csv(out / "summary.csv", index=False)
+    click.echo(val.format_summary(summary))
+    if not no_plots:
+        for path in plots.plot_bounds(full, out, formats=formats):
+            click.echo(str(path))
+    click.echo(f"tables: {out / FULL_TABLE}, {out / 'summary.csv'}")
+    failing = summary[summary["status"].isin(["FAIL", "error"])]
+    outside = summary.loc[summary["status"] == val.OUTSIDE, "problem"].unique()
+    if len(outside):
+        click.echo(f"outside the theory (reported, not checked): {', '.join(map(str, outside))}")
+    if len(failing):
+        listed = ", ".join(
+            f"{r.bound} {r.problem} rho={r.rho:g}"
+            if isinstance(r.rho, float) and not math.isnan(r.rho)
+            else f"{r.bound} {r.problem}"
+            for r in failing.itertuples()
+        )
+        click.echo(f"FAILED: {len(failing)} bound checks do not hold: {listed}", err=True)
+        ctx.exit(1)
+    click.echo("every bound holds where its assumptions hold")

@@ -1,0 +1,200 @@
+"""The bounds B1-B6 of THEORY.md hold on the analytic families, and ``validate`` catches an
+operator that declares a contraction factor smaller than its true one."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jfbbench import bounds, problems, sweep, validate
+from jfbbench.cli import main
+
+FAMILY_SETTINGS = {
+    "affine": lambda dim: dict(dim=dim, n_params=3, batch=2),
+    "tanh_layer": lambda dim: dict(dim=dim, input_dim=3, batch=2),
+    "tikhonov": lambda dim: dict(dim=dim, batch=2),
+}
+HYPOTHESIS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _rows(problem, depths, restart_depths):
+    eq = validate.equilibrium(problem)
+    meas = validate.measure(problem, eq, depths, restart_depths)
+    return pd.DataFrame(validate.evaluate(eq, meas, dict(problem="p", lipschitz=problem.lipschitz, seed=0)))
+
+
+def _violations(rows, bound_names):
+    sub = rows[rows["bound"].isin(bound_names) & rows["checked"].astype(bool)]
+    return sub[~sub["holds"].astype(bool)]
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_SETTINGS))
+@HYPOTHESIS
+@given(
+    rho=st.floats(min_value=0.01, max_value=0.99),
+    dim=st.integers(min_value=2, max_value=8),
+    seed=st.integers(min_value=0, max_value=10_000),
+    depth=st.integers(min_value=1, max_value=64),
+)
+def test_bounds_b1_b3_b5_b6_hold_on_analytic_families(family, rho, dim, seed, depth):
+    p = problems.make(family, lipschitz=rho, seed=seed, **FAMILY_SETTINGS[family](dim))
+    depths = sorted({1, 2, 3, depth})
+    rows = _rows(p, depths, [depth])
+    bad = _violations(rows, ["B1", "B3", "B5", "B6"])
+    assert bad.empty, bad[["bound", "check", "depth", "calls", "measured", "bound_value"]].to_string()
+    assert rows.loc[rows["bound"] == "B1", "checked"].any()
+
+
+@pytest.mark.parametrize("family, spectrum", [("affine", "symmetric"), ("affine", "orthogonal"), ("tikhonov", None)])
+@pytest.mark.parametrize("rho", [0.5, 0.9])
+def test_jfb_error_decays_at_the_spectral_radius(family, spectrum, rho):
+    extra = dict(spectrum=spectrum) if spectrum else {}
+    p = problems.make(family, lipschitz=rho, seed=3, dim=8, **extra)
+    rows = _rows(p, range(1, 49), [4])
+    b2 = rows[rows["bound"] == "B2"]
+    assert b2["checked"].sum() >= 4
+    rate, radius = float(b2["fitted_rate"].iloc[0]), float(b2["spectral_radius"].iloc[0])
+    assert radius == pytest.approx(rho, rel=1e-9)  # symmetric spectra in [-rho, rho]
+    assert bounds.rate_matches(rate, radius), (rate, radius)
+
+
+def test_unrolling_is_less_accurate_than_jfb_on_the_nonlinear_family():
+    p = problems.make("tanh_layer", lipschitz=0.9, seed=0)
+    rows = _rows(p, range(1, 33), [4])
+    order = rows[(rows["bound"] == "B4") & (rows["estimator"] != "unrolled")]
+    assert order["checked"].sum() >= 10 and order.loc[order["checked"].astype(bool), "holds"].all()
+    rate = rows[(rows["bound"] == "B4") & (rows["estimator"] == "unrolled")]
+    assert rate.loc[rate["checked"].astype(bool), "holds"].all()
+
+
+def test_fit_decay_rate_recovers_a_geometric_rate_above_the_floor():
+    ks = list(range(1, 65))
+    errors = [3.0 * 0.7**k + 1e-15 for k in ks]
+    fit = bounds.fit_decay_rate(ks, errors, floor=1e-13)
+    assert fit.rate == pytest.approx(0.7, rel=1e-6) and max(fit.depths) < 80
+    assert math.isnan(bounds.fit_decay_rate([1, 2], [1.0, 0.5], floor=0.0).rate)
+
+
+def test_bound_formulas():
+    assert bounds.jfb_error_bound(2.0, 3.0, 0.5, 3) == pytest.approx(2 * 3 * 0.125 / 0.5)
+    assert bounds.forward_a_priori(0.5, 2, 4.0) == 1.0
+    assert bounds.forward_a_posteriori(0.75, 1.0) == 4.0
+    assert bounds.restart_bound(2.0, 0.5, 2, 3) == pytest.approx(2 * 0.5**6)
+    assert bounds.linear_memory(10, 14, 5) == 26
+    assert bounds.holds(1.0 + 1e-12, 1.0) and not bounds.holds(1.1, 1.0)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        bounds.jfb_error_bound(1, 1, 1.0, 1)
+
+
+class _Overclaimed:
+    """An affine map whose true Lipschitz constant is 0.9 but which declares ``lipschitz``."""
+
+    def __init__(self, lipschitz=0.5, seed=0, dtype=torch.float64, device="cpu"):
+        self._p = problems.make("affine", lipschitz=0.9, seed=seed, dim=6, n_params=3)
+        self.lipschitz = lipschitz
+        self.config = dict(true_lipschitz=0.9)
+
+    def __getattr__(self, name):
+        return getattr(self._p, name)
+
+    def parameters(self):
+        return self._p.parameters()
+
+    def operator(self, x):
+        return self._p.operator(x)
+
+    def loss(self, x):
+        return self._p.loss(x)
+
+    def initial_point(self):
+        return self._p.initial_point()
+
+
+class _NotContractive(_Overclaimed):
+    contraction_guaranteed = False
+
+
+@pytest.fixture
+def registered():
+    names = []
+
+    def register(name, factory):
+        problems.register(name, overwrite=True)(factory)
+        names.append(name)
+
+    yield register
+    for name in names:  # keep the registry as the other tests expect it
+        problems._REGISTRY._factories.pop(name, None)
+
+
+def test_validate_catches_an_operator_declaring_too_small_a_rho(registered, tmp_path):
+    registered("overclaimed_affine", _Overclaimed)
+    args = ["validate", "--problem", "overclaimed_affine", "--lipschitz", "0.5", "--seed", "0", "--max-depth", "24"]
+    result = CliRunner().invoke(main, args + ["--restart-depth", "2", "--out", str(tmp_path), "--no-plots"])
+    assert result.exit_code == 1, result.output
+    assert "FAILED" in result.output
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    status = summary.set_index(["bound", "check"])["status"]
+    assert status[("B1", validate.CHECKS["B1"][0])] == "FAIL"  # declared rho: violated
+    assert status[("B1", validate.CHECKS["B1"][1])] == "pass"  # measured rho_loc = 0.9: holds
+    assert status[("B3", validate.CHECKS["B3"][0])] == "FAIL"
+    assert summary["rho_loc"].max() == pytest.approx(0.9, rel=1e-9)
+
+
+def test_a_problem_outside_the_theory_is_reported_not_passed(registered, tmp_path):
+    registered("not_contractive", _NotContractive)
+    result = CliRunner().invoke(
+        main, ["validate", "--problem", "not_contractive", "--max-depth", "4", "--out", str(tmp_path), "--no-plots"]
+    )
+    assert result.exit_code == 0, result.output
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert set(summary["status"]) == {validate.OUTSIDE}
+    assert summary["checked"].sum() == 0
+    assert summary["rho_loc"].iloc[0] == pytest.approx(0.9, rel=1e-6)
+    assert "outside the theory (reported, not checked): not_contractive" in result.output
+
+
+def test_validate_checks_an_existing_sweep_table(tmp_path):
+    grid = sweep.Grid(
+        problems=["tanh_layer"],
+        lipschitz=[0.6],
+        estimators=["deq", "jfb", "unrolled", "restarted_jfb"],
+        depths=[1, 2, 3, 4, 6, 8, 12, 16],
+        configs=dict(dim=[5], batch=[2]),
+    )
+    table = sweep.run(grid, tmp_path / "sweep.csv", timing=False, progress=False)
+    result = validate.check_table(table)
+    summary = validate.summarize(result)
+    assert not validate.failed(summary), validate.format_summary(summary)
+    assert set(summary["bound"]) == {"B1", "B2", "B3", "B4", "B5", "B6"}
+    assert json.loads(result["config"].iloc[0]) == dict(batch=2, dim=5)
+    assert (result.loc[result["bound"] == "B1", "source"] == "table").all()
+
+
+def test_validate_cli_grid_writes_tables_and_figures(tmp_path):
+    args = ["validate", "--problem", "tikhonov", "--lipschitz", "0.7", "--seed", "1", "--max-depth", "12"]
+    result = CliRunner().invoke(main, args + ["--restart-depth", "2", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "every bound holds" in result.output
+    for name in ("validation.csv.gz", "summary.csv", "error_vs_depth_bounds.png", "bound_ratios.png"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--lipschitz", "1.5"], "lipschitz must lie in the open interval"),
+        (["--problem", "nope"], "unknown problem 'nope'"),
+        (["--max-depth", "0"], "--max-depth must be an integer >= 1"),
+        (["--restart-depth", "99"], "--restart-depth must lie in 1..64"),
+        (["table.csv", "--lipschitz", "0.5"], "either a sweep TABLE or grid options"),
+    ],
+)
+def test_validate_refuses_bad_arguments(args, match, tmp_path):
+    result = CliRunner().invoke(main, ["validate", *args, "--out", str(tmp_path)])
+    assert result.exit_code == 2 and match in result.output, result.output
