@@ -56,7 +56,7 @@ def patches(
 ) -> torch.Tensor:
     """``per_image`` random ``size`` x ``size`` crops of every image of ``split``, stacked as a
     (n_images * per_image, 1, size, size) tensor. Crop positions depend on ``seed`` only;
-    flat crops (standard deviation below 0.02) are redrawn, so every patch has structure."""
+    flat crops (standard deviation below 0.05) are redrawn, so every patch has structure."""
     if split not in SPLIT:
         raise ValueError(f"split must be one of {', '.join(map(repr, SPLIT))}; got {split!r}")
     if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= SHORT_SIDE:
@@ -72,7 +72,7 @@ def patches(
             for _attempt in range(50):
                 i, j = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
                 crop = img[i : i + size, j : j + size]
-                if crop.std() >= 0.02:
+                if crop.std() >= 0.05:
                     break
             out.append(crop)
     return torch.from_numpy(np.stack(out)[:, None]).to(dtype)

@@ -48,7 +48,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "weighted_tv": {
         "default": dict(
             steps=40, lr=0.15, batch_size=4, gap_every=5, tol=1e-4,
-            problem=dict(patch=32, train_per_image=1, test_per_image=1, noise=0.03, weights="per_direction",
+            problem=dict(patch=32, train_per_image=1, test_per_image=3, noise=0.03, weights="per_direction",
                          weight=0.05, mu=0.05, smoothing=0.05),
         ),
         "quick": dict(
@@ -59,7 +59,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "pnp_fb": {
         "default": dict(
             steps=40, lr=0.25, batch_size=4, gap_every=5, tol=1e-4,
-            problem=dict(patch=32, noise=0.03, tau=0.3, sigma=0.005),
+            problem=dict(patch=32, test_per_image=3, noise=0.03, tau=0.3, sigma=0.005),
         ),
         "quick": dict(
             steps=4, lr=0.3, batch_size=2, gap_every=2, tol=1e-3,
@@ -70,7 +70,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "drunet_fb": {
         "default": dict(
             steps=30, lr=3e-4, batch_size=4, gap_every=5, tol=1e-4,
-            problem=dict(patch=32, noise=0.03, tau=1.0, sigma=0.03),
+            problem=dict(patch=32, test_per_image=3, noise=0.03, tau=1.0, sigma=0.03),
         ),
         "quick": dict(
             steps=3, lr=1e-3, batch_size=2, gap_every=2, tol=1e-3,

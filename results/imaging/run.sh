@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Reproduce the imaging learning curves: 3 problems x 7 estimator configurations x 3 seeds,
+# default presets, one torch thread each (the runs are sequential). Resumable: rerunning
+# skips finished runs and continues interrupted ones. Then draws figures and tables.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PROBLEMS=${PROBLEMS:-"weighted_tv pnp_fb drunet_fb"}
+SEEDS=${SEEDS:-"0 1 2"}
+CONFIGS=("deq 1" "unrolled 2" "unrolled 10" "jfb 2" "jfb 10" "restarted_jfb 2" "restarted_jfb 10")
+for problem in $PROBLEMS; do
+  for seed in $SEEDS; do
+    for cfg in "${CONFIGS[@]}"; do
+      set -- $cfg
+      jfbbench train --problem "$problem" --estimator "$1" --depth "$2" --seed "$seed" \
+        --out "results/imaging/train/$problem/$1-K$2-s$seed.csv"
+    done
+  done
+done
+python results/imaging/report.py
