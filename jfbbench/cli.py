@@ -134,13 +134,21 @@ def sweep(
 @click.argument("table", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results/figures"), show_default=True)
 @click.option("--format", "formats", multiple=True, default=("png", "pdf"), show_default=True)
-def plot(table, out, formats):
+@click.option(
+    "--bounds",
+    "bounds_table",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A validation table (validation.csv.gz of jfbbench validate): draw B1's bound on the error figure.",
+)
+def plot(table, out, formats, bounds_table):
     """Draw error, runtime and memory against depth from a sweep TABLE (CSV or Parquet)."""
     from . import plots
 
     try:
         df = plots.read_table(table)
-        written = plots.plot_sweep(df, out, formats=formats)
+        bounds = plots.read_table(bounds_table) if bounds_table is not None else None
+        written = plots.plot_sweep(df, out, formats=formats, bounds=bounds)
     except ValueError as exc:
         raise UsageFailure(str(exc)) from None
     for path in written:

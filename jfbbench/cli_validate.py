@@ -34,7 +34,8 @@ def validate_command(
     contraction, rho in 0.5 0.9 0.99, seeds 0 1, K = 1..64), or on an existing sweep TABLE.
 
     Writes OUT/validation.csv.gz (one row per bound, problem, rho, seed and K), OUT/summary.csv
-    and the figures, prints the summary, and exits with 1 when a bound fails where its
+    and the figures (with a TABLE, also the sweep's figures, B1's bound drawn on the error
+    one), prints the summary, and exits with 1 when a bound fails where its
     assumptions hold (problems outside the theory are reported, never counted as passes).
     """
     from . import plots
@@ -61,8 +62,9 @@ def validate_command(
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ValueError(f"cannot create --out {str(out)!r}: {exc.strerror}") from None
-        if table is not None:
-            full = val.check_table(plots.read_table(table))
+        sweep_table = plots.read_table(table) if table is not None else None
+        if sweep_table is not None:
+            full = val.check_table(sweep_table)
         else:
             full = val.run_grid(
                 problem_names or None,
@@ -79,7 +81,10 @@ def validate_command(
     summary.to_csv(out / "summary.csv", index=False)
     click.echo(val.format_summary(summary))
     if not no_plots:
-        for path in plots.plot_bounds(full, out, formats=formats):
+        written = plots.plot_bounds(full, out, formats=formats)
+        if sweep_table is not None:  # the sweep's own figures, B1 drawn on the error one
+            written += plots.plot_sweep(sweep_table, out, formats=formats, bounds=full)
+        for path in written:
             click.echo(str(path))
     click.echo(f"tables: {out / FULL_TABLE}, {out / 'summary.csv'}")
     failing = summary[summary["status"].isin(["FAIL", "error"])]

@@ -26,12 +26,12 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise ValueError(f"table {str(path)!r} does not exist")
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
-    if path.suffix == ".csv":
+    if path.suffix == ".csv" or path.name.endswith(".csv.gz"):
         try:
             return pd.read_csv(path)
         except pd.errors.EmptyDataError:
             raise ValueError(f"table {str(path)!r} is empty") from None
-    raise ValueError(f"table must be a .csv or .parquet file, got {str(path)!r}")
+    raise ValueError(f"table must be a .csv, .csv.gz or .parquet file, got {str(path)!r}")
 
 
 def require_columns(df: pd.DataFrame, columns: Sequence[str], what: str = "table") -> None:
@@ -102,10 +102,17 @@ def _facet(d: pd.DataFrame, y: str, ylabel: str, title: str, logy: bool = True) 
     return g
 
 
-def plot_sweep(df: pd.DataFrame, out: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+def plot_sweep(
+    df: pd.DataFrame,
+    out: str | Path,
+    formats: Sequence[str] = ("png", "pdf"),
+    bounds: pd.DataFrame | None = None,
+) -> list[Path]:
     """Relative error, runtime, saved-activation memory and operator applications against
     depth: a panel per problem,
-    colour = estimator, line style = rho. Returns the files written."""
+    colour = estimator, line style = rho. With ``bounds`` (a validation table of
+    :mod:`jfbbench.validate`), the error figure also draws B1's bound on JFB-K's relative
+    error (thin dashed lines in JFB's colour, one per rho). Returns the files written."""
     require_columns(df, SWEEP_COLUMNS)
     out = Path(out)
     try:
@@ -125,8 +132,33 @@ def plot_sweep(df: pd.DataFrame, out: str | Path, formats: Sequence[str] = ("png
         if sub.empty:
             continue
         g = _facet(sub, y, ylabel, title, logy)
+        if name == "error_vs_depth" and bounds is not None:
+            overlay_jfb_bound(g, bounds)
         written += save(g.figure, out / name, formats)
     return written
+
+
+def overlay_jfb_bound(g: sns.FacetGrid, bounds: pd.DataFrame) -> None:
+    """Draw B1 (declared rho) relative to ||grad ell|| -- the largest over seeds and settings
+    -- on each problem's panel of a relative-error facet, dashed, in the colour of ``jfb``."""
+    require_columns(bounds, ["bound", "check", "problem", "lipschitz", "depth", "bound_value", "grad_norm"], "bounds")
+    b1 = bounds[(bounds["bound"] == "B1") & (bounds["check"] != "same with rho_loc") & bounds["depth"].notna()].copy()
+    if b1.empty:
+        return
+    b1["relative"] = pd.to_numeric(b1["bound_value"]) / pd.to_numeric(b1["grad_norm"])
+    curves = b1.groupby(["problem", "lipschitz", "depth"])["relative"].max().reset_index()
+    color = "0.3"
+    legend = getattr(g, "_legend", None)
+    if legend is not None:
+        handles = getattr(legend, "legend_handles", None) or getattr(legend, "legendHandles", [])
+        for text, handle in zip(legend.texts, handles, strict=False):
+            if text.get_text() == "jfb" and hasattr(handle, "get_color"):
+                color = handle.get_color()
+    for problem, ax in g.axes_dict.items():
+        for rho, c in curves[curves["problem"] == problem].groupby("lipschitz"):
+            c = c.sort_values("depth")
+            ax.plot(c["depth"], c["relative"], linestyle=(0, (4, 2)), lw=1.0, alpha=0.8, color=color)
+            ax.annotate(f"B1, ρ={rho:g}", (c["depth"].iloc[-1], c["relative"].iloc[-1]), fontsize=7, color=color)
 
 
 def save(fig: plt.Figure, stem: Path, formats: Sequence[str]) -> list[Path]:

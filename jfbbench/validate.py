@@ -44,7 +44,7 @@ DEFAULT_DEPTHS = tuple(range(1, 65))
 DEFAULT_RESTART_DEPTHS = (1, 2, 4, 8)
 #: Labels of the checks, per bound.
 CHECKS = {
-    "B1": ("JFB-K error <= ||B|| ||v|| rho^K/(1-rho)", "same with rho_loc"),
+    "B1": ("JFB-K error <= ||B|| ||v|| rho^K/(1-rho)", "same with rho_loc", "rho_loc = ||J(x*)|| <= rho"),
     "B2": ("fitted rate = spectral radius",),
     "B3": ("a priori rho^K ||x0-x*||", "a posteriori ||x_K+1-x_K||/(1-rho)"),
     "B4": ("JFB-K error <= unrolled error", "unrolled rate <= rho"),
@@ -119,8 +119,9 @@ class Equilibrium:
 
     @property
     def grad_scale(self) -> float:
-        """||B|| ||v|| / (1 - rho_loc): bounds ||grad ell|| and every JFB-K gradient."""
-        return max(self.b_norm * self.v_norm / max(1.0 - self.rho_loc, 1e-12), float(self.grad.norm()))
+        """max(||grad ell||, ||B|| ||v|| / (1 - rho_loc)), with 1 - rho_loc taken >= 0.01: the
+        size of the terms summed in the gradients, which sets their round-off."""
+        return max(self.b_norm * self.v_norm / max(1.0 - self.rho_loc, 0.01), float(self.grad.norm()))
 
     @property
     def x_scale(self) -> float:
@@ -339,9 +340,16 @@ def _row(bound: str, check: str, measured: float, bound_value: float, checked: b
 
 
 def _b1(eq: Equilibrium, m: Measurements) -> list[dict]:
-    rows = []
-    for check, rho in zip(CHECKS["B1"], (eq.rho_checked, eq.rho_loc), strict=True):
+    """B1 with the declared rho and with rho_loc, and the premise rho_loc <= rho (a local
+    Lipschitz constant never exceeds a global one) -- the most direct test of a declared rho."""
+    premise = bounds.holds(eq.rho_loc, eq.rho_checked, 1e3 * eq.eps)
+    rows = [_row("B1", CHECKS["B1"][2], eq.rho_loc, eq.rho_checked, True, premise)]
+    for check, rho in zip(CHECKS["B1"][:2], (eq.rho_checked, eq.rho_loc), strict=True):
         for k, err in sorted(m.jfb_error.items()):
+            if rho >= 1.0:  # ||J(x*)|| >= 1: no local contraction, the local bound is undefined
+                note = f"rho_loc = {rho:.4g} >= 1: T is not a contraction at x*"
+                rows.append(_row("B1", check, err, float("nan"), False, False, estimator="jfb", depth=k, note=note))
+                continue
             b = bounds.jfb_error_bound(eq.b_norm, eq.v_norm, rho, k)
             checked = b > m.floor or err > m.floor
             rows.append(_row("B1", check, err, b, checked, bounds.holds(err, b, m.floor), estimator="jfb", depth=k))
@@ -606,7 +614,7 @@ def measurements_from_table(problem: Any, eq: Equilibrium, rows: pd.DataFrame) -
     estimators solving to 1e-12, so the floor is raised to 1e-12 / (1 - rho_loc) of the
     gradient scale."""
     meas = Measurements(
-        floor=max(NOISE_EPS * eq.eps, 1e-12 / max(1.0 - eq.rho_loc, 1e-12)) * eq.grad_scale,
+        floor=max(NOISE_EPS * eq.eps, 1e-12 / max(1.0 - eq.rho_loc, 0.01)) * eq.grad_scale,
         floor_x=NOISE_EPS * eq.eps * eq.x_scale,
         source="table",
     )

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jfbbench import bounds, problems, sweep, validate
+from jfbbench import bounds, plots, problems, sweep, validate
 from jfbbench.cli import main
 
 FAMILY_SETTINGS = {
@@ -142,6 +142,7 @@ def test_validate_catches_an_operator_declaring_too_small_a_rho(registered, tmp_
     status = summary.set_index(["bound", "check"])["status"]
     assert status[("B1", validate.CHECKS["B1"][0])] == "FAIL"  # declared rho: violated
     assert status[("B1", validate.CHECKS["B1"][1])] == "pass"  # measured rho_loc = 0.9: holds
+    assert status[("B1", validate.CHECKS["B1"][2])] == "FAIL"  # rho_loc = 0.9 > declared 0.5
     assert status[("B3", validate.CHECKS["B3"][0])] == "FAIL"
     assert summary["rho_loc"].max() == pytest.approx(0.9, rel=1e-9)
 
@@ -174,6 +175,11 @@ def test_validate_checks_an_existing_sweep_table(tmp_path):
     assert set(summary["bound"]) == {"B1", "B2", "B3", "B4", "B5", "B6"}
     assert json.loads(result["config"].iloc[0]) == dict(batch=2, dim=5)
     assert (result.loc[result["bound"] == "B1", "source"] == "table").all()
+    written = plots.plot_sweep(table, tmp_path / "fig", formats=("png",), bounds=result)
+    assert (tmp_path / "fig" / "error_vs_depth.png") in written
+    cli = CliRunner().invoke(main, ["validate", str(tmp_path / "sweep.csv"), "--out", str(tmp_path / "v")])
+    assert cli.exit_code == 0, cli.output
+    assert (tmp_path / "v" / "error_vs_depth.png").exists() and (tmp_path / "v" / "bound_ratios.png").exists()
 
 
 def test_validate_cli_grid_writes_tables_and_figures(tmp_path):
