@@ -52,7 +52,7 @@ DEPTHS = [8, 32]
 #: restarted_jfb is measured from the state left by this many calls
 RESTARTS = 3
 #: alternating timing blocks of the estimator and of its reference work
-ROUNDS = 3
+ROUNDS = 5
 MIN_RUN_TIME = 0.2
 
 
