@@ -81,16 +81,18 @@ def fixed_point(
 def adjoint_fixed_point(vjp: Callable[[Tensor], Tensor], v: Tensor, tol: float, max_iter: int) -> tuple[Tensor, dict]:
     """Solve (I - J^T) u = v by u <- J^T u + v, with ``vjp(w) = J^T w``.
 
-    Stops when ||J^T u + v - u|| <= tol ||v||.
+    Stops when ||J^T u + v - u|| <= tol ||J^T u + v||: the step relative to the new iterate,
+    as the forward solve's residual is relative to f(x) (and as TorchDEQ's backward
+    ``stop_mode="rel"``). The relative error of u is then at most tol rho / (1 - rho).
     """
     u = v.clone()
-    vn = max(_norm(v), torch.finfo(v.dtype).tiny)
+    tiny = torch.finfo(v.dtype).tiny
     evals = 0
     rel = float("inf")
     while evals < max_iter:
         un = vjp(u) + v
         evals += 1
-        rel = _norm(un - u) / vn
+        rel = _norm(un - u) / max(_norm(un), tiny)
         u = un
         if rel <= tol:
             break
