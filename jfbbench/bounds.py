@@ -74,7 +74,8 @@ def fit_decay_rate(
 ) -> RateFit:
     r"""**B2** -- the measured rate: ||g_K - grad ell||^{1/K} tends to the spectral radius
     of J, so the slope of log||error|| against K tends to log(radius) (Gelfand's formula,
-    lim ||(J^T)^K||^{1/K} = radius, applied to -B^T (J^T)^K u).
+    lim ||(J^T)^K||^{1/K} = radius, applied to -B^T (J^T)^K u; for a particular u and B the
+    limit is the largest modulus among the eigenvalues they excite, so it can be smaller).
 
     Only errors above ``floor`` (round-off) are used, and of those the last ``tail``
     fraction in K (at least ``min_points``), where the slowest mode dominates. Returns a
@@ -89,6 +90,15 @@ def fit_decay_rate(
     logs = np.log([e for _, e in pts])
     slope = np.polyfit(ks, logs, 1)[0]
     return RateFit(float(math.exp(slope)), tuple(int(k) for k in ks))
+
+
+def jfb_power_bound(b_norm: float, u_norm: float, power_norm: float) -> float:
+    r"""**B2** at finite K -- ||g_K - grad ell|| = ||B^T (J^T)^K u|| <= ||B|| ||u|| ||J^K||_2,
+    with u = (I - J^T)^{-1} v and ``power_norm`` = ||J^K||_2. By Gelfand's formula
+    ||J^K||^{1/K} tends to the spectral radius, so this is the inequality behind B2's rate:
+    the error cannot decay more slowly than the radius (up to the transient of a
+    non-normal J, which ||J^K|| captures exactly)."""
+    return float(b_norm) * float(u_norm) * float(power_norm)
 
 
 def rate_matches(rate: float, radius: float, tolerance: float = RATE_TOLERANCE) -> bool:
@@ -158,6 +168,7 @@ __all__ = [
     "forward_a_priori",
     "holds",
     "jfb_error_bound",
+    "jfb_power_bound",
     "linear_memory",
     "rate_matches",
     "restart_bound",

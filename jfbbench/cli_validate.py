@@ -20,6 +20,7 @@ FULL_TABLE = "validation.csv.gz"
 @click.option(
     "--restart-depth", multiple=True, type=int, help="Depths of the restart sequences of B5 (default: 1 2 4 8)."
 )
+@click.option("--set", "settings", multiple=True, help="Problem settings as key=value (e.g. spectrum=nonnormal).")
 @click.option(
     "--out", type=click.Path(path_type=Path), default=Path("results/validation"), show_default=True, help="A folder."
 )
@@ -28,7 +29,7 @@ FULL_TABLE = "validation.csv.gz"
 @click.option("--progress", is_flag=True, help="Print each configuration as it starts.")
 @click.pass_context
 def validate_command(
-    ctx, table, problem_names, lipschitz, seed, max_depth, restart_depth, out, formats, no_plots, progress
+    ctx, table, problem_names, lipschitz, seed, max_depth, restart_depth, settings, out, formats, no_plots, progress
 ):
     """Check the bounds B1-B6 of THEORY.md: on a grid (every registered problem that claims a
     contraction, rho in 0.5 0.9 0.99, seeds 0 1, K = 1..64), or on an existing sweep TABLE.
@@ -42,10 +43,17 @@ def validate_command(
     from . import validate as val
     from ._validation import check_lipschitz
     from .cli import UsageFailure
+    from .sweep import parse_value as sweep_parse_value
 
     try:
-        if table is not None and (problem_names or lipschitz or seed or restart_depth):
-            raise ValueError("give either a sweep TABLE or grid options (--problem/--lipschitz/--seed), not both")
+        if table is not None and (problem_names or lipschitz or seed or restart_depth or settings):
+            raise ValueError("give either a sweep TABLE or grid options (--problem/--lipschitz/--seed/--set), not both")
+        config = {}
+        for item in settings:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"--set takes key=value, got {item!r}")
+            config[key.strip()] = sweep_parse_value(value)
         if max_depth < 1:
             raise ValueError(f"--max-depth must be an integer >= 1, got {max_depth}")
         for rho in lipschitz:
@@ -72,6 +80,7 @@ def validate_command(
                 seeds=list(seed) or val.DEFAULT_SEEDS,
                 depths=range(1, max_depth + 1),
                 restart_depths=list(restart_depth) or [k for k in val.DEFAULT_RESTART_DEPTHS if k <= max_depth],
+                config=config,
                 progress=progress,
             )
     except ValueError as exc:

@@ -187,11 +187,12 @@ def plot_bounds(table: pd.DataFrame, out: str | Path, formats: Sequence[str] = (
     """Figures of a validation table (:mod:`jfbbench.validate`), first seed of each problem:
 
     - ``error_vs_depth_bounds``: measured errors against K (solid) with their bounds (dashed,
-      same colour): JFB-K's gradient error with B1 (rho dashed, rho_loc dotted), unrolling's
+      same colour): JFB-K's gradient error with B1 (rho dashed, rho_loc dotted) and B2's
+      finite-K bound ||B|| ||u|| ||J^K|| (dash-dot), unrolling's
       with the O(K rho^K) shape of B4 (constant fitted to the measurements, so a guide to
       the rate, not a bound), and the forward error ||x_K - x*|| with B3 (a priori);
       the grey line is the round-off floor below which points are not checked;
-    - ``bound_ratios``: measured/bound for every checked point of B1, B3, B4 (JFB-K error over
+    - ``bound_ratios``: measured/bound for every checked point of B1, B2, B3, B4 (JFB-K error over
       unrolled error) and B5 (against the steps m K): a bound holds where its points lie
       below 1.
 
@@ -224,6 +225,9 @@ def plot_bounds(table: pd.DataFrame, out: str | Path, formats: Sequence[str] = (
             loc = d[(d["bound"] == "B1") & (d["check"] == "same with rho_loc")].sort_values("depth")
             if not loc.empty:
                 ax.plot(loc["depth"], loc["bound_value"], ":", color=colors[0], label="B1 bound (ρ_loc)")
+            b2 = d[(d["bound"] == "B2") & d["bound_value"].notna()].sort_values("depth")
+            if not b2.empty:
+                ax.plot(b2["depth"], b2["bound_value"], "-.", color=colors[0], label="B2 bound ‖B‖‖u‖‖J^K‖")
             unr = d[(d["bound"] == "B4") & (d["estimator"] == "unrolled")].sort_values("depth")
             if not unr.empty:
                 ax.plot(unr["depth"], unr["measured"], "-", color=colors[1], label="unrolled error")
@@ -257,7 +261,7 @@ def plot_bounds(table: pd.DataFrame, out: str | Path, formats: Sequence[str] = (
     fig.tight_layout(rect=(0, 0.06, 1, 0.98))
     written += save(fig, out / "error_vs_depth_bounds", formats)
 
-    r = v[v["checked"].astype(bool) & v["bound"].isin(["B1", "B3", "B4", "B5"]) & v["bound_value"].notna()].copy()
+    r = v[v["checked"].astype(bool) & v["bound"].isin(["B1", "B2", "B3", "B4", "B5"]) & v["bound_value"].notna()].copy()
     r = r[pd.to_numeric(r["ratio"], errors="coerce") > 0]
     if not r.empty:
         r["ratio"] = pd.to_numeric(r["ratio"], errors="coerce")
