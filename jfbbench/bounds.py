@@ -124,7 +124,7 @@ def unrolled_envelope(rho: float, depth: int) -> float:
     for twice-differentiable T (Ablin, Peyre, Moreau, *Super-efficiency of automatic
     differentiation for functions defined as a minimum*, ICML 2020; Scieur et al., *The curse
     of unrolling*, NeurIPS 2022). The constant is not measurable, so what is checked is the
-    decay rate (the fitted rate of the unrolled error is at most rho, up to
+    decay rate (the fitted rate of the unrolled error divided by K is at most rho, up to
     :data:`RATE_TOLERANCE`) and the ordering: JFB-K's error is below unrolling's at equal K
     on nonlinear T (unrolling also carries the error of the unconverged x_K).
     """

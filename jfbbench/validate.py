@@ -47,18 +47,20 @@ CHECKS = {
     "B1": ("JFB-K error <= ||B|| ||v|| rho^K/(1-rho)", "same with rho_loc", "rho_loc = ||J(x*)|| <= rho"),
     "B2": ("fitted rate = spectral radius (10%)", "JFB-K error <= ||B|| ||u|| ||J^K||"),
     "B3": ("a priori rho^K ||x0-x*||", "a posteriori ||x_K+1-x_K||/(1-rho)"),
-    "B4": ("JFB-K error <= unrolled error", "unrolled rate <= rho"),
+    "B4": ("JFB-K error <= unrolled error", "rate of unrolled error / K <= rho"),
     "B5": ("restart gap <= C rho^(mK)",),
     "B6": ("unrolled memory linear in K>=2", "JFB memory linear in K>=2", "restarted = JFB memory", "DEQ memory flat"),
 }
 OUTSIDE = "outside the theory"
-#: Checks of a limit or an expected ordering rather than of an inequality that holds at every
-#: K under the assumptions -- B2's rate (||e_K||^{1/K} -> radius as K -> infinity: a finite K
-#: range cannot refute it, and the limit is below the radius when the slowest mode is not
-#: excited by u and B) and B4's ordering ("slower than JFB-K") -- are reported ("pass" or
-#: "not observed"), never a cause of failure. B2's finite-K content is checked as the
-#: inequality ||e_K|| <= ||B|| ||u|| ||J^K||, whose K-th root tends to the radius.
-EXPECTATIONS = {("B4", CHECKS["B4"][0]), ("B2", CHECKS["B2"][0])}
+#: Checks of a limit, a big-O or an expected ordering rather than of an inequality that holds
+#: at every K under the assumptions -- B2's rate (||e_K||^{1/K} -> radius as K -> infinity: a
+#: finite K range cannot refute it, and the limit is below the radius when the slowest mode is
+#: not excited by u and B), B4's O(K rho^K) (no measurable constant: its fitted rate over a
+#: finite window can exceed rho, e.g. by 13-15 % on tikhonov at K <= 8) and B4's ordering
+#: ("slower than JFB-K") -- are reported ("pass" or "not observed"), never a cause of
+#: failure. B2's finite-K content is checked as the inequality ||e_K|| <= ||B|| ||u|| ||J^K||,
+#: whose K-th root tends to the radius.
+EXPECTATIONS = {("B2", CHECKS["B2"][0]), ("B4", CHECKS["B4"][0]), ("B4", CHECKS["B4"][1])}
 
 
 @contextlib.contextmanager
@@ -373,9 +375,13 @@ def _rate_rows(
     ok_fn: Any,
     estimator: str,
     note: str | None = None,
+    divide_by_depth: bool = False,
 ) -> list[dict]:
-    """Rows of a fitted-rate check; ``note`` (a reason) marks them not checked."""
-    fit = bounds.fit_decay_rate(list(errors), list(errors.values()), floor)
+    """Rows of a fitted-rate check; ``note`` (a reason) marks them not checked. With
+    ``divide_by_depth`` the rate is fitted to error / K (B4: the O(K rho^K) shape), only
+    points whose error is above ``floor`` taking part."""
+    fitted = {k: (e / k if divide_by_depth else e) for k, e in errors.items() if e > floor}
+    fit = bounds.fit_decay_rate(list(fitted), list(fitted.values()), 0.0)
     ok = ok_fn(fit.rate, target)
     rows = []
     for k, err in sorted(errors.items()):
@@ -441,6 +447,7 @@ def _b4(eq: Equilibrium, m: Measurements) -> list[dict]:
         eq.rho,
         lambda rate, rho: math.isfinite(rate) and rate <= rho * (1 + bounds.RATE_TOLERANCE),
         "unrolled",
+        divide_by_depth=True,
     )
     return rows
 

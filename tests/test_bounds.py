@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jfbbench import bounds, plots, problems, sweep, validate
-from jfbbench.cli import main
+from jfbbench.cli import expand_multi_values, main
 
 FAMILY_SETTINGS = {
     "affine": lambda dim: dict(dim=dim, n_params=3, batch=2),
@@ -149,6 +149,8 @@ def test_validate_catches_an_operator_declaring_too_small_a_rho(registered, tmp_
     assert status[("B1", validate.CHECKS["B1"][1])] == "pass"  # measured rho_loc = 0.9: holds
     assert status[("B1", validate.CHECKS["B1"][2])] == "FAIL"  # rho_loc = 0.9 > declared 0.5
     assert status[("B3", validate.CHECKS["B3"][0])] == "FAIL"
+    assert status[("B5", validate.CHECKS["B5"][0])] == "FAIL"
+    assert status[("B4", validate.CHECKS["B4"][1])] == "not observed"  # an expectation: reported only
     assert summary["rho_loc"].max() == pytest.approx(0.9, rel=1e-9)
 
 
@@ -194,6 +196,16 @@ def test_validate_cli_grid_writes_tables_and_figures(tmp_path):
     assert "every bound holds" in result.output
     for name in ("validation.csv.gz", "summary.csv", "error_vs_depth_bounds.png", "bound_ratios.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_validate_takes_several_values_per_option(tmp_path):
+    args = ["validate", "--problem", "tikhonov", "--lipschitz", "0.6", "0.7", "--seed", "0", "--max-depth", "8"]
+    args += ["--restart-depth", "2", "4", "--no-plots", "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, expand_multi_values(args))
+    assert result.exit_code == 0, result.output
+    full = pd.read_csv(tmp_path / "validation.csv.gz")
+    assert sorted(full["lipschitz"].unique()) == [0.6, 0.7]
+    assert sorted(full.loc[full["bound"] == "B5", "depth"].unique()) == [2, 4]
 
 
 @pytest.mark.parametrize(
