@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jfbbench import bounds, plots, problems, sweep, validate
+from jfbbench import bounds, linalg, plots, problems, sweep, validate
 from jfbbench.cli import expand_multi_values, main
 
 FAMILY_SETTINGS = {
@@ -221,3 +221,20 @@ def test_validate_takes_several_values_per_option(tmp_path):
 def test_validate_refuses_bad_arguments(args, match, tmp_path):
     result = CliRunner().invoke(main, ["validate", *args, "--out", str(tmp_path)])
     assert result.exit_code == 2 and match in result.output, result.output
+
+
+def test_parameter_jacobian_norm_power_iteration_matches_the_dense_norm():
+    p = problems.make("tanh_layer", lipschitz=0.9, seed=4, dim=5, input_dim=3, batch=2)
+    x = torch.randn(p.initial_point().shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    dense = linalg.parameter_jacobian_norm(p.operator, x, p.parameters())
+    power = linalg.parameter_jacobian_norm(p.operator, x, p.parameters(), dense_max_dim=0, iters=2000)
+    assert power == pytest.approx(dense, rel=1e-6)
+
+
+def test_equilibrium_by_iteration_agrees_with_the_dense_one():
+    p = problems.make("tanh_layer", lipschitz=0.8, seed=5, dim=5, input_dim=3, batch=2)
+    dense, iterative = validate.equilibrium(p), validate.equilibrium(p, dense_max_dim=4)
+    assert dense.dense and not iterative.dense
+    assert iterative.b_norm == pytest.approx(dense.b_norm, rel=1e-6)
+    assert iterative.rho_loc == pytest.approx(dense.rho_loc, rel=1e-4)
+    assert float((iterative.grad - dense.grad).norm()) <= 1e-9 * float(dense.grad.norm())
