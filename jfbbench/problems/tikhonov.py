@@ -67,7 +67,7 @@ class Tikhonov(Problem):
         self.target = self._to(x_true)
         self.y = self._to(x_true @ a.T + noise * torch.randn(batch, dim, generator=g, dtype=torch.float64))
         n_theta = 1 if weights == "scalar" else dim
-        self.theta = self._param(torch.full((n_theta,), math.log(float(lam))))
+        self.theta = self._param(torch.full((n_theta,), math.log(float(lam)), dtype=torch.float64))
         self.x0 = self._to(torch.zeros(batch, dim))
         self.config = dict(dim=dim, batch=batch, weights=weights, lam=float(lam), noise=float(noise))
 
