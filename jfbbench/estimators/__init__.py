@@ -33,4 +33,17 @@ def make(name: str, **config: Any) -> Estimator:
     return _REGISTRY.make(name, **config)
 
 
-__all__ = ["DEQ", "JFB", "Estimate", "Estimator", "Neumann", "Phantom", "RestartedJFB", "StateBank", "Unrolled", "make", "names", "register"]
+__all__ = [
+    "DEQ",
+    "JFB",
+    "Estimate",
+    "Estimator",
+    "Neumann",
+    "Phantom",
+    "RestartedJFB",
+    "StateBank",
+    "Unrolled",
+    "make",
+    "names",
+    "register",
+]

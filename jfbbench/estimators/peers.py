@@ -42,7 +42,7 @@ import torch
 
 from .._validation import check_choice, check_depth, check_tol
 from .base import CountingOperator, Estimate, Estimator, flat_grad
-from .phantom import check_damping
+from .phantom import Phantom
 
 #: estimator name -> the peer library it needs
 PEER_LIBRARIES = {"torchdeq_ift": "torchdeq", "torchdeq_phantom": "torchdeq", "torchopt_implicit": "torchopt"}
@@ -69,14 +69,25 @@ def require(library: str, estimator: str) -> ModuleType:
         ) from err
 
 
+class _AdjointSettings(Estimator):
+    """``adjoint_tol`` (None: as the forward ``tol``) and ``adjoint_max_iter`` of an implicit
+    peer's backward solve; the other settings are the :class:`Estimator`'s."""
+
+    def __init__(self, depth: int = 1, adjoint_tol: float | None = None, adjoint_max_iter: int = 20000, **kwargs: Any):
+        super().__init__(depth, **kwargs)
+        self.adjoint_tol = check_tol(adjoint_tol, "adjoint_tol")
+        self.adjoint_max_iter = check_depth(adjoint_max_iter, "adjoint_max_iter")
+
+    def adjoint_tolerance(self, x: torch.Tensor) -> float:
+        return self.adjoint_tol if self.adjoint_tol is not None else self.forward_tol(x)
+
+
 class _TorchDEQBase(Estimator):
     """What the TorchDEQ adapters share: building the DEQ module and running it."""
 
-    library = "torchdeq"
-
-    def __init__(self, depth: int = 1, tol: float | None = None, max_iter: int = 20000, solver: str = "picard") -> None:
-        super().__init__(depth, tol, max_iter, solver)
-        self._torchdeq = require(self.library, self.name)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._torchdeq = require("torchdeq", self.name)
 
     def _deq_kwargs(self, x: torch.Tensor) -> dict[str, Any]:
         return dict(
@@ -111,29 +122,20 @@ class _TorchDEQBase(Estimator):
         return {}
 
 
-class TorchDEQIFT(_TorchDEQBase):
+class TorchDEQIFT(_TorchDEQBase, _AdjointSettings):
     r"""TorchDEQ's implicit (IFT) gradient (Geng and Kolter, *TorchDEQ: A Library for Deep
     Equilibrium Models*, 2023; Bai, Kolter, Koltun, NeurIPS 2019):
     ``torchdeq.get_deq(ift=True)``, grad = B^T u with (I - J^T) u = v solved by TorchDEQ's
-    backward solver. ``depth`` does not apply.
+    backward solver (``backward_solver``: ``"fixed_point_iter"``, ``"anderson"`` or
+    ``"broyden"``). Settings: ``tol``, ``max_iter``, ``solver`` (forward), ``adjoint_tol``,
+    ``adjoint_max_iter`` (backward). ``depth`` does not apply.
     """
 
     name = "torchdeq_ift"
     uses_depth = False
 
-    def __init__(
-        self,
-        depth: int = 1,
-        tol: float | None = None,
-        max_iter: int = 20000,
-        solver: str = "picard",
-        adjoint_tol: float | None = None,
-        adjoint_max_iter: int = 20000,
-        backward_solver: str = "fixed_point_iter",
-    ) -> None:
-        super().__init__(depth, tol, max_iter, solver)
-        self.adjoint_tol = check_tol(adjoint_tol, "adjoint_tol")
-        self.adjoint_max_iter = check_depth(adjoint_max_iter, "adjoint_max_iter")
+    def __init__(self, depth: int = 1, backward_solver: str = "fixed_point_iter", **kwargs: Any) -> None:
+        super().__init__(depth, **kwargs)
         self.backward_solver = check_choice(backward_solver, "backward_solver", TORCHDEQ_BACKWARD_SOLVERS)
 
     def config(self) -> dict[str, Any]:
@@ -145,7 +147,7 @@ class TorchDEQIFT(_TorchDEQBase):
         kwargs.update(
             ift=True,
             b_solver=self.backward_solver,
-            b_tol=self.adjoint_tol if self.adjoint_tol is not None else kwargs["f_tol"],
+            b_tol=self.adjoint_tolerance(x0),
             b_max_iter=self.adjoint_max_iter,
             b_stop_mode="rel",
         )
@@ -159,21 +161,14 @@ class TorchDEQIFT(_TorchDEQBase):
         return dict(vjp_evals=steps + 1, adjoint_iterations=steps, adjoint_residual=float(info["rel_lowest"].max()))
 
 
-class TorchDEQPhantom(_TorchDEQBase):
+class TorchDEQPhantom(_TorchDEQBase, Phantom):
     r"""TorchDEQ's phantom gradient (Geng et al., *On Training Implicit Models*, NeurIPS
     2021): ``torchdeq.get_deq(ift=False, grad=k, tau=damping)``, k = ``depth`` damped steps
     x <- tau T(x) + (1 - tau) x from the detached fixed point, with the graph. k = 1,
-    tau = 1 is TorchDEQ's "1-step gradient" (JFB).
+    tau = 1 is TorchDEQ's "1-step gradient" (JFB). Settings as our :class:`Phantom`.
     """
 
     name = "torchdeq_phantom"
-
-    def __init__(self, depth: int = 1, damping: float = 1.0, **kwargs: Any) -> None:
-        super().__init__(depth, **kwargs)
-        self.damping = check_damping(damping)
-
-    def config(self) -> dict[str, Any]:
-        return dict(depth=self.depth, damping=self.damping)
 
     def _gradient(self, problem: Any, params: list[torch.Tensor], state: torch.Tensor | None) -> Estimate:
         kwargs = self._deq_kwargs(problem.initial_point())
@@ -255,7 +250,7 @@ def _saved_tensor_hooks_suspended() -> Iterator[None]:
             ag._push_saved_tensors_default_hooks(pack, unpack)
 
 
-class TorchoptImplicit(Estimator):
+class TorchoptImplicit(_AdjointSettings):
     r"""torchopt's implicit differentiation (Ren et al., *TorchOpt: An Efficient Library
     for Differentiable Optimization*, JMLR 2023; Blondel et al., *Efficient and Modular
     Implicit Differentiation*, NeurIPS 2022): ``torchopt.diff.implicit.custom_root`` with
@@ -270,24 +265,12 @@ class TorchoptImplicit(Estimator):
 
     name = "torchopt_implicit"
     uses_depth = False
-    library = "torchopt"
 
-    def __init__(
-        self,
-        depth: int = 1,
-        tol: float | None = None,
-        max_iter: int = 20000,
-        solver: str = "picard",
-        adjoint_tol: float | None = None,
-        adjoint_max_iter: int = 20000,
-        linear_solver: str = "normal_cg",
-    ) -> None:
-        super().__init__(depth, tol, max_iter, solver)
-        self.adjoint_tol = check_tol(adjoint_tol, "adjoint_tol")
-        self.adjoint_max_iter = check_depth(adjoint_max_iter, "adjoint_max_iter")
+    def __init__(self, depth: int = 1, linear_solver: str = "normal_cg", **kwargs: Any) -> None:
+        super().__init__(depth, **kwargs)
         self.linear_solver = check_choice(linear_solver, "linear_solver", TORCHOPT_LINEAR_SOLVERS)
         self.uses_depth = self.linear_solver == "neumann"
-        self._torchopt = require(self.library, self.name)
+        self._torchopt = require("torchopt", self.name)
 
     def config(self) -> dict[str, Any]:
         return dict(depth=self.depth if self.uses_depth else None, linear_solver=self.linear_solver)
@@ -305,8 +288,7 @@ class TorchoptImplicit(Estimator):
     def _gradient(self, problem: Any, params: list[torch.Tensor], state: torch.Tensor | None) -> Estimate:
         op = CountingOperator(problem)
         x0 = problem.initial_point().detach()
-        tol = self.forward_tol(x0)
-        base_solve = self._linear_solve(self.adjoint_tol if self.adjoint_tol is not None else tol)
+        base_solve = self._linear_solve(self.adjoint_tolerance(x0))
         counts = dict(matvec=0)
         forward: dict[str, Any] = {}
 

@@ -65,4 +65,4 @@ class Phantom(Estimator):
         return Estimate(grad=grad.detach(), x=xk.detach(), state=None, stats=stats)
 
     def __repr__(self) -> str:
-        return f"Phantom(depth={self.depth}, damping={self.damping})"
+        return f"{type(self).__name__}(depth={self.depth}, damping={self.damping})"

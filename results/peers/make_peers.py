@@ -4,10 +4,13 @@ phantom gradients and torchopt's implicit differentiation, at matched settings, 
     python results/peers/make_peers.py            # the committed tables (about 10 min on 1 CPU)
     python results/peers/make_peers.py --quick    # a smoke run into a temporary folder
 
-Writes, next to this file: ``peers.csv`` (the sweep table, undamped phantom tau = 1),
-``peers_damped.csv`` (phantom and TorchDEQ phantom at tau = 0.5), ``peers_ratio.csv`` (per
-problem and rho: time of our ``deq`` over TorchDEQ's IFT, and both errors) and prints that
-summary as Markdown. Needs the peers: ``pip install -e '.[peers]'``.
+Writes, next to this file: ``peers.csv`` (the sweep table of the analytic families,
+undamped phantom tau = 1), ``peers_imaging.csv`` (the same on ``weighted_tv``, 16 x 16
+patches), ``peers_damped.csv`` (phantom and TorchDEQ phantom at tau = 0.5),
+``peers_ratio.csv`` (per problem and rho: time of our ``deq`` over TorchDEQ's IFT and over
+torchopt's, and the errors) and prints that summary as Markdown. Needs the peers:
+``pip install -e '.[peers]'``. Delete the CSVs to re-measure: the sweep resumes, skipping
+rows already present.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from jfbbench.sweep import Grid, run
 
 HERE = Path(__file__).resolve().parent
 FAMILIES = ["affine", "tanh_layer", "tikhonov"]
+#: imaging families whose rho can be set (pnp_fb and drunet_fb only estimate theirs)
+IMAGING = {"weighted_tv": dict(patch=[16])}
 RHOS = [0.5, 0.9, 0.99]
 OURS = ["deq", "jfb", "phantom", "neumann"]
 PEERS = ["torchdeq_ift", "torchdeq_phantom", "torchopt_implicit"]
@@ -58,6 +63,12 @@ def main() -> None:
     families, rhos = (FAMILIES[:1], RHOS[:1]) if args.quick else (FAMILIES, RHOS)
     depths = [1, 8, 32]
     table = run(Grid(families, rhos, OURS + PEERS, depths), out / "peers.csv", progress=True)
+    if not args.quick:
+        imaging = [
+            run(Grid([name], rhos, OURS + PEERS, depths, configs=config), out / "peers_imaging.csv", progress=True)
+            for name, config in IMAGING.items()
+        ]
+        table = pd.concat([table, *imaging], ignore_index=True)
     run(
         Grid(families, rhos, ["phantom", "torchdeq_phantom"], depths, estimator_config=dict(damping=0.5)),
         out / "peers_damped.csv",
