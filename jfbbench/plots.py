@@ -74,12 +74,19 @@ def _prepare(df: pd.DataFrame) -> pd.DataFrame:
 
 def _facet(d: pd.DataFrame, y: str, ylabel: str, title: str, logy: bool = True) -> sns.FacetGrid:
     order = sorted(d["estimator"].unique())
+    # estimators often coincide (restarted JFB after restarts = JFB-K; on its first call =
+    # unrolling): earlier ones in the order are drawn wider, so a line on top leaves the one
+    # below visible as a halo
+    widths = dict(zip(order, np.linspace(3.2, 1.2, len(order)) if len(order) > 1 else [2.0], strict=True))
     g = sns.relplot(
         data=d,
         x="depth",
         y=y,
         hue="estimator",
         hue_order=order,
+        size="estimator",
+        size_order=order,
+        sizes=widths,
         style="ρ",
         col="problem",
         kind="line",
