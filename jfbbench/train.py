@@ -385,6 +385,22 @@ def _same_run(row: dict[str, str], config: TrainConfig) -> bool:
     return all(row.get(k) == v for k, v in want.items())
 
 
+def _finished_rows(config: TrainConfig, out: Path) -> list[dict[str, Any]] | None:
+    ckpt = checkpoint_path(out)
+    if not (out.exists() and ckpt.exists()):
+        return None
+    rows = _Table(out).rows()
+    if not rows or not _same_run(rows[0], config):
+        return None
+    last = rows[-1]
+    if int(last["step"]) < config.steps and last.get("status", "ok") == "ok":
+        return None
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    if state["identity"] != config.identity() or int(state["step"]) != int(last["step"]):
+        return None
+    return rows
+
+
 def train(config: TrainConfig, out: str | Path | None = None, progress: bool = False) -> list[dict[str, Any]]:
     """Run (or resume) one training run; returns its rows. With ``out``, rows are appended to
     that CSV as they come and a checkpoint ``<out>.ckpt.pt`` is kept beside it; a rerun with
@@ -392,6 +408,10 @@ def train(config: TrainConfig, out: str | Path | None = None, progress: bool = F
     extends a finished run). A run whose last row is a divergence is not retried."""
     from tqdm.auto import tqdm
 
+    if out is not None:  # a finished (or diverged) run: return its rows without building anything
+        done = _finished_rows(config.resolved(), Path(out))
+        if done is not None:
+            return done
     trainer = Trainer(config)
     c = trainer.config
     table = _Table(Path(out)) if out is not None else None

@@ -6,8 +6,8 @@ Writes, beside this file: curves_<problem>.png (test PSNR against outer step and
 training wall time, mean and standard deviation over seeds), gaps.png (relative gap between
 each estimator's gradient and the DEQ gradient at the same theta), final.csv / final.md
 (final test PSNR mean +- std over seeds, gain over the initial theta, time and counts) and,
-when the runs' checkpoints are present, reconstructions.png (blurred, initial theta, learned
-theta, ground truth on a test patch).
+when the runs' checkpoints are present, reconstructions.png (blurred, initial theta, theta
+learned by DEQ and by restarted JFB K=2, ground truth on a test patch).
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-PROBLEMS = ["weighted_tv", "pnp_fb", "drunet_fb"]
+PROBLEMS = ["weighted_tv", "pnp_fb", "drunet_fb", "weighted_tv_per_pixel"]
 
 
 def load() -> pd.DataFrame:
-    frames = [pd.read_csv(p) for p in sorted((HERE / "train").glob("*/*.csv"))]
+    # the folder names the experiment (e.g. weighted_tv_per_pixel: weighted_tv with --set weights=per_pixel)
+    frames = [pd.read_csv(p).assign(problem=p.parent.name) for p in sorted((HERE / "train").glob("*/*.csv"))]
     if not frames:
         raise SystemExit("no tables under results/imaging/train: run results/imaging/run.sh first")
     df = pd.concat(frames, ignore_index=True)
@@ -36,16 +37,18 @@ def load() -> pd.DataFrame:
 
 
 ORDER = ["deq", "unrolled K=2", "unrolled K=10", "jfb K=2", "jfb K=10", "restarted_jfb K=2", "restarted_jfb K=10"]
+PALETTE = dict(zip(ORDER, sns.color_palette("tab10", len(ORDER)), strict=True))
 
 
 def curves(df: pd.DataFrame) -> None:
     for problem, d in df.groupby("problem"):
         order = [o for o in ORDER if o in set(d["label"])]
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-        sns.lineplot(d, x="step", y="test_psnr", hue="label", hue_order=order, errorbar="sd", ax=axes[0])
-        m = d.groupby(["label", "step"], as_index=False)[["wall_time", "test_psnr"]].mean()
-        sns.lineplot(m, x="wall_time", y="test_psnr", hue="label", hue_order=order, ax=axes[1], legend=False)
-        axes[1].set_xscale("symlog", linthresh=0.1)
+        kw = dict(hue="label", hue_order=order, palette=PALETTE)
+        sns.lineplot(d, x="step", y="test_psnr", errorbar="sd", ax=axes[0], **kw)
+        m = d[d["step"] > 0].groupby(["label", "step"], as_index=False)[["wall_time", "test_psnr"]].mean()
+        sns.lineplot(m, x="wall_time", y="test_psnr", ax=axes[1], legend=False, **kw)
+        axes[1].set_xscale("log")
         axes[0].set_title(f"{problem}: test PSNR at the DEQ equilibrium (mean ± sd, 3 seeds)")
         axes[1].set_title("against training wall time (mean over seeds)")
         axes[0].set_ylabel("test PSNR (dB)")
@@ -62,7 +65,9 @@ def gaps(df: pd.DataFrame) -> None:
     for ax, problem in zip(axes[0], problems, strict=True):
         sub = d[d["problem"] == problem]
         order = [o for o in ORDER if o in set(sub["label"])]
-        sns.lineplot(sub, x="step", y="grad_gap", hue="label", hue_order=order, errorbar="sd", marker="o", ax=ax)
+        sns.lineplot(
+            sub, x="step", y="grad_gap", hue="label", hue_order=order, palette=PALETTE, errorbar="sd", marker="o", ax=ax
+        )
         ax.set_yscale("log")
         ax.set_title(f"{problem}: ||g - g_DEQ|| / ||g_DEQ||")
         ax.set_ylabel("relative gap to the DEQ gradient")
@@ -115,42 +120,43 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
     return agg
 
 
-def reconstructions(estimator: str = "restarted_jfb", depth: int = 2, seed: int = 0, image: int = 0) -> None:
-    """Blurred, x*(theta_0), x*(theta learned), ground truth on one test patch per problem."""
+def reconstructions(
+    runs: tuple[tuple[str, int], ...] = (("deq", 1), ("restarted_jfb", 2)), seed: int = 0, image: int = 0
+) -> None:
+    """Blurred, x*(theta_0), x*(theta learned by each of ``runs``), ground truth on one test
+    patch per problem (from the runs' checkpoints)."""
     import torch
 
     from jfbbench.train import TrainConfig, Trainer, checkpoint_path
 
     torch.set_num_threads(1)
     panels = []
-    for problem in PROBLEMS:
-        out = HERE / "train" / problem / f"{estimator}-K{depth}-s{seed}.csv"
-        if not checkpoint_path(out).exists():
+    for problem in PROBLEMS[:3]:
+        outs = [HERE / "train" / problem / f"{e}-K{k}-s{seed}.csv" for e, k in runs]
+        if not all(checkpoint_path(o).exists() for o in outs):
             continue
-        trainer = Trainer(TrainConfig(problem=problem, estimator=estimator, depth=depth, seed=seed))
-        x0, psnr0, _ = trainer.evaluate("test")
-        trainer.load_state_dict(torch.load(checkpoint_path(out), map_location="cpu", weights_only=False))
-        x1, psnr1, _ = trainer.evaluate("test")
-        p = trainer.problem
-        y_psnr = p.psnr(p.y)
-        panels.append(
-            (
-                problem,
-                [
-                    (p.y[image, 0], f"blurred y ({y_psnr[image]:.2f} dB)"),
-                    (x0[image, 0], f"initial θ ({psnr0[image]:.2f} dB)"),
-                    (x1[image, 0], f"learned θ, {estimator} K={depth} ({psnr1[image]:.2f} dB)"),
-                    (p.target[image, 0], "ground truth"),
-                ],
-            )
-        )
+        ims = []
+        for (estimator, depth), out in zip(runs, outs, strict=True):
+            trainer = Trainer(TrainConfig(problem=problem, estimator=estimator, depth=depth, seed=seed))
+            p = trainer.problem
+            if not ims:
+                x0, psnr0, _ = trainer.evaluate("test")
+                ims.append((p.y[image, 0], f"blurred y ({p.psnr(p.y)[image]:.2f} dB)"))
+                ims.append((x0[image, 0], f"initial θ ({psnr0[image]:.2f} dB)"))
+            trainer.load_state_dict(torch.load(checkpoint_path(out), map_location="cpu", weights_only=False))
+            x1, psnr1, _ = trainer.evaluate("test")
+            name = estimator if estimator == "deq" else f"{estimator} K={depth}"
+            ims.append((x1[image, 0], f"learned by {name} ({psnr1[image]:.2f} dB)"))
+        ims.append((p.target[image, 0], "ground truth"))
+        panels.append((problem, ims))
     if not panels:
         return
-    fig, axes = plt.subplots(len(panels), 4, figsize=(12, 3.2 * len(panels)), squeeze=False)
+    ncol = len(panels[0][1])
+    fig, axes = plt.subplots(len(panels), ncol, figsize=(2.9 * ncol, 3.1 * len(panels)), squeeze=False)
     for row, (problem, ims) in zip(axes, panels, strict=True):
         for ax, (im, title) in zip(row, ims, strict=True):
             ax.imshow(im.detach().clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
-            ax.set_title(title, fontsize=9)
+            ax.set_title(title, fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
         row[0].set_ylabel(problem)

@@ -16,4 +16,12 @@ for problem in $PROBLEMS; do
     done
   done
 done
+# A harder variant: one weight per pixel position and direction (2 x 32 x 32 = 2048 weights)
+for seed in $SEEDS; do
+  for cfg in "deq 1" "unrolled 2" "jfb 2" "restarted_jfb 2"; do
+    set -- $cfg
+    jfbbench train --problem weighted_tv --estimator "$1" --depth "$2" --seed "$seed" --set weights=per_pixel \
+      --out "results/imaging/train/weighted_tv_per_pixel/$1-K$2-s$seed.csv"
+  done
+done
 python results/imaging/report.py
