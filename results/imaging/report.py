@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-PROBLEMS = ["weighted_tv", "pnp_fb", "drunet_fb", "weighted_tv_per_pixel"]
+PROBLEMS = ["weighted_tv", "pnp_fb", "drunet_fb", "weighted_tv_per_pixel", "weighted_tv_nonsmooth"]
 
 
 def load() -> pd.DataFrame:
@@ -61,8 +61,12 @@ def curves(df: pd.DataFrame) -> None:
 def gaps(df: pd.DataFrame) -> None:
     d = df[(df["estimator"] != "deq") & df["grad_gap"].notna()]
     problems = [p for p in PROBLEMS if p in set(d["problem"])]
-    fig, axes = plt.subplots(1, len(problems), figsize=(5.5 * len(problems), 4), squeeze=False)
-    for ax, problem in zip(axes[0], problems, strict=True):
+    ncol = 3
+    nrow = -(-len(problems) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5.5 * ncol, 4 * nrow), squeeze=False)
+    for ax in axes.flat[len(problems) :]:
+        ax.set_visible(False)
+    for ax, problem in zip(axes.flat, problems, strict=False):
         sub = d[d["problem"] == problem]
         order = [o for o in ORDER if o in set(sub["label"])]
         sns.lineplot(

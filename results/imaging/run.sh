@@ -24,4 +24,12 @@ for seed in $SEEDS; do
       --out "results/imaging/train/weighted_tv_per_pixel/$1-K$2-s$seed.csv"
   done
 done
+# The non-smooth variant: exact prox of a weighted l1 norm of Haar details (3 band weights)
+for seed in $SEEDS; do
+  for cfg in "deq 1" "unrolled 2" "jfb 2" "restarted_jfb 2"; do
+    set -- $cfg
+    jfbbench train --problem weighted_tv --estimator "$1" --depth "$2" --seed "$seed" --set smoothing=0 --set weight=0.01 \
+      --out "results/imaging/train/weighted_tv_nonsmooth/$1-K$2-s$seed.csv"
+  done
+done
 python results/imaging/report.py
