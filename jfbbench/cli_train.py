@@ -38,6 +38,7 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, Any]:
 )
 @click.option("--tol", default=None, type=float, help="Forward (and DEQ adjoint) tolerance.")
 @click.option("--solver", default="anderson", show_default=True, help="picard or anderson (forward solves).")
+@click.option("--adjoint", default="gmres", show_default=True, help="DEQ adjoint solver: gmres or fixed_point.")
 @click.option("--extra-steps", default=0, show_default=True, type=int, help="restarted_jfb: graph-free steps M.")
 @click.option("--preset", default="default", show_default=True, help="default or quick.")
 @click.option("--quick", is_flag=True, help="Shorthand for --preset quick (seconds; for tests).")
@@ -61,7 +62,8 @@ def train_command(**kw: Any) -> None:
     config = TrainConfig(
         problem=kw["problem"], estimator=kw["estimator"], depth=kw["depth"], seed=kw["seed"], preset=preset,
         steps=kw["steps"], lr=kw["lr"], optimizer=kw["optimizer"], batch_size=kw["batch_size"],
-        gap_every=kw["gap_every"], tol=kw["tol"], solver=kw["solver"], extra_steps=kw["extra_steps"],
+        gap_every=kw["gap_every"], tol=kw["tol"], solver=kw["solver"], adjoint=kw["adjoint"],
+        extra_steps=kw["extra_steps"],
         problem_kwargs=_parse_set(kw["settings"]),
     )  # fmt: skip
     try:

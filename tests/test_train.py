@@ -125,6 +125,7 @@ def test_cli_train_quick_writes_the_table(tmp_path):
         (["--problem", "weighted_tv", "--estimator", "jfb", "--set", "patch=8", "--set", "kernel_size=7"], ["patch=8"]),
         (["--problem", "pnp_fb", "--estimator", "jfb", "--set", "tau=5"], ["tau", "5"]),
         (["--problem", "weighted_tv", "--estimator", "jfb", "--set", "oops"], ["KEY=VALUE"]),
+        (["--problem", "weighted_tv", "--estimator", "deq", "--adjoint", "dense"], ["adjoint", "dense"]),
     ],
 )
 def test_cli_train_refuses_bad_input_with_one_line(args, words):
