@@ -186,3 +186,12 @@ def test_motion_blur_kernel_is_normalised_and_contraction_holds():
     p.select("train", [0])
     x = x[:1]
     assert jacobian_spectral_norm(p.operator, x, iters=60) <= p.current_lipschitz() * (1 + 1e-7)
+
+
+def test_nonsmooth_weighted_tv_is_outside_the_smooth_theory():
+    from jfbbench.validate import outside_reason
+
+    smooth = problems.make("weighted_tv", lipschitz=0.9, smoothing=0.05)
+    rough = problems.make("weighted_tv", lipschitz=0.9, smoothing=0.0)
+    assert outside_reason(smooth) is None
+    assert "not differentiable" in outside_reason(rough)

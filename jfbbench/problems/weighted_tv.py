@@ -94,6 +94,9 @@ class WeightedTV(ImagingProblem):
         if weights not in WEIGHTS:
             raise ValueError(f"weights must be one of {', '.join(map(repr, WEIGHTS))}; got {weights!r}")
         self.eps = _check_range(smoothing, "smoothing", 0.0, 10.0, lo_open=False)
+        #: the non-smooth variant (soft thresholding) is not differentiable everywhere: the
+        #: bound checks report it as outside the smooth theory
+        self.differentiable = self.eps > 0
         weight = _check_range(weight, "weight", 0.0, 10.0)
         self.step_fraction = _check_range(step, "step", 0.0, 1.0, hi_open=False)
         patch = self.config["patch"]
