@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -20,16 +21,24 @@ class JFB(Estimator):
 
     name = "jfb"
 
+    def graph_step(self, op: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The map applied ``depth`` times with the graph from x* (T itself for JFB)."""
+        return op
+
+    def step_scale(self) -> float:
+        """||step(x) - x|| / ||T(x) - x|| (1 for JFB), to report the residual of T."""
+        return 1.0
+
     def _gradient(self, problem: Any, params: list[torch.Tensor], state: torch.Tensor | None) -> Estimate:
         op = CountingOperator(problem)
         x_star, fwd = self.solve(op, problem.initial_point())
-        xk, res0 = unroll(op, x_star.detach(), self.depth)
+        xk, res0 = unroll(self.graph_step(op), x_star.detach(), self.depth)
         grad = flat_grad(problem.loss(xk), params)
         stats = dict(
             operator_evals=op.evals,
             vjp_evals=self.depth,
             forward_iterations=fwd["iterations"],
-            forward_residual=res0,
+            forward_residual=res0 / self.step_scale(),
             converged=bool(fwd["converged"]),
         )
         return Estimate(grad=grad.detach(), x=xk.detach(), state=None, stats=stats)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from .base import CountingOperator, Estimate, Estimator, flat_grad, unroll
+from .jfb import JFB
 
 
 def check_damping(value: Any, name: str = "damping") -> float:
@@ -21,7 +22,7 @@ def check_damping(value: Any, name: str = "damping") -> float:
     return tau
 
 
-class Phantom(Estimator):
+class Phantom(JFB):
     r"""Phantom gradient (Geng, Zhang, Bai, Wang, Lin, *On Training Implicit Models*,
     NeurIPS 2021), as TorchDEQ implements it (``grad=k``, ``tau``).
 
@@ -45,24 +46,15 @@ class Phantom(Estimator):
     def config(self) -> dict[str, Any]:
         return dict(depth=self.depth, damping=self.damping)
 
-    def _gradient(self, problem: Any, params: list[torch.Tensor], state: torch.Tensor | None) -> Estimate:
-        op = CountingOperator(problem)
-        x_star, fwd = self.solve(op, problem.initial_point())
+    def graph_step(self, op: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The damped step z -> tau T(z) + (1 - tau) z."""
         tau = self.damping
+        if tau == 1.0:
+            return op
+        return lambda z: tau * op(z) + (1.0 - tau) * z
 
-        def damped(z: torch.Tensor) -> torch.Tensor:
-            return op(z) if tau == 1.0 else tau * op(z) + (1.0 - tau) * z
-
-        xk, res0 = unroll(damped, x_star.detach(), self.depth)
-        grad = flat_grad(problem.loss(xk), params)
-        stats = dict(
-            operator_evals=op.evals,
-            vjp_evals=self.depth,
-            forward_iterations=fwd["iterations"],
-            forward_residual=res0 / tau,
-            converged=bool(fwd["converged"]),
-        )
-        return Estimate(grad=grad.detach(), x=xk.detach(), state=None, stats=stats)
+    def step_scale(self) -> float:
+        return self.damping
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(depth={self.depth}, damping={self.damping})"
