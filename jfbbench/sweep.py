@@ -12,11 +12,8 @@ run independently (by hand or by a distributed engine) and their tables concaten
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import json
-import os
 import sys
 import time
 import warnings
@@ -29,6 +26,7 @@ import pandas as pd
 import torch
 
 from . import estimators, problems
+from ._journal import CsvJournal
 from ._validation import check_depth, check_device, check_dtype, check_lipschitz, check_nonnegative_int
 from .measure import measure, reference_gradient
 
@@ -165,61 +163,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-class Journal:
-    """An append-only CSV of rows: each row is one complete line, flushed and fsync'ed."""
-
-    def __init__(self, path: Path, columns: list[str]) -> None:
-        self.path = path
-        self.columns = columns
-
-    def repair(self) -> None:
-        """Drop a partial last line left by a killed run."""
-        if not self.path.exists():
-            return
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            with open(self.path, "r+b") as f:
-                f.truncate(cut)
-
-    def read(self) -> pd.DataFrame:
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return pd.DataFrame(columns=self.columns)
-        return pd.read_csv(self.path, keep_default_na=True, dtype={"config": str})
-
-    def done_keys(self) -> set[tuple]:
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return set()
-        with open(self.path, newline="") as f:
-            reader = csv.DictReader(f)
-            return {tuple(r[c] for c in KEY_COLUMNS) for r in reader}
-
-    def append(self, row: dict[str, Any]) -> None:
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        if not new:
-            with open(self.path, newline="") as f:
-                header = next(csv.reader(f))
-            if header != self.columns:
-                raise ValueError(f"{self.path} has columns {header}, this sweep writes {self.columns}")
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n")
-        if new:
-            writer.writeheader()
-        writer.writerow({c: _csv_value(row.get(c)) for c in self.columns})
-        with open(self.path, "a", newline="") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def _csv_value(v: Any) -> Any:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return repr(v)
-    return v
-
-
 def check_writable(out: Path) -> None:
     """Refuse an --out that cannot be written, before any measurement is made."""
     if out.suffix not in (".csv", ".parquet"):
@@ -280,9 +223,9 @@ def run(
     out = Path(out)
     check_writable(out)
     columns = table_columns(grid)
-    journal = Journal(journal_path(out), columns)
+    journal = CsvJournal(journal_path(out), columns)
     journal.repair()
-    done = journal.done_keys()
+    done = {tuple(r[c] for c in KEY_COLUMNS) for r in journal.rows()}
     i, n = shard
     todo = [p for idx, p in enumerate(grid.points()) if idx % n == i and p.key() not in done]
     if progress is None:
@@ -300,7 +243,10 @@ def run(
             bar.update(1)
     finally:
         bar.close()
-    table = journal.read()
+    if journal.path.stat().st_size == 0:  # a shard with nothing to measure
+        table = pd.DataFrame(columns=columns)
+    else:
+        table = pd.read_csv(journal.path, dtype={"config": str})
     if out.suffix == ".parquet":
         table.to_parquet(out, index=False)
     return table

@@ -23,7 +23,6 @@ from its tolerance) is recorded in the row's ``status`` and ends the run, rows k
 from __future__ import annotations
 
 import copy
-import csv
 import math
 import os
 import sys
@@ -37,7 +36,9 @@ from typing import Any
 import torch
 
 from . import estimators, problems
+from ._journal import CsvJournal
 from ._validation import check_choice, check_depth, check_nonnegative_int, check_seed, check_tol
+from .measure import compare
 from .solvers import ConvergenceWarning, fixed_point
 
 OPTIMIZERS = ("adam", "sgd")
@@ -153,11 +154,6 @@ def _set_grads(params: list[torch.Tensor], flat: torch.Tensor) -> None:
         offset += n
 
 
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    nb = float(torch.linalg.vector_norm(b))
-    return float(torch.linalg.vector_norm(a - b)) / nb if nb > 0 else math.nan
-
-
 def _finite(*values: Any) -> bool:
     for v in values:
         if isinstance(v, torch.Tensor):
@@ -166,45 +162,6 @@ def _finite(*values: Any) -> bool:
         elif isinstance(v, float) and not math.isfinite(v):
             return False
     return True
-
-
-class _Table:
-    """Append-only CSV: one row at a time, flushed and fsynced."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.columns: list[str] | None = None
-        if path.exists() and path.stat().st_size > 0:
-            with open(path, newline="") as fh:
-                self.columns = next(csv.reader(fh), None)
-
-    def rows(self) -> list[dict[str, str]]:
-        if not self.path.exists() or self.columns is None:
-            return []
-        with open(self.path, newline="") as fh:
-            return list(csv.DictReader(fh))
-
-    def rewrite(self, rows: list[dict[str, Any]]) -> None:
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        with open(tmp, "w", newline="") as fh:
-            if self.columns is not None:
-                w = csv.DictWriter(fh, self.columns)
-                w.writeheader()
-                w.writerows(rows)
-        os.replace(tmp, self.path)
-
-    def append(self, row: dict[str, Any]) -> None:
-        new = self.columns is None
-        if new:
-            self.columns = list(row)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", newline="") as fh:
-            w = csv.DictWriter(fh, self.columns, extrasaction="ignore")
-            if new:
-                w.writeheader()
-            w.writerow(row)
-            fh.flush()
-            os.fsync(fh.fileno())
 
 
 def checkpoint_path(out: Path) -> Path:
@@ -376,8 +333,8 @@ class Trainer:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             ref = self.deq.gradient(self.problem).grad
-        norms = torch.linalg.vector_norm(grad) * torch.linalg.vector_norm(ref)
-        return dict(grad_gap=_rel(grad, ref), grad_cosine=float(torch.dot(grad, ref) / norms))
+        c = compare(grad, ref)
+        return dict(grad_gap=c["rel_error"], grad_cosine=c["cosine"])
 
 
 def _same_run(row: dict[str, str], config: TrainConfig) -> bool:
@@ -389,7 +346,7 @@ def _finished_rows(config: TrainConfig, out: Path) -> list[dict[str, Any]] | Non
     ckpt = checkpoint_path(out)
     if not (out.exists() and ckpt.exists()):
         return None
-    rows = _Table(out).rows()
+    rows = CsvJournal(out).rows()
     if not rows or not _same_run(rows[0], config):
         return None
     last = rows[-1]
@@ -414,7 +371,7 @@ def train(config: TrainConfig, out: str | Path | None = None, progress: bool = F
             return done
     trainer = Trainer(config)
     c = trainer.config
-    table = _Table(Path(out)) if out is not None else None
+    table = CsvJournal(Path(out)) if out is not None else None
     rows: list[dict[str, Any]] = []
     ckpt = checkpoint_path(Path(out)) if out is not None else None
     if table is not None and ckpt is not None:

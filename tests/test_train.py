@@ -67,6 +67,18 @@ def test_resume_continues_where_the_run_stopped_and_matches_an_uninterrupted_run
     assert out.read_text() == before
 
 
+def test_resume_after_a_kill_mid_line_drops_the_partial_row(tmp_path):
+    full = train(quick(steps=4), tmp_path / "full.csv")
+    out = tmp_path / "cut.csv"
+    train(quick(steps=2), out)
+    with open(out, "ab") as fh:  # as if the kill had cut the row of step 3 in its first fields
+        fh.write(b"weighted_tv,restarted_jfb,2,0,qu")
+    train(quick(steps=4), out)
+    table = read(out)
+    assert [int(r["step"]) for r in table] == list(range(5))
+    assert [float(r["test_psnr"]) for r in table] == pytest.approx([r["test_psnr"] for r in full], abs=1e-4)
+
+
 def test_resume_refuses_a_table_of_another_run(tmp_path):
     out = tmp_path / "run.csv"
     train(quick(steps=1), out)
