@@ -30,7 +30,7 @@ DETERMINISTIC = ["rel_error", "memory_bytes", "operator_evals", "vjp_evals", "co
 
 def cli(args, cwd):
     return subprocess.run(
-        [sys.executable, "-m", "jfbbench.cli", "sweep", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "jfbbench", "sweep", *args], cwd=cwd, capture_output=True, text=True, timeout=300
     )
 
 
@@ -48,7 +48,7 @@ def test_sweep_resumes_after_sigkill_without_loss_or_duplicates(tmp_path):
     reference = pd.read_csv(full)
     part = tmp_path / "part.csv"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jfbbench.cli", "sweep", *SMALL_ARGS, "--out", str(part)],
+        [sys.executable, "-m", "jfbbench", "sweep", *SMALL_ARGS, "--out", str(part)],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

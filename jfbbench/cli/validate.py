@@ -39,11 +39,11 @@ def validate_command(
     one), prints the summary, and exits with 1 when a bound fails where its
     assumptions hold (problems outside the theory are reported, never counted as passes).
     """
-    from . import plots
-    from . import validate as val
-    from ._validation import check_lipschitz
-    from .cli import UsageFailure
-    from .sweep import parse_value as sweep_parse_value
+    from .. import plots
+    from .. import validate as val
+    from .._validation import check_lipschitz
+    from ..sweep import parse_value as sweep_parse_value
+    from ._common import UsageFailure
 
     try:
         if table is not None and (problem_names or lipschitz or seed or restart_depth or settings):
@@ -62,7 +62,7 @@ def validate_command(
         if bad:
             raise ValueError(f"--restart-depth must lie in 1..{max_depth} (--max-depth), got {bad[0]}")
         if problem_names:
-            from . import problems
+            from .. import problems
 
             for name in problem_names:
                 problems.factory(name)

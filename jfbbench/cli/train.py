@@ -10,7 +10,7 @@ import click
 
 
 def _parse_set(items: tuple[str, ...]) -> dict[str, Any]:
-    from .cli import UsageFailure
+    from ._common import UsageFailure
 
     out: dict[str, Any] = {}
     for item in items:
@@ -52,8 +52,8 @@ def train_command(**kw: Any) -> None:
     curves (outer loss, test PSNR, wall time, operator/VJP counts, gap to DEQ) to --out."""
     import torch
 
-    from .cli import UsageFailure
-    from .train import TrainConfig, progress_enabled, train
+    from ..train import TrainConfig, progress_enabled, train
+    from ._common import UsageFailure
 
     if kw["threads"] < 1:
         raise UsageFailure(f"--threads must be >= 1, got {kw['threads']}")

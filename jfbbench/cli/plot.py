@@ -1,0 +1,34 @@
+"""``jfbbench plot``: figures from a sweep table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._common import UsageFailure
+
+
+@click.command("plot")
+@click.argument("table", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("results/figures"), show_default=True)
+@click.option("--format", "formats", multiple=True, default=("png", "pdf"), show_default=True)
+@click.option(
+    "--bounds",
+    "bounds_table",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A validation table (validation.csv.gz of jfbbench validate): draw B1's bound on the error figure.",
+)
+def plot(table, out, formats, bounds_table):
+    """Draw error, runtime and memory against depth from a sweep TABLE (CSV or Parquet)."""
+    from .. import plots
+
+    try:
+        df = plots.read_table(table)
+        bounds = plots.read_table(bounds_table) if bounds_table is not None else None
+        written = plots.plot_sweep(df, out, formats=formats, bounds=bounds)
+    except ValueError as exc:
+        raise UsageFailure(str(exc)) from None
+    for path in written:
+        click.echo(str(path))
