@@ -49,11 +49,15 @@ Tensor = torch.Tensor
 
 FORWARD_METHODS = ("picard", "anderson", "broyden", "auto")
 ADJOINT_METHODS = ("fixed_point", "gmres", "auto")
-#: a Krylov-type method (Anderson, GMRES) is kept by ``auto`` only where its measured rate
-#: is at least this power of the fixed-point rate measured just before (that rate is an
-#: optimistic estimate of fixed-point iteration's future rate, the fast components dying
-#: first, so 1 already favours fixed-point steps)
-KRYLOV_GAIN = 1.0
+#: GMRES is kept by ``auto`` only where its measured rate is at least this power of the
+#: fixed-point rate, the spectral radius of J read from the Ritz values of its first cycle
+#: (it must save about 10% of the matvecs to pay for its own work)
+KRYLOV_GAIN = 1.1
+#: Anderson is given up by ``auto`` where its measured rate is not even this power of the
+#: fixed-point rate measured just before it (that rate is optimistic: the fast components
+#: die first); on a spectrum near a circle Anderson and fixed-point steps make about the same
+#: number of steps, and Anderson's work per step is small, so it is kept there
+ANDERSON_GIVE_UP = 0.8
 #: iterations over which ``auto`` measures a rate
 RATE_WINDOW = 8
 #: ``auto`` stays with fixed-point iteration where it will converge within this many more
@@ -99,7 +103,8 @@ class _Progress:
         self.rel = torch.full((samples,), math.inf, dtype=like.dtype, device=like.device)
         self.res = torch.full((samples,), math.inf, dtype=like.dtype, device=like.device)
         self.all_active = True
-        self.history: list[tuple[int, float]] = []  # (evals, largest relative residual)
+        #: (evals, largest relative residual, norm of the whole residual)
+        self.history: list[tuple[int, float, float]] = []
 
     def check(self, diff: Tensor, ref: Tensor, evals: int) -> tuple[bool, bool]:
         res = torch.linalg.vector_norm(diff, dim=1)
@@ -117,20 +122,22 @@ class _Progress:
                 torch.isfinite(rel).all().to(rel.dtype),
                 worst,
                 self.active.all().to(rel.dtype),
+                torch.linalg.vector_norm(res),
             ]
         )
-        any_active, finite, worst_f, all_active = flags.tolist()  # the one host synchronisation
+        any_active, finite, worst_f, all_active, total = flags.tolist()  # the one host synchronisation
         self.all_active = bool(all_active)
-        self.history.append((evals, worst_f))
+        self.history.append((evals, worst_f, total))
         return bool(any_active), bool(finite)
 
     def rate(self, since: int, window: int | None = None) -> float:
-        """Measured contraction per iteration of the largest relative residual, from the
-        check at or after iteration ``since`` (or the last ``window`` iterations, if fewer)
-        to the last check (nan if not measurable)."""
+        """Measured contraction per iteration of the residual (its norm over the whole
+        tensor: relative residuals move with ||x|| too), from the check at or after iteration
+        ``since`` (or the last ``window`` iterations, if fewer) to the last check (nan if not
+        measurable)."""
         if window is not None and self.history:
             since = max(since, self.history[-1][0] - window)
-        pts = [(k, r) for k, r in self.history if k >= since and math.isfinite(r) and r > 0]
+        pts = [(k, r) for k, _, r in self.history if k >= since and math.isfinite(r) and r > 0]
         if len(pts) < 2 or pts[-1][0] == pts[0][0]:
             return math.nan
         return (pts[-1][1] / pts[0][1]) ** (1.0 / (pts[-1][0] - pts[0][0]))
@@ -140,8 +147,7 @@ class _Progress:
         return self.history[-1][1] if self.history else math.inf
 
     def stats(self) -> dict:
-        c = self.counts.to(torch.float64)
-        return dict(iterations_mean=float(c.mean()), iterations_max=int(c.max()))
+        return _count_stats(self.counts)
 
 
 def _dots(Q: Tensor, w: Tensor) -> Tensor:
@@ -153,6 +159,11 @@ def _dots(Q: Tensor, w: Tensor) -> Tensor:
 def _comb(c: Tensor, Q: Tensor) -> Tensor:
     """(S, n): sum_j c[s, j] Q[s, j] for each sample s."""
     return torch.bmm(c.unsqueeze(1), Q).squeeze(1)
+
+
+def _count_stats(counts: Tensor) -> dict:
+    c = counts.tolist()
+    return dict(iterations_mean=sum(c) / len(c), iterations_max=max(c), iterations_per_sample=c)
 
 
 def _mask(active: Tensor, like: Tensor) -> Tensor:
@@ -400,9 +411,10 @@ def _auto_forward(
     switches: list[str],
     memory: int | None,
 ) -> str | None:
-    """The method ``auto`` should switch to now, or None to go on (a method given up is
-    not tried again)."""
-    probe = max(8, (memory or ANDERSON_MEMORY) + 1)
+    """The method ``auto`` should switch to now, or None to go on. Anderson is judged once,
+    ``2 * probe`` iterations after it started, against the fixed-point rate measured just
+    before it (``ANDERSON_GIVE_UP``); a method given up is not tried again."""
+    probe = max(RATE_WINDOW, (memory or ANDERSON_MEMORY) + 1)
     if evals - since < probe or len(switches) > 2:
         return None
     if current == "picard":
@@ -410,9 +422,10 @@ def _auto_forward(
         if math.isnan(rate) or _predicted(progress.worst, progress.tol, rate) <= FIXED_POINT_ENOUGH:
             return None
         return "anderson"
-    if current == "anderson" and evals - since >= 2 * probe:
+    judged = progress.history[-2][0] - since >= 2 * probe if len(progress.history) > 1 else True
+    if current == "anderson" and evals - since >= 2 * probe and not judged:
         rate = progress.rate(since)
-        if not (rate < picard_rate**KRYLOV_GAIN):
+        if not (rate < picard_rate**ANDERSON_GIVE_UP):
             return "picard"
     return None
 
@@ -503,6 +516,7 @@ def gmres(
     u0: Tensor | None = None,
     per_sample: bool | None = False,
     check_every: int = 4,
+    relative_to: str = "rhs",
 ) -> tuple[Tensor, dict]:
     """Restarted GMRES (Saad and Schultz 1986) for A u = b with ``matvec(w) = A w`` (any
     tensor shape), from ``u0`` (default 0), one Krylov basis per sample with ``per_sample``.
@@ -510,10 +524,13 @@ def gmres(
     Classical Gram-Schmidt with one reorthogonalisation; the least-squares problem on the
     small Hessenberg matrix is kept triangular by Givens rotations, which give the residual
     norm at every step without a host synchronisation. Stops when ||b - A u|| <= tol ||b||
-    (per sample), read every ``check_every`` matvecs and confirmed by the true residual at
-    the end of each cycle; ``max_iter`` bounds the number of matvecs.
+    (``relative_to="rhs"``) or <= tol ||u|| (``"solution"``: the criterion of the adjoint
+    fixed-point iteration, whose step is the residual), per sample, read every
+    ``check_every`` matvecs and confirmed by the true residual at the end of each cycle;
+    ``max_iter`` bounds the number of matvecs.
     """
-    u, stats = _gmres(matvec, b, tol, max_iter, restart, u0, sample_count(b, per_sample), check_every)
+    samples = sample_count(b, per_sample)
+    u, stats = _gmres(matvec, b, tol, max_iter, restart, u0, samples, check_every, relative_to)
     return u, stats
 
 
@@ -526,26 +543,34 @@ def _gmres(
     u0: Tensor | None,
     samples: int,
     check_every: int,
+    relative_to: str = "rhs",
     r0: Tensor | None = None,
-    versus_rate: float = math.nan,
+    judge: bool = False,
 ) -> tuple[Tensor, dict]:
     """The loop of :func:`gmres`. ``r0``: the residual b - A u0 when the caller has it (no
-    matvec spent on it). ``versus_rate``: a fixed-point rate to compare with; GMRES stops
-    after its first cycle (``stats["handover"] = True``) where its own rate does not beat
-    that rate by ``KRYLOV_GAIN``."""
+    matvec spent on it). ``judge`` (A = I - J^T): after its first cycle GMRES stops
+    (``stats["handover"] = True``) where its rate does not beat fixed-point iteration's,
+    the spectral radius of J estimated by the Ritz values theta of that cycle's Hessenberg
+    matrix (max |1 - theta|), by the power ``KRYLOV_GAIN``."""
     check_every = _check_every(check_every)
     if isinstance(restart, bool) or not isinstance(restart, int) or restart < 1:
         raise ValueError(f"restart must be an integer >= 1, got {restart!r}")
+    if relative_to not in ("rhs", "solution"):
+        raise ValueError(f"relative_to must be 'rhs' or 'solution', got {relative_to!r}")
     shape, dtype, device = b.shape, b.dtype, b.device
+    tiny, eps = torch.finfo(dtype).tiny, torch.finfo(dtype).eps
     with torch.no_grad():
         B = b.detach().reshape(samples, -1)
         n = B.shape[1]
         bn = torch.linalg.vector_norm(B, dim=1)
-        target = tol * bn
         evals = 0
 
         def mv(z: Tensor) -> Tensor:
             return matvec(z.reshape(shape)).reshape(samples, -1)
+
+        def scale(u: Tensor) -> Tensor:
+            """What the residual is measured against, per sample."""
+            return bn if relative_to == "rhs" else torch.linalg.vector_norm(u, dim=1)
 
         if u0 is None:
             u = torch.zeros_like(B)
@@ -561,20 +586,29 @@ def _gmres(
         Q = torch.zeros(samples, m_max + 1, n, dtype=dtype, device=device)
         R = torch.zeros(samples, m_max, m_max, dtype=dtype, device=device)
         Om = torch.zeros(samples, m_max + 1, m_max + 1, dtype=dtype, device=device)
-        workspace = (Q.numel() + R.numel() + Om.numel()) * B.element_size()
+        H = torch.zeros(samples, m_max + 1, m_max, dtype=dtype, device=device) if judge else None
+        workspace = (Q.numel() + R.numel() + Om.numel() + (H.numel() if judge else 0)) * B.element_size()
         eye = torch.eye(m_max + 1, dtype=dtype, device=device)
         counts = torch.zeros(samples, dtype=torch.long, device=device)
-        tiny = torch.finfo(dtype).tiny
-        eps = torch.finfo(dtype).eps
+
+        def solution(beta: Tensor, k: int) -> Tensor:
+            """u + Q_k y with y = argmin ||beta e_1 - H_k y||, from the rotated triangle R_k.
+            A zero pivot (a basis that ran out) gets a zero coefficient."""
+            g = beta.unsqueeze(1) * Om[:, :k, 0]
+            rk = R[:, :k, :k]
+            diag = torch.diagonal(rk, dim1=1, dim2=2)
+            bad = diag.abs() <= eps * diag.abs().amax(dim=1, keepdim=True).clamp_min(tiny)
+            rk = rk + torch.diag_embed(torch.where(bad, 1.0 - diag, torch.zeros_like(diag)))
+            g = torch.where(bad, torch.zeros_like(g), g)
+            y = torch.linalg.solve_triangular(rk, g.unsqueeze(2), upper=True).squeeze(2)
+            return u + _comb(y, Q[:, :k])
+
         handover = False
         res = torch.linalg.vector_norm(r, dim=1)
-        history = []
         while True:
-            active = (res > target) & (res > 0)
-            flags = torch.stack(
-                [active.any().to(dtype), torch.isfinite(res).all().to(dtype), (res / bn.clamp_min(tiny)).max()]
-            ).tolist()
-            history.append((evals, flags[2]))
+            ref = scale(u)
+            active = (res > tol * ref) & (res > 0)
+            flags = torch.stack([active.any().to(dtype), torch.isfinite(res).all().to(dtype)]).tolist()
             if not flags[0] or not flags[1] or evals >= max_iter or handover:
                 break
             m = min(m_max, max_iter - evals)
@@ -595,6 +629,9 @@ def _gmres(
                 w = w - _comb(h2, Qk)
                 h = h + h2
                 hn = torch.linalg.vector_norm(w, dim=1)
+                if H is not None:
+                    H[:, : k + 1, k] = h
+                    H[:, k + 1, k] = hn
                 # rotate the new Hessenberg column by the rotations so far, then zero its last entry
                 col = torch.bmm(Om[:, : k + 1, : k + 1], h.unsqueeze(2)).squeeze(2)
                 a = col[:, k]
@@ -614,46 +651,50 @@ def _gmres(
                 alive = alive & (hn > eps * beta)
                 if (k + 1) % check_every == 0 or k + 1 == m:
                     estimate = beta * Om[:, k + 1, 0].abs()
-                    alive = alive & (estimate > target)
+                    ref = bn if relative_to == "rhs" else scale(solution(beta, k_done))
+                    alive = alive & (estimate > tol * ref)
                     if not bool(alive.any()):
                         break
                 Q[:, k + 1] = w * (alive / torch.where(hn > 0, hn, torch.ones_like(hn))).unsqueeze(1)
-            g = beta.unsqueeze(1) * Om[:, :k_done, 0]
-            rk = R[:, :k_done, :k_done]
-            diag = torch.diagonal(rk, dim1=1, dim2=2)
-            bad = diag.abs() <= eps * diag.abs().amax(dim=1, keepdim=True).clamp_min(tiny)
-            rk = rk + torch.diag_embed(torch.where(bad, 1.0 - diag, torch.zeros_like(diag)))
-            g = torch.where(bad, torch.zeros_like(g), g)
-            y = torch.linalg.solve_triangular(rk, g.unsqueeze(2), upper=True).squeeze(2)
-            u = u + _comb(y, Q[:, :k_done])
+            u = solution(beta, k_done)
             r = B - mv(u)
             evals += 1
             res_new = torch.linalg.vector_norm(r, dim=1)
-            if not math.isnan(versus_rate):
-                worst_before = float((beta / bn.clamp_min(tiny)).max())
-                worst_after = float((res_new / bn.clamp_min(tiny)).max())
-                if worst_before > 0 and worst_after > 0:
-                    rate = (worst_after / worst_before) ** (1.0 / k_done)
-                    handover = not (rate < versus_rate**KRYLOV_GAIN)
+            if H is not None:
+                handover = _krylov_does_not_pay(H[:, :k_done, :k_done], beta, res_new, k_done)
+                H = None
             res = res_new
-        rel_t = res / bn.clamp_min(tiny)
-        rel_t = torch.where(bn > 0, rel_t, torch.zeros_like(rel_t))
+        ref = scale(u)
+        rel_t = torch.where(ref > 0, res / ref.clamp_min(tiny), torch.where(res > 0, math.inf, 0.0))
         rel = float(rel_t.max())
-        converged = bool(torch.isfinite(res).all()) and bool(((res <= target) | (res == 0)).all())
+        converged = bool(torch.isfinite(res).all()) and bool(((res <= tol * ref) | (res == 0)).all())
         if not converged and not handover:
             _warn("GMRES adjoint solve", max_iter, rel, tol)
-        c = counts.to(torch.float64)
         stats = dict(
             iterations=evals,
             relative_residual=rel,
             converged=converged,
             workspace_bytes=workspace,
             method="gmres",
-            iterations_mean=float(c.mean()),
-            iterations_max=int(c.max()),
             handover=handover,
+            **_count_stats(counts),
         )
         return u.reshape(shape), stats
+
+
+def _krylov_does_not_pay(hessenberg: Tensor, before: Tensor, after: Tensor, k: int) -> bool:
+    """Whether one GMRES cycle of k steps on A = I - J^T reduced the residual (from
+    ``before`` to ``after``, per sample) by less than fixed-point iteration would, at the
+    rate max |1 - theta| over the Ritz values theta of A (the spectral radius of J), to the
+    power ``KRYLOV_GAIN``."""
+    b, a = float(torch.linalg.vector_norm(before)), float(torch.linalg.vector_norm(after))
+    if not (b > 0 and a > 0 and k >= 2):
+        return False
+    theta = torch.linalg.eigvals(hessenberg.cpu())
+    radius = float((1 - theta).abs().max())
+    if not (0 < radius < 1):
+        return False
+    return (a / b) ** (1.0 / k) >= radius**KRYLOV_GAIN
 
 
 def adjoint_solve(
@@ -666,18 +707,18 @@ def adjoint_solve(
     per_sample: bool | None = False,
     check_every: int = 4,
     restart: int = 20,
-    hint: str | None = None,
 ) -> tuple[Tensor, dict]:
     """Solve (I - J^T) u = v with ``vjp(w) = J^T w`` by ``method``: ``"fixed_point"``,
-    ``"gmres"`` (on A = I - J^T) or ``"auto"``.
+    ``"gmres"`` (on A = I - J^T) or ``"auto"``, all held to one criterion:
+    ||v - (I - J^T) u|| <= tol ||u|| (per sample with ``per_sample``; for the fixed-point
+    iteration the residual is its step), from ``u0`` (an initial guess; default: v).
 
     ``auto`` starts with fixed-point steps and hands over to GMRES (from the current u, its
-    residual being free) when the measured rate says fixed-point iteration has more than
+    residual being free) when their measured rate says they have more than
     ``FIXED_POINT_ENOUGH`` steps to go; GMRES hands back to fixed-point steps after its
-    first cycle where it does not beat the fixed-point rate by ``KRYLOV_GAIN`` (a spectrum
-    near a circle, where no Krylov method beats fixed-point iteration). ``hint``, from the
-    forward solve of the same operator: ``"gmres"`` (Anderson paid there) starts with
-    GMRES, ``"fixed_point"`` (it did not) stays with fixed-point steps.
+    first cycle where it did not beat the rate of fixed-point iteration read from that
+    cycle's Ritz values (a spectrum near a circle, where no Krylov method beats fixed-point
+    iteration and GMRES's own work per step is lost).
     """
     if method not in ADJOINT_METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, ADJOINT_METHODS))}; got {method!r}")
@@ -686,18 +727,17 @@ def adjoint_solve(
     def matvec(w: Tensor) -> Tensor:
         return w - vjp(w)
 
-    if method == "fixed_point" or (method == "auto" and hint == "fixed_point"):
+    if method == "fixed_point":
         u, stats, _ = _adjoint_fixed_point(vjp, v, tol, max_iter, u0, samples, check_every)
         return u, stats | dict(switches=["fixed_point"])
-    if method == "gmres" or hint == "gmres":
-        u, stats = _gmres(matvec, v, tol, max_iter, restart, u0, samples, check_every)
+    if method == "gmres":
+        u, stats = _gmres(matvec, v, tol, max_iter, restart, u0, samples, check_every, "solution")
         return u, stats | dict(switches=["gmres"])
     u, fp, r = _adjoint_fixed_point(vjp, v, tol, max_iter, u0, samples, check_every, auto=True)
     if r is None:
         return u, fp | dict(switches=["fixed_point"])
-    u, gm = _gmres(
-        matvec, v, tol, max_iter - fp["iterations"], restart, u, samples, check_every, r0=r, versus_rate=fp["rate"]
-    )
+    left = max_iter - fp["iterations"]
+    u, gm = _gmres(matvec, v, tol, left, restart, u, samples, check_every, "solution", r, judge=True)
     evals, switches = fp["iterations"] + gm["iterations"], ["fixed_point", "gmres"]
     if gm["handover"]:
         u, last, _ = _adjoint_fixed_point(vjp, v, tol, max(1, max_iter - evals), u, samples, check_every)
@@ -705,15 +745,14 @@ def adjoint_solve(
         switches.append("fixed_point")
     else:
         last = gm
+    parts = [fp, gm] + ([last] if last is not gm else [])
+    per = [sum(p["iterations_per_sample"][i] for p in parts) for i in range(samples)]
     return u, dict(
         last,
         iterations=evals,
         workspace_bytes=gm["workspace_bytes"],
         switches=switches,
-        iterations_mean=fp["iterations_mean"]
-        + gm["iterations_mean"]
-        + (last["iterations_mean"] if last is not gm else 0),
-        iterations_max=fp["iterations_max"] + gm["iterations_max"] + (last["iterations_max"] if last is not gm else 0),
+        **_count_stats(torch.tensor(per)),
     )
 
 

@@ -125,7 +125,7 @@ class TrainConfig:
         c.tol = check_tol(c.tol)
         c.max_iter = check_depth(c.max_iter, "max_iter")
         c.optimizer = check_choice(c.optimizer, "optimizer", OPTIMIZERS)
-        c.adjoint = check_choice(c.adjoint, "adjoint", ("fixed_point", "gmres"))
+        c.adjoint = check_choice(c.adjoint, "adjoint", ("fixed_point", "gmres", "auto"))
         c.extra_steps = check_nonnegative_int(c.extra_steps, "extra_steps")
         if not (isinstance(c.lr, (int, float)) and math.isfinite(c.lr) and c.lr > 0):
             raise ValueError(f"lr must be a positive finite number, got {c.lr!r}")

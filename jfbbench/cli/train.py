@@ -37,8 +37,12 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, Any]:
     "--gap-every", default=None, type=int, help="Measure the gap to the DEQ gradient every N steps (0: never)."
 )
 @click.option("--tol", default=None, type=float, help="Forward (and DEQ adjoint) tolerance.")
-@click.option("--solver", default="anderson", show_default=True, help="picard or anderson (forward solves).")
-@click.option("--adjoint", default="gmres", show_default=True, help="DEQ adjoint solver: gmres or fixed_point.")
+@click.option(
+    "--solver", default="anderson", show_default=True, help="picard, anderson, broyden or auto (forward solves)."
+)
+@click.option("--adjoint", default="gmres", show_default=True, help="DEQ adjoint solver: gmres, fixed_point or auto.")
+@click.option("--device", default=None, help="torch device of the problem, e.g. cuda (default: the problem's, cpu).")
+@click.option("--dtype", default=None, help="float32 or float64 (default: the problem's).")
 @click.option("--extra-steps", default=0, show_default=True, type=int, help="restarted_jfb: graph-free steps M.")
 @click.option("--preset", default="default", show_default=True, help="default or quick.")
 @click.option("--quick", is_flag=True, help="Shorthand for --preset quick (seconds; for tests).")
@@ -53,7 +57,7 @@ def train_command(**kw: Any) -> None:
     import torch
 
     from ..train import TrainConfig, progress_enabled, train
-    from ._common import UsageFailure
+    from ._common import UsageFailure, device_settings
 
     if kw["threads"] < 1:
         raise UsageFailure(f"--threads must be >= 1, got {kw['threads']}")
@@ -64,7 +68,7 @@ def train_command(**kw: Any) -> None:
         steps=kw["steps"], lr=kw["lr"], optimizer=kw["optimizer"], batch_size=kw["batch_size"],
         gap_every=kw["gap_every"], tol=kw["tol"], solver=kw["solver"], adjoint=kw["adjoint"],
         extra_steps=kw["extra_steps"],
-        problem_kwargs=_parse_set(kw["settings"]),
+        problem_kwargs=_parse_set(kw["settings"]) | device_settings(kw["device"], kw["dtype"]),
     )  # fmt: skip
     try:
         rows = train(config, kw["out"], progress=progress_enabled())

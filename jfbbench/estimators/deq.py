@@ -27,8 +27,7 @@ class DEQ(Estimator):
 
     ``auto`` measures the contraction rate of fixed-point steps and moves to Anderson
     (forward) or GMRES (adjoint) where they will pay, back where they do not
-    (:func:`jfbbench.solvers.fixed_point`, :func:`jfbbench.solvers.adjoint_solve`); the
-    adjoint solve starts with the method the forward solve ended with.
+    (:func:`jfbbench.solvers.fixed_point`, :func:`jfbbench.solvers.adjoint_solve`).
     """
 
     name = "deq"
@@ -83,7 +82,6 @@ class DEQ(Estimator):
                 method=self.adjoint,
                 per_sample=self.per_sample,
                 restart=self.restart,
-                hint=adjoint_hint(fwd),
             )
         else:
             n = x.numel()
@@ -117,13 +115,3 @@ class DEQ(Estimator):
             workspace_bytes=max(fwd.get("workspace_bytes", 0), adj.get("workspace_bytes", 0)),
         )
         return Estimate(grad=grad.detach(), x=x.detach(), state=None, stats=stats)
-
-
-def adjoint_hint(forward_stats: dict) -> str | None:
-    """The adjoint method an automatic forward solve's experience points to: GMRES where it
-    ended with Anderson (a Krylov method paid), fixed-point steps where it tried Anderson and
-    went back (it did not pay), None where it never tried."""
-    switches = forward_stats.get("switches") or []
-    if "anderson" not in switches or len(switches) < 2:
-        return None
-    return "gmres" if forward_stats.get("method") == "anderson" else "fixed_point"
