@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -42,8 +43,33 @@ class Registry(Generic[T]):
             raise ValueError(f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(self.names())}")
         return self._factories[name]
 
+    def settings(self, name: str) -> set[str] | None:
+        """The keyword settings ``make(name, ...)`` accepts, or None when a ``**kwargs`` that
+        reaches no declared signature makes them unknowable."""
+        return accepted_settings(self.factory(name))
+
     def make(self, name: str, **config: Any) -> T:
         return self.factory(name)(**config)
 
     def __contains__(self, name: object) -> bool:
         return name in self._factories
+
+
+def accepted_settings(factory: Callable[..., Any]) -> set[str] | None:
+    """Names ``factory`` accepts as keywords. For a class, ``**kwargs`` in an ``__init__`` is
+    followed up the MRO to the next ``__init__`` that declares its parameters."""
+    chain = (
+        [c.__dict__["__init__"] for c in factory.__mro__ if "__init__" in c.__dict__]
+        if inspect.isclass(factory)
+        else [factory]
+    )
+    names: set[str] = set()
+    for fn in chain:
+        if fn is object.__init__:
+            break
+        params = list(inspect.signature(fn).parameters.values())
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        names |= {p.name for p in params if p.kind in kinds and p.name != "self"}
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            return names
+    return None

@@ -112,6 +112,8 @@ class Estimator:
     uses_depth = True
     stateful = False
     supports_warm_start = False
+    #: Whether it solves the forward problem to ``tol`` (the settings tol, max_iter, solver).
+    solves = True
 
     def __init__(
         self,
