@@ -60,7 +60,8 @@ def run_training(run: Run) -> dict[str, Any]:
     return dict(
         key=run.key(),
         first_psnr=float(first["test_psnr"]),
-        **{k: last[k] for k in ("step", "test_psnr", "wall_time", "operator_evals", "status")},
+        input_psnr=float(first["input_psnr"]),
+        **{k: last[k] for k in ("step", "test_psnr", "wall_time", "operator_evals", "vjp_evals", "status")},
     )
 
 
@@ -122,6 +123,18 @@ def out_paths(template: Path | None, configs: list[Any]) -> list[Path | None]:
 @click.option("--solver", multiple=True, help="picard or anderson (forward solves) [default: anderson].")
 @click.option("--adjoint", multiple=True, help="DEQ adjoint solver: gmres or fixed_point [default: gmres].")
 @click.option("--extra-steps", multiple=True, type=int, help="restarted_jfb: graph-free steps M [default: 0].")
+@click.option(
+    "--warm-start",
+    is_flag=True,
+    help="deq, jfb, phantom, neumann: start each forward (and DEQ adjoint) solve from the sample's last solution.",
+)
+@click.option(
+    "--reference-tol",
+    default=1e-8,
+    show_default=True,
+    type=float,
+    help="Tolerance of the float64 DEQ the gradient gap is measured against (<= 1e-8).",
+)
 @click.option("--preset", default="default", show_default=True, help="default or quick.")
 @click.option("--quick", is_flag=True, help="Shorthand for --preset quick (seconds; for tests).")
 @click.option("--set", "settings", multiple=True, help="A problem setting KEY=VALUE, e.g. --set weights=per_pixel.")
@@ -137,7 +150,7 @@ def out_paths(template: Path | None, configs: list[Any]) -> list[Path | None]:
 def train_command(**kw: Any) -> None:
     """Bilevel training: one gradient per outer step from the chosen estimator; learning
     curves (outer loss, test PSNR, wall time, operator/VJP counts, gap to DEQ) to --out.
-    Every option but --set, --gap-every and --preset takes several values: one run per
+    Every option but --set, --gap-every, --preset, --warm-start and --reference-tol takes several values: one run per
     combination, each its own resumable table, run here or on Dask (--workers, --scheduler)."""
     import torch
 
@@ -149,7 +162,14 @@ def train_command(**kw: Any) -> None:
     kw["threads_per_worker"] = kw["threads"]
     cluster = make_cluster(kw)
     preset = "quick" if kw["quick"] else kw["preset"]
-    configs = grid_runs(kw, preset=preset, gap_every=kw["gap_every"], problem_kwargs=_parse_set(kw["settings"]))
+    configs = grid_runs(
+        kw,
+        preset=preset,
+        gap_every=kw["gap_every"],
+        warm_start=kw["warm_start"],
+        reference_tol=kw["reference_tol"],
+        problem_kwargs=_parse_set(kw["settings"]),
+    )
     try:
         for c in configs:
             c.resolved()
@@ -175,13 +195,14 @@ def train_command(**kw: Any) -> None:
         raise UsageFailure(errors[0].removeprefix("error: ").partition(": ")[2] or errors[0])
     for run in runs:
         c, res = run.config, results.get(run.key())
-        head = f"{c.problem} {c.estimator} K={c.depth} seed={c.seed}"
+        head = f"{c.problem} {c.estimator}{' warm' if c.warm_start else ''} K={c.depth} seed={c.seed}"
         if res is None or "error" in res:
             click.echo(f"{head}: {res['error'] if res else 'lost with its worker; rerun to train it'}")
             continue
         click.echo(
-            f"{head}: step {res['step']}, test PSNR {res['first_psnr']:.2f} -> {float(res['test_psnr']):.2f} dB, "
-            f"{float(res['wall_time']):.1f} s, {res['operator_evals']} operator evals, status {res['status']}"
+            f"{head}: step {res['step']}, test PSNR {res['first_psnr']:.2f} -> {float(res['test_psnr']):.2f} dB "
+            f"(blurred input {res['input_psnr']:.2f}), {float(res['wall_time']):.1f} s, "
+            f"{res['operator_evals']} T + {res['vjp_evals']} VJP, status {res['status']}"
         )
     if errors or summary.lost:
         raise SystemExit(1)
