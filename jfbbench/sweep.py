@@ -113,13 +113,10 @@ class Grid:
         ]:
             if not values:
                 raise ValueError(f"the grid is empty: give at least one {what}")
-        known_p, known_e = problems.names(), estimators.names()
         for p in self.problems:
-            if p not in known_p:
-                raise ValueError(f"unknown problem {p!r}; known problems: {', '.join(known_p)}")
+            problems.factory(p)  # registered, entry point or package.module:factory; else a one-line error
         for e in self.estimators:
-            if e not in known_e:
-                raise ValueError(f"unknown estimator {e!r}; known estimators: {', '.join(known_e)}")
+            estimators.factory(e)
         for r in self.lipschitz:
             check_lipschitz(r)
         for k in self.depths:
