@@ -3,12 +3,17 @@
 Each row is written as one complete line, flushed and fsync'ed, so a run killed mid-write
 (SIGKILL included) leaves at most a partial last line; readers ignore it and the next append
 drops it first. Sweeps and training runs both keep their rows this way.
+
+:class:`TableLock` keeps a second process off a table (``<table>.lock``, filelock), and
+:class:`GridRecord` remembers which grids wrote a table (``<table>.grid.json``).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -77,6 +82,17 @@ class CsvJournal:
             f.flush()
             os.fsync(f.fileno())
 
+    def widen(self) -> None:
+        """Give an existing table the columns this run writes that it lacks (its rows keep
+        theirs, empty in the new columns)."""
+        header = self.header()
+        if header is None or self.columns is None or header == self.columns:
+            return
+        rows = self.rows()
+        self.columns = header + [c for c in self.columns if c not in header]
+        if self.columns != header:
+            self.rewrite(rows)
+
     def rewrite(self, rows: list[dict[str, Any]]) -> None:
         """Replace the table by ``rows`` atomically (temporary file + rename)."""
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
@@ -86,3 +102,77 @@ class CsvJournal:
                 writer.writeheader()
                 writer.writerows({c: csv_value(r.get(c)) for c in self.columns} for r in rows)
         os.replace(tmp, self.path)
+
+
+class TableBusy(ValueError):
+    """Another process holds a table's lock."""
+
+
+class TableLock:
+    """``with TableLock(table):`` holds ``<table>.lock`` (filelock) or refuses at once with a
+    one-line :class:`TableBusy` naming the table: one writer per table."""
+
+    def __init__(self, table: str | Path) -> None:
+        from filelock import FileLock
+
+        self.table = Path(table)
+        self.lock = FileLock(str(self.table) + ".lock")
+
+    def __enter__(self) -> TableLock:
+        from filelock import Timeout
+
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            raise TableBusy(
+                f"another process is writing {self.table} (it holds {self.table}.lock); "
+                "wait for it to finish or choose another --out"
+            ) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+class GridRecord:
+    """The grids that wrote a table, in ``<table>.grid.json``: each grid's settings and a
+    digest of its points' keys. :meth:`admit` lets a grid write when the table is empty or
+    was made by a grid with the same points; another grid only with ``append`` (then
+    recorded beside the first)."""
+
+    def __init__(self, table: str | Path) -> None:
+        self.table = Path(table)
+        self.path = self.table.with_name(self.table.name + ".grid.json")
+
+    def grids(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return list(json.loads(self.path.read_text())["grids"])
+
+    def write(self, grids: list[dict[str, Any]]) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps({"grids": grids}, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, self.path)
+
+    def admit(self, settings: dict[str, Any], keys: Sequence[tuple], has_rows: bool, append: bool = False) -> None:
+        digest = hashlib.sha256(json.dumps(sorted(keys)).encode()).hexdigest()
+        entry = {"settings": settings, "points": len(keys), "digest": digest}
+        grids = self.grids()
+        if any(g.get("digest") == digest for g in grids):
+            return
+        if not has_rows:
+            self.write([entry])
+            return
+        if not append:
+            if not grids:
+                raise ValueError(
+                    f"{self.table} holds rows of a grid it does not record (no {self.path.name}); "
+                    "pass --append to add this grid's rows to it, or choose another --out"
+                )
+            last = grids[-1].get("settings", {})
+            differ = sorted(k for k in set(settings) | set(last) if settings.get(k) != last.get(k)) or ["its points"]
+            raise ValueError(
+                f"{self.table} was made by another grid (differs in {', '.join(differ)}); "
+                "pass --append to add this grid's rows to it, or choose another --out"
+            )
+        self.write([*grids, entry])

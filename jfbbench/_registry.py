@@ -14,6 +14,7 @@ A name reaches a factory in one of four ways, and :meth:`Registry.origin` says w
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 import warnings
 from collections.abc import Callable
@@ -190,6 +191,11 @@ class Registry(Generic[T]):
             f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(self.names())} (or package.module:factory)"
         )
 
+    def settings(self, name: str) -> set[str] | None:
+        """The keyword settings ``make(name, ...)`` accepts, or None when a ``**kwargs`` that
+        reaches no declared signature makes them unknowable."""
+        return accepted_settings(self.factory(name))
+
     def make(self, name: str, **config: Any) -> T:
         return self.factory(name)(**config)
 
@@ -201,3 +207,23 @@ class Registry(Generic[T]):
         except ValueError:
             return False
         return True
+
+
+def accepted_settings(factory: Callable[..., Any]) -> set[str] | None:
+    """Names ``factory`` accepts as keywords. For a class, ``**kwargs`` in an ``__init__`` is
+    followed up the MRO to the next ``__init__`` that declares its parameters."""
+    chain = (
+        [c.__dict__["__init__"] for c in factory.__mro__ if "__init__" in c.__dict__]
+        if inspect.isclass(factory)
+        else [factory]
+    )
+    names: set[str] = set()
+    for fn in chain:
+        if fn is object.__init__:
+            break
+        params = list(inspect.signature(fn).parameters.values())
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        names |= {p.name for p in params if p.kind in kinds and p.name != "self"}
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            return names
+    return None

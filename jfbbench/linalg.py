@@ -150,3 +150,26 @@ def newton_fixed_point(f: Callable[[Tensor], Tensor], x0: Tensor, iters: int = 5
             jac = dense_jacobian(fx, xr)
         x = (x.reshape(-1) - torch.linalg.solve(eye - jac, r)).reshape(x.shape).detach()
     return x
+
+
+def contraction_at(
+    f: Callable[[Tensor], Tensor], x: Tensor, dense_max_dim: int = 2048, seed: int = 0
+) -> dict[str, float | str]:
+    """The contraction present at x (THEORY.md, "Reading rho"): ``rho_loc`` = ||df/dx (x)||_2,
+    ``spectral_radius`` of df/dx (x) and ``contraction_method``: ``"dense"`` (the Jacobian
+    formed, exact norm and eigenvalues) for numel(x) <= ``dense_max_dim``, otherwise
+    ``"power_iteration"`` (:func:`jacobian_spectral_norm` on J^T J with JVPs and VJPs, and
+    :func:`jacobian_spectral_radius`'s estimate lim ||J^k w||^{1/k}, both from below)."""
+    x = x.detach()
+    if x.numel() <= dense_max_dim:
+        jac = torch.func.jacrev(lambda z: f(z.reshape(x.shape)).reshape(-1))(x.reshape(-1)).detach()
+        return dict(
+            rho_loc=float(torch.linalg.matrix_norm(jac, 2)),
+            spectral_radius=float(torch.linalg.eigvals(jac).abs().max()),
+            contraction_method="dense",
+        )
+    return dict(
+        rho_loc=jacobian_spectral_norm(f, x, iters=300, seed=seed),
+        spectral_radius=jacobian_spectral_radius(f, x, dense_max_dim=dense_max_dim, seed=seed),
+        contraction_method="power_iteration",
+    )

@@ -6,19 +6,25 @@ a run killed at any moment (SIGKILL included) leaves at most a partial last line
 next run drops before skipping the rows already present. ``--out`` may be ``.parquet``: the
 journal is then ``<out>.journal.csv`` and the Parquet file is rewritten from it at the end.
 
-Shardable: ``shard=(i, n)`` keeps the grid points whose index is i modulo n, so shards can be
-run independently (by hand or by a distributed engine) and their tables concatenated.
+Every setting that changes a measurement is in a row's key (``KEY_COLUMNS``: problem and
+estimator settings, timing, dtype, device), so a rerun with another setting measures new rows.
+One process writes a table at a time (``<out>.lock``), and the table records the grid that
+made it (``<out>.grid.json``): a different grid is refused unless ``append=True``.
+
+Each grid point is one task (:func:`measure_task`: a pure function of its settings that
+returns a row); :mod:`jfbbench.runner` runs the tasks in this process or on a Dask cluster
+and this process alone writes the rows. ``shard=(i, n)`` keeps the points whose index is i
+modulo n, for job arrays without Dask.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +32,25 @@ import pandas as pd
 import torch
 
 from . import estimators, problems
-from ._journal import CsvJournal
-from ._validation import check_depth, check_device, check_dtype, check_lipschitz, check_nonnegative_int
+from ._journal import CsvJournal, GridRecord, TableLock
+from ._registry import accepted_settings
+from ._validation import (
+    check_depth,
+    check_device,
+    check_dtype,
+    check_lipschitz,
+    check_nonnegative_int,
+    default_tol,
+)
 from .measure import measure, reference_gradient
+from .runner import Cluster, run_tasks
 
-#: The key of a row: the settings that identify one measurement.
-KEY_COLUMNS = ["problem", "config", "lipschitz", "seed", "estimator", "depth", "restarts", "device", "dtype"]
+#: The key of a row: every setting that changes what is measured. A rerun measures the rows
+#: whose key is not in the table yet, so a changed setting is never answered by an old row.
+KEY_COLUMNS = [
+    "problem", "config", "lipschitz", "seed", "estimator", "depth", "restarts", "estimator_config",
+    "timing", "min_run_time", "device", "dtype",
+]  # fmt: skip
 #: Columns every sweep table has (plots and validation rely on them).
 REQUIRED_COLUMNS = KEY_COLUMNS + [
     "rel_error",
@@ -44,6 +63,10 @@ REQUIRED_COLUMNS = KEY_COLUMNS + [
     "vjp_evals",
     "converged",
 ]
+#: Estimator settings of the forward solve: a grid axis only for estimators that solve.
+SOLVE_SETTINGS = ("tol", "max_iter", "solver")
+#: Estimator settings with a column of their own in every row (others are in estimator_config).
+SETTING_COLUMNS = ["tol", "warm_start", "extra_steps"]
 
 DEFAULT_GRID = dict(
     problems=["affine", "tanh_layer", "tikhonov"],
@@ -55,42 +78,121 @@ DEFAULT_GRID = dict(
 )
 
 
+def _key_float(v: float | None) -> str:
+    return "" if v is None else repr(float(v))
+
+
 @dataclass(frozen=True)
 class Point:
-    """One grid point: everything needed to rebuild the problem and the estimator."""
+    """One grid point: everything needed to rebuild the problem and the estimator and to
+    measure them. ``lipschitz`` is None for problems whose rho is estimated, not set."""
 
     problem: str
     config: tuple[tuple[str, Any], ...]
-    lipschitz: float
+    lipschitz: float | None
     seed: int
     estimator: str
     depth: int | None
     restarts: int
     device: str
     dtype: str
+    estimator_config: tuple[tuple[str, Any], ...] = ()
+    timing: bool = True
+    min_run_time: float = 0.1
 
     def config_json(self) -> str:
         return json.dumps(dict(self.config), sort_keys=True)
 
+    def estimator_config_json(self) -> str:
+        return json.dumps(dict(self.estimator_config), sort_keys=True)
+
     def key(self) -> tuple:
+        """The row's key as the table stores it (strings, as read back from the CSV)."""
         return (
             self.problem,
             self.config_json(),
-            repr(float(self.lipschitz)),
+            _key_float(self.lipschitz),
             str(self.seed),
             self.estimator,
             "" if self.depth is None else str(self.depth),
             str(self.restarts),
+            self.estimator_config_json(),
+            str(bool(self.timing)),
+            _key_float(self.min_run_time) if self.timing else "",
             self.device,
             self.dtype,
         )
 
     def problem_key(self) -> tuple:
-        return self.key()[:4] + self.key()[7:]
+        k = self.key()
+        return k[:4] + k[-2:]
+
+    def columns(self) -> dict[str, Any]:
+        """The row's settings: its key and a column per problem and estimator setting."""
+        settings = dict(self.estimator_config)
+        tol = settings.get("tol")
+        if tol is None and solves(self.estimator):
+            tol = default_tol(getattr(torch, self.dtype))
+        row = dict(
+            problem=self.problem,
+            config=self.config_json(),
+            lipschitz=self.lipschitz,
+            seed=self.seed,
+            estimator=self.estimator,
+            depth=self.depth,
+            restarts=self.restarts,
+            estimator_config=self.estimator_config_json(),
+            timing=bool(self.timing),
+            min_run_time=self.min_run_time if self.timing else None,
+            device=self.device,
+            dtype=self.dtype,
+            **dict(self.config),
+        )
+        row.update(settings)
+        row.update(
+            tol=tol,
+            warm_start=bool(settings.get("warm_start", False)) if "warm_start" in _settings(self.estimator) else None,
+        )
+        return row
+
+
+def _settings(estimator: str) -> set[str]:
+    return accepted_settings(estimators.factory(estimator)) or set()
+
+
+def solves(estimator: str) -> bool:
+    """Whether the estimator solves the forward problem to a tolerance (``tol`` applies)."""
+    return bool(getattr(estimators.factory(estimator), "solves", True))
+
+
+def has_lipschitz_axis(problem: str) -> bool:
+    """A problem takes the lipschitz axis when rho is a setting of its construction (not an
+    estimate, as for the denoiser problems)."""
+    factory = problems.factory(problem)
+    accepted = accepted_settings(factory)
+    return (accepted is None or "lipschitz" in accepted) and getattr(factory, "contraction_guaranteed", True)
+
+
+def _defaults(estimator: str) -> dict[str, Any]:
+    import inspect
+
+    out: dict[str, Any] = {}
+    for cls in reversed(estimators.factory(estimator).__mro__):
+        init = cls.__dict__.get("__init__")
+        if init is None or init is object.__init__:
+            continue
+        for p in inspect.signature(init).parameters.values():
+            if p.default is not inspect.Parameter.empty:
+                out[p.name] = p.default
+    return out
 
 
 @dataclass
 class Grid:
+    """The grid: problems x problem settings (``configs``) x lipschitz x seeds x estimators x
+    estimator settings (``estimator_axes``, each applied to the estimators that accept it) x
+    depths x restarts. ``estimator_config`` holds settings with one value."""
+
     problems: Sequence[str]
     lipschitz: Sequence[float]
     estimators: Sequence[str]
@@ -101,6 +203,18 @@ class Grid:
     device: str = "cpu"
     dtype: str = "float64"
     estimator_config: dict[str, Any] = field(default_factory=dict)
+    estimator_axes: dict[str, Sequence[Any]] = field(default_factory=dict)
+
+    def axes(self) -> dict[str, list[Any]]:
+        """Every estimator setting with its values (single settings as one value)."""
+        out = {k: [v] for k, v in self.estimator_config.items()}
+        out.update({k: list(v) for k, v in self.estimator_axes.items()})
+        return out
+
+    def applies(self, estimator: str, key: str) -> bool:
+        if key not in _settings(estimator) or key == "depth":
+            return False
+        return key not in SOLVE_SETTINGS or solves(estimator)
 
     def validate(self) -> None:
         for what, values in [
@@ -128,26 +242,68 @@ class Grid:
         for key, values in self.configs.items():
             if not values:
                 raise ValueError(f"the grid is empty: --set {key}= has no values")
+            for p in self.problems:
+                accepted = accepted_settings(problems.factory(p))
+                if key in ("lipschitz", "seed", "dtype", "device"):
+                    raise ValueError(f"--set {key}= is not a problem setting: use --{key} instead")
+                if accepted is not None and key not in accepted:
+                    raise ValueError(
+                        f"unknown --set key {key!r} for problem {p!r}; its settings: {', '.join(sorted(accepted - {'lipschitz', 'seed', 'dtype', 'device'}))}"
+                    )
+        for key, values in self.axes().items():
+            if not values:
+                raise ValueError(f"the grid is empty: estimator setting {key}= has no values")
+            if key == "depth":
+                raise ValueError("depth is a grid axis of its own: use --depth, not an estimator setting")
+            if not any(self.applies(e, key) for e in self.estimators):
+                takes = "; ".join(f"{e}: {', '.join(sorted(_settings(e) - {'depth'}))}" for e in self.estimators)
+                raise ValueError(f"no estimator of the grid takes the setting {key!r} ({takes})")
+        for e in self.estimators:  # each value is checked by the estimator itself, before any measurement
+            for settings in self._settings_of(e):
+                estimators.make(e, **dict(settings))
 
-    def points(self) -> list[Point]:
+    def _settings_of(self, estimator: str) -> list[tuple[tuple[str, Any], ...]]:
+        """The combinations of the settings that apply to ``estimator``, with the values equal
+        to the estimator's defaults dropped (so they key the same rows as no setting)."""
+        axes = {k: v for k, v in sorted(self.axes().items()) if self.applies(estimator, k)}
+        defaults = _defaults(estimator)
+        out = []
+        for values in itertools.product(*axes.values()):
+            combo = tuple((k, v) for k, v in zip(axes, values, strict=True) if not (k in defaults and defaults[k] == v))
+            if combo not in out:
+                out.append(combo)
+        return out
+
+    def points(self, timing: bool = True, min_run_time: float = 0.1) -> list[Point]:
         """Every grid point, in a fixed order. ``depth`` is None for estimators that take no
-        depth (``deq``); ``restarts`` varies only for stateful estimators."""
+        depth (``deq``); ``restarts`` varies only for stateful or warm-started estimators;
+        ``lipschitz`` only for problems whose rho is a setting."""
         keys = sorted(self.configs)
         out: list[Point] = []
-        for prob, values, rho, seed in itertools.product(
-            self.problems, itertools.product(*(self.configs[k] for k in keys)), self.lipschitz, self.seeds
-        ):
+        for prob, values in itertools.product(self.problems, itertools.product(*(self.configs[k] for k in keys))):
             config = tuple(zip(keys, values, strict=True))
-            for name in self.estimators:
-                cls = estimators.factory(name)
-                uses_depth = getattr(cls, "uses_depth", True)
-                stateful = getattr(cls, "stateful", False)
-                for depth in self.depths if uses_depth else [None]:
-                    for m in self.restarts if stateful else [0]:
-                        out.append(
-                            Point(prob, config, float(rho), int(seed), name, depth, int(m), self.device, self.dtype)
-                        )
+            rhos = [float(r) for r in self.lipschitz] if has_lipschitz_axis(prob) else [None]
+            for rho, seed in itertools.product(rhos, self.seeds):
+                for name in self.estimators:
+                    cls = estimators.factory(name)
+                    uses_depth = getattr(cls, "uses_depth", True)
+                    for settings in self._settings_of(name):
+                        stateful = getattr(cls, "stateful", False) or bool(dict(settings).get("warm_start", False))
+                        for depth in self.depths if uses_depth else [None]:
+                            for m in self.restarts if stateful else [0]:
+                                out.append(
+                                    Point(
+                                        prob, config, rho, int(seed), name, depth, int(m), self.device, self.dtype,
+                                        settings, bool(timing), float(min_run_time),
+                                    )
+                                )  # fmt: skip
         return out
+
+    def record(self, timing: bool, min_run_time: float) -> dict[str, Any]:
+        """What the grid sidecar stores: the grid's settings, JSON-ready."""
+        spec = asdict(self)
+        spec.update(timing=bool(timing), min_run_time=float(min_run_time) if timing else None)
+        return json.loads(json.dumps(spec, default=str))
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -180,6 +336,10 @@ def config_columns(grid: Grid) -> list[str]:
     return sorted(grid.configs)
 
 
+def setting_columns(grid: Grid) -> list[str]:
+    return SETTING_COLUMNS + sorted(set(grid.axes()) - set(SETTING_COLUMNS))
+
+
 def table_columns(grid: Grid) -> list[str]:
     measured = [
         "rel_error",
@@ -199,10 +359,12 @@ def table_columns(grid: Grid) -> list[str]:
         "reference_converged",
         "warning",
         "declared_lipschitz",
-        "extra_steps",
         "elapsed_s",
+        "status",
+        "workers",
+        "threads_per_worker",
     ]
-    return KEY_COLUMNS + config_columns(grid) + measured
+    return KEY_COLUMNS + config_columns(grid) + setting_columns(grid) + measured
 
 
 def run(
@@ -213,46 +375,68 @@ def run(
     min_run_time: float = 0.1,
     progress: bool | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    append: bool = False,
+    cluster: Cluster | None = None,
 ) -> pd.DataFrame:
     """Run the grid (or one shard of it), appending each row to ``out`` as soon as it is
-    measured and skipping rows already present. Returns the whole table."""
+    measured and skipping rows already present. Returns the whole table. ``cluster`` says
+    where the points are measured (default: this process; see :mod:`jfbbench.runner`).
+
+    One process writes a table at a time (a lock beside it; a second one is refused). The
+    table records its grid in ``<out>.grid.json``; a different grid is refused unless
+    ``append``, which adds its rows (and records it beside the first)."""
     grid.validate()
     out = Path(out)
     check_writable(out)
     columns = table_columns(grid)
-    journal = CsvJournal(journal_path(out), columns)
-    journal.repair()
-    done = {tuple(r[c] for c in KEY_COLUMNS) for r in journal.rows()}
-    i, n = shard
-    todo = [p for idx, p in enumerate(grid.points()) if idx % n == i and p.key() not in done]
-    if progress is None:
-        progress = sys.stderr.isatty()
-    from tqdm.auto import tqdm
+    with TableLock(out):
+        journal = CsvJournal(journal_path(out), columns)
+        journal.repair()
+        points = grid.points(timing, min_run_time)
+        record = GridRecord(out)
+        record.admit(grid.record(timing, min_run_time), [p.key() for p in points], bool(journal.rows()), append)
+        journal.widen()
+        done = {tuple(r.get(c, "") for c in KEY_COLUMNS) for r in journal.rows()}
+        i, n = shard
+        todo = [p for idx, p in enumerate(points) if idx % n == i and p.key() not in done]
 
-    references: dict[tuple, Any] = {}
-    bar = tqdm(total=len(todo), disable=not progress, unit="row", desc="sweep")
-    try:
-        for point in todo:
-            row = measure_point(point, references, grid.estimator_config, timing, min_run_time)
+        def write(row: dict[str, Any]) -> None:
             journal.append(row)
             if on_row is not None:
                 on_row(row)
-            bar.update(1)
-    finally:
-        bar.close()
-    if journal.path.stat().st_size == 0:  # a shard with nothing to measure
-        table = pd.DataFrame(columns=columns)
-    else:
-        table = pd.read_csv(journal.path, dtype={"config": str})
-    if out.suffix == ".parquet":
-        table.to_parquet(out, index=False)
+
+        summary = run_tasks(todo, measure_task, write, cluster, failed_row, progress=progress, desc="sweep")
+        if journal.path.stat().st_size == 0:  # a shard with nothing to measure
+            table = pd.DataFrame(columns=columns)
+        else:
+            table = pd.read_csv(journal.path, dtype={"config": str, "estimator_config": str})
+        if out.suffix == ".parquet":
+            table.to_parquet(out, index=False)
+    table.attrs["summary"] = summary
     return table
 
 
+#: The DEQ reference of the last problem configuration this process measured.
+_REFERENCES: dict[tuple, Any] = {}
+
+
+def measure_task(point: Point) -> dict[str, Any]:
+    """One task of a sweep: the row of ``point`` (its settings and its measurements)."""
+    row = measure_point(point, _REFERENCES, dict(point.estimator_config), point.timing, point.min_run_time)
+    row.setdefault("status", "ok")
+    return row
+
+
+def failed_row(point: Point, error: str) -> dict[str, Any]:
+    """The row of a point whose measurement raised: its settings and the error."""
+    return {**point.columns(), "status": error}
+
+
 def build_problem(point: Point) -> Any:
+    rho = {} if point.lipschitz is None else {"lipschitz": point.lipschitz}
     return problems.make(
         point.problem,
-        lipschitz=point.lipschitz,
+        **rho,
         seed=point.seed,
         dtype=getattr(torch, point.dtype),
         device=point.device,
@@ -287,35 +471,28 @@ def measure_point(
         for _ in range(point.restarts):
             state = est.gradient(problem, state=state).state
     row = measure(problem, est, ref, state=state, timing=timing, min_run_time=min_run_time)
+    row.update(point.columns())
     row.update(
-        problem=point.problem,
-        config=point.config_json(),
-        lipschitz=point.lipschitz,
-        seed=point.seed,
-        estimator=point.estimator,
-        depth=point.depth,
-        restarts=point.restarts,
-        device=point.device,
-        dtype=point.dtype,
         declared_lipschitz=float(problem.lipschitz),
         extra_steps=getattr(est, "extra_steps", None),
         elapsed_s=time.perf_counter() - started,
-        **dict(point.config),
     )
     return row
 
 
-def iter_config_values(pairs: Iterable[str]) -> Iterator[tuple[str, list[Any]]]:
-    """Parse ``key=v1,v2`` strings into (key, [values]) with ints, floats and strings."""
+def iter_config_values(pairs: Iterable[str], option: str = "--set") -> Iterator[tuple[str, list[Any]]]:
+    """Parse ``key=v1,v2`` strings into (key, [values]) with ints, floats, booleans and strings."""
     for pair in pairs:
         if "=" not in pair:
-            raise ValueError(f"--set takes key=value[,value...], got {pair!r}")
+            raise ValueError(f"{option} takes key=value[,value...], got {pair!r}")
         key, _, raw = pair.partition("=")
         values = [parse_value(v) for v in raw.split(",") if v != ""]
         yield key.strip(), values
 
 
 def parse_value(text: str) -> Any:
+    if text in ("True", "False", "true", "false"):
+        return text.lower() == "true"
     for cast in (int, float):
         try:
             return cast(text)

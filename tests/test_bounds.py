@@ -68,7 +68,8 @@ def test_jfb_error_decays_at_the_spectral_radius(family, spectrum, rho):
 
 
 def test_unrolling_is_less_accurate_than_jfb_on_the_nonlinear_family():
-    p = problems.make("tanh_layer", lipschitz=0.9, seed=0)
+    # saturated pre-activations (the loose setting): the tight default keeps tanh nearly linear
+    p = problems.make("tanh_layer", lipschitz=0.9, seed=0, weight="normalised", preactivation=None)
     rows = _rows(p, range(1, 33), [4])
     order = rows[(rows["bound"] == "B4") & (rows["estimator"] != "unrolled")]
     assert order["checked"].sum() >= 10 and order.loc[order["checked"].astype(bool), "holds"].all()
@@ -232,7 +233,10 @@ def test_parameter_jacobian_norm_power_iteration_matches_the_dense_norm():
 
 
 def test_equilibrium_by_iteration_agrees_with_the_dense_one():
-    p = problems.make("tanh_layer", lipschitz=0.8, seed=5, dim=5, input_dim=3, batch=2)
+    # the loose setting: B's top singular values are apart, so power iteration converges fast
+    p = problems.make(
+        "tanh_layer", lipschitz=0.8, seed=5, dim=5, input_dim=3, batch=2, weight="normalised", preactivation=None
+    )
     dense, iterative = validate.equilibrium(p), validate.equilibrium(p, dense_max_dim=4)
     assert dense.dense and not iterative.dense
     assert iterative.b_norm == pytest.approx(dense.b_norm, rel=1e-6)

@@ -8,6 +8,7 @@ import click
 #: accepted as a repeated option (``--depth 1 --depth 2``).
 MULTI_VALUE_OPTIONS = {
     "--problem", "--lipschitz", "--estimator", "--depth", "--seed", "--restarts", "--dim", "--set", "--restart-depth",
+    "--tol", "--extra-steps", "--estimator-set",
 }  # fmt: skip
 
 
@@ -33,3 +34,39 @@ class UsageFailure(click.ClickException):
 
     def format_message(self) -> str:
         return self.message
+
+
+def cluster_options(fn):
+    """The options that say where a grid's tasks run (see :mod:`jfbbench.runner`)."""
+    options = [
+        click.option("--workers", type=int, default=None, help="Run on a local Dask cluster of N worker processes."),
+        click.option("--scheduler", default=None, help="Run on an existing Dask cluster (e.g. tcp://host:8786)."),
+        click.option(
+            "--scheduler-file", type=click.Path(dir_okay=False), default=None, help="... or the one in this file."
+        ),
+        click.option(
+            "--threads-per-worker", type=int, default=1, show_default=True, help="torch threads per Dask task."
+        ),
+        click.option(
+            "--retries", type=int, default=2, show_default=True, help="Reruns of a task lost with its worker."
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def make_cluster(kw: dict):
+    """The :class:`~jfbbench.runner.Cluster` of the options above (popped from ``kw``)."""
+    from ..runner import Cluster
+
+    try:
+        return Cluster(
+            workers=kw.pop("workers"),
+            scheduler=kw.pop("scheduler"),
+            scheduler_file=kw.pop("scheduler_file"),
+            threads_per_worker=kw.pop("threads_per_worker"),
+            retries=kw.pop("retries"),
+        )
+    except ValueError as exc:
+        raise UsageFailure(str(exc)) from None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import UsageFailure
+from ._common import UsageFailure, cluster_options, make_cluster
 
 
 @click.command("sweep")
@@ -16,11 +16,24 @@ from ._common import UsageFailure
 @click.option("--depth", multiple=True, type=int, help="Truncation depths K >= 1.")
 @click.option("--seed", multiple=True, type=int, help="Seeds of the problems' random data.")
 @click.option(
-    "--restarts", multiple=True, type=int, help="Calls of a stateful estimator (restarted JFB) before the measured one."
+    "--restarts",
+    multiple=True,
+    type=int,
+    help="Calls of a stateful (restarted JFB) or warm-started estimator before the measured one.",
 )
 @click.option("--dim", multiple=True, type=int, help="Dimensions (a problem setting, grid over it).")
 @click.option("--set", "settings", multiple=True, help="Other problem settings as key=v1,v2 (a grid over the values).")
-@click.option("--extra-steps", type=int, default=None, help="Restarted JFB's M steps without a graph.")
+@click.option(
+    "--estimator-set",
+    "estimator_settings",
+    multiple=True,
+    help="Estimator settings as key=v1,v2 (a grid over the values, for the estimators that take the key).",
+)
+@click.option("--tol", multiple=True, type=float, help="Forward tolerances of the estimators that solve (a grid axis).")
+@click.option("--extra-steps", multiple=True, type=int, help="Restarted JFB's M steps without a graph (a grid axis).")
+@click.option(
+    "--warm-start", is_flag=True, help="Warm-start the estimators that can (measured after --restarts calls)."
+)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--dtype", default="float64", show_default=True, type=click.Choice(["float64", "float32"]))
 @click.option(
@@ -30,55 +43,62 @@ from ._common import UsageFailure
     show_default=True,
     help=".csv or .parquet",
 )
+@click.option("--append", is_flag=True, help="Add this grid's rows to a table made by another grid.")
 @click.option("--shard", default="0/1", show_default=True, help="Run grid points i mod n only (i/n).")
 @click.option("--no-timing", is_flag=True, help="Skip the runtime measurement (errors, memory and counts only).")
 @click.option("--min-run-time", type=float, default=0.1, show_default=True, help="Seconds of timing per row.")
-def sweep(
-    problem_names,
-    lipschitz,
-    estimator_names,
-    depth,
-    seed,
-    restarts,
-    dim,
-    settings,
-    extra_steps,
-    device,
-    dtype,
-    out,
-    shard,
-    no_timing,
-    min_run_time,
-):
+@cluster_options
+def sweep(**kw):
     """Measure error, runtime and memory over a grid; with no arguments, the default grid."""
     from .. import sweep as sweep_mod
 
     d = sweep_mod.DEFAULT_GRID
+    cluster = make_cluster(kw)
+    out = kw["out"]
     try:
-        configs = dict(sweep_mod.iter_config_values(settings))
-        if dim:
-            configs["dim"] = list(dim)
+        configs = dict(sweep_mod.iter_config_values(kw["settings"]))
+        if kw["dim"]:
+            configs["dim"] = list(kw["dim"])
+        axes = dict(sweep_mod.iter_config_values(kw["estimator_settings"], "--estimator-set"))
+        for key, values in (("tol", kw["tol"]), ("extra_steps", kw["extra_steps"])):
+            if values:
+                axes[key] = list(values)
+        if kw["warm_start"]:
+            axes["warm_start"] = [True]
         grid = sweep_mod.Grid(
-            problems=list(problem_names) or d["problems"],
-            lipschitz=list(lipschitz) or d["lipschitz"],
-            estimators=list(estimator_names) or d["estimators"],
-            depths=list(depth) or d["depths"],
-            seeds=list(seed) or d["seeds"],
-            restarts=list(restarts) or d["restarts"],
+            problems=list(kw["problem_names"]) or d["problems"],
+            lipschitz=list(kw["lipschitz"]) or d["lipschitz"],
+            estimators=list(kw["estimator_names"]) or d["estimators"],
+            depths=list(kw["depth"]) or d["depths"],
+            seeds=list(kw["seed"]) or d["seeds"],
+            restarts=list(kw["restarts"]) or d["restarts"],
             configs=configs,
-            device=device,
-            dtype=dtype,
-            estimator_config={} if extra_steps is None else {"extra_steps": extra_steps},
+            device=kw["device"],
+            dtype=kw["dtype"],
+            estimator_axes=axes,
         )
         grid.validate()
-        shard_t = sweep_mod.parse_shard(shard)
-        if extra_steps is not None and set(grid.estimators) - {"restarted_jfb"}:
-            raise ValueError("--extra-steps applies to restarted_jfb only; run it in a sweep of that estimator alone")
+        shard_t = sweep_mod.parse_shard(kw["shard"])
         sweep_mod.check_writable(out)
+        if kw["min_run_time"] <= 0:
+            raise ValueError(f"--min-run-time must be > 0 seconds, got {kw['min_run_time']}")
+        table = sweep_mod.run(
+            grid,
+            out,
+            shard=shard_t,
+            timing=not kw["no_timing"],
+            min_run_time=kw["min_run_time"],
+            append=kw["append"],
+            cluster=cluster,
+        )
     except ValueError as exc:
-        raise UsageFailure(str(exc)) from None
-    table = sweep_mod.run(grid, out, shard=shard_t, timing=not no_timing, min_run_time=min_run_time)
+        raise UsageFailure(str(exc).splitlines()[0]) from None
+    summary = table.attrs["summary"]
     failed = int((table["converged"].astype(str) == "False").sum())
+    errors = int(table["status"].astype(str).str.startswith("error").sum()) if "status" in table else 0
     click.echo(
-        f"{len(table)} rows in {out}" + (f"; {failed} rows did not converge (marked converged=False)" if failed else "")
+        f"{len(table)} rows in {out}"
+        + (f"; {failed} rows did not converge (marked converged=False)" if failed else "")
+        + (f"; {errors} rows failed (status=error: ...)" if errors else "")
+        + (f"; {len(summary.lost)} points lost with their workers: rerun to measure them" if summary.lost else "")
     )

@@ -91,6 +91,8 @@ class Estimator:
     name = "estimator"
     uses_depth = True
     stateful = False
+    #: Whether it solves the forward problem to ``tol`` (the settings tol, max_iter, solver).
+    solves = True
 
     def __init__(
         self,

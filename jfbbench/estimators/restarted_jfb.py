@@ -26,6 +26,7 @@ class RestartedJFB(Estimator):
 
     name = "restarted_jfb"
     stateful = True
+    solves = False
 
     def __init__(self, depth: int = 1, extra_steps: int = 0, **kwargs: Any) -> None:
         super().__init__(depth, **kwargs)

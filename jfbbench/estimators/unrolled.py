@@ -17,6 +17,7 @@ class Unrolled(Estimator):
     """
 
     name = "unrolled"
+    solves = False
 
     def _gradient(self, problem: Any, params: list[torch.Tensor], state: torch.Tensor | None) -> Estimate:
         op = CountingOperator(problem)

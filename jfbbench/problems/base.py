@@ -55,7 +55,7 @@ class Problem:
         return t.to(dtype=self.dtype, device=self.device)
 
     def _param(self, t: torch.Tensor) -> torch.Tensor:
-        return self._to(t).detach().clone().requires_grad_(True)
+        return self._to(t).detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
 
     def parameters(self) -> list[torch.Tensor]:
         raise NotImplementedError

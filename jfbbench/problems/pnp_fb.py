@@ -44,7 +44,9 @@ class DenoiserFB(ImagingProblem):
         super().__init__(0.5, seed=seed, dtype=dtype, device=device, **imaging)
         self.sigma_max = _check_range(sigma_max, "sigma_max", 0.0, 1.0, hi_open=False)
         self.tau_max = 2.0 / self.a_norm2
-        self.denoiser = make_drunet(nc, nb, init, steps=pretrain_steps, sigma_max=self.sigma_max)
+        with torch.random.fork_rng(devices=[]):  # a random init is a function of the seed
+            torch.manual_seed(seed)
+            self.denoiser = make_drunet(nc, nb, init, steps=pretrain_steps, sigma_max=self.sigma_max)
         self.denoiser.to(device=self.device, dtype=self.dtype).eval()
         self.lipschitz_iters = int(lipschitz_iters)
         self.config.update(nc=str(tuple(nc)), nb=nb, init=init, pretrain_steps=pretrain_steps, sigma_max=sigma_max)

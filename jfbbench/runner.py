@@ -1,0 +1,214 @@
+"""Where grid tasks run: in this process, or on a Dask cluster (a ``LocalCluster`` of this
+machine's cores, an existing scheduler, or SLURM/PBS workers started by ``dask-jobqueue``).
+
+A task is a pure function of its settings that returns its result (a sweep row, or a
+training run's rows). The runner hands each result to ``on_result`` in this process as soon as
+it completes, so this process stays the one writer of the table. A task that raises
+becomes a failed result (``status`` = ``error: <type>: <message>``) and the grid goes on; a
+task whose worker dies (killed, out of memory) is rescheduled by Dask on another worker, up to
+``retries`` times, and is otherwise reported as lost (nothing is written: a rerun measures it).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Cluster:
+    """Where to run: nothing set = this process; ``workers`` = a LocalCluster of that many
+    processes on this machine; ``scheduler`` (an address such as ``tcp://host:8786``) or
+    ``scheduler_file`` = an existing Dask cluster. ``threads_per_worker`` is torch's
+    intra-op thread count in each task; ``retries`` how often a task lost with its worker
+    is resubmitted."""
+
+    workers: int | None = None
+    scheduler: str | None = None
+    scheduler_file: str | None = None
+    threads_per_worker: int = 1
+    retries: int = 2
+
+    def __post_init__(self) -> None:
+        given = [n for n, v in (("--workers", self.workers), ("--scheduler", self.scheduler),
+                                ("--scheduler-file", self.scheduler_file)) if v is not None]  # fmt: skip
+        if len(given) > 1:
+            raise ValueError(f"give one of --workers, --scheduler, --scheduler-file, got {' and '.join(given)}")
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
+            raise ValueError(f"--workers must be an integer >= 1, got {self.workers!r}")
+        if not isinstance(self.threads_per_worker, int) or self.threads_per_worker < 1:
+            raise ValueError(f"--threads-per-worker must be an integer >= 1, got {self.threads_per_worker!r}")
+        if not isinstance(self.retries, int) or self.retries < 0:
+            raise ValueError(f"--retries must be an integer >= 0, got {self.retries!r}")
+
+    @property
+    def local(self) -> bool:
+        return self.workers is None and self.scheduler is None and self.scheduler_file is None
+
+
+@dataclass
+class Summary:
+    """What a grid run did: results written, tasks failed (rows with an error status) and
+    tasks lost with their workers (not written; a rerun measures them)."""
+
+    done: int = 0
+    failed: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    workers: int = 1
+    dashboard: str | None = None
+
+
+def call_task(fn: Callable[[Any], Any], task: Any, threads: int | None) -> tuple[bool, Any, int]:
+    """Run one task where it lands (a worker or this process): (ok, result or error text,
+    torch threads used)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return True, fn(task), torch.get_num_threads()
+    except Exception as exc:  # a deterministic failure: recorded, the grid goes on
+        text = str(exc).strip().splitlines()
+        return False, f"error: {type(exc).__name__}: {text[0] if text else ''}".rstrip(": "), torch.get_num_threads()
+
+
+def _label(task: Any) -> str:
+    key = getattr(task, "key", None)
+    return ",".join(map(str, key())) if callable(key) else repr(task)
+
+
+class _Bar:
+    """One tqdm bar over all tasks: done, failed, running."""
+
+    def __init__(self, total: int, progress: bool | None, desc: str) -> None:
+        from tqdm.auto import tqdm
+
+        if progress is None:
+            progress = sys.stderr.isatty()
+        self.bar = tqdm(total=total, disable=not progress, unit="task", desc=desc)
+        self.failed = 0
+        self.running = 0
+
+    def update(self, ok: bool) -> None:
+        self.failed += not ok
+        self.bar.update(1)
+        self.show()
+
+    def show(self) -> None:
+        self.bar.set_postfix(failed=self.failed, running=self.running, refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@contextmanager
+def dask_client(cluster: Cluster):
+    """A ``distributed.Client`` for ``cluster``; a LocalCluster is started (on 127.0.0.1,
+    dashboard on a free port) and closed with it."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    if cluster.scheduler_file is not None:
+        client = Client(scheduler_file=cluster.scheduler_file, timeout="30s")
+        local = None
+    elif cluster.scheduler is not None:
+        client = Client(cluster.scheduler, timeout="30s")
+        local = None
+    else:
+        with dask.config.set({"distributed.scheduler.allowed-failures": cluster.retries}):
+            local = LocalCluster(
+                n_workers=cluster.workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
+                silence_logs=logging.ERROR,
+            )
+        client = Client(local)
+    try:
+        yield client
+    finally:
+        client.close()
+        if local is not None:
+            local.close()
+
+
+def run_tasks(
+    tasks: Sequence[Any],
+    fn: Callable[[Any], Any],
+    on_result: Callable[[Any], None],
+    cluster: Cluster | None = None,
+    failed_result: Callable[[Any, str], Any] | None = None,
+    progress: bool | None = None,
+    desc: str = "grid",
+) -> Summary:
+    """Run ``fn(task)`` for every task, in this process or on ``cluster``, and pass each
+    result to ``on_result`` (here, as it completes). A dict result gets the columns
+    ``workers`` and ``threads_per_worker``. A task that raises is passed on as
+    ``failed_result(task, "error: ...")`` (skipped when that is None)."""
+    cluster = cluster or Cluster()
+    summary = Summary()
+    bar = _Bar(len(tasks), progress, desc)
+
+    def deliver(task: Any, ok: bool, result: Any, threads: int) -> None:
+        if not ok:
+            summary.failed.append(f"{_label(task)}: {result}")
+            if failed_result is None:
+                bar.update(False)
+                return
+            result = failed_result(task, result)
+        if isinstance(result, dict):
+            result.update(workers=summary.workers, threads_per_worker=threads)
+        on_result(result)
+        summary.done += ok
+        bar.update(ok)
+
+    try:
+        if cluster.local or not tasks:
+            bar.running = 1
+            for task in tasks:
+                deliver(task, *call_task(fn, task, None))
+            return summary
+        _run_on_dask(tasks, fn, deliver, cluster, summary, bar)
+        return summary
+    finally:
+        bar.close()
+
+
+def _run_on_dask(tasks, fn, deliver, cluster: Cluster, summary: Summary, bar: _Bar) -> None:
+    from distributed import as_completed
+
+    with dask_client(cluster) as client:
+        summary.dashboard = client.dashboard_link
+        if not cluster.local:
+            client.wait_for_workers(1, timeout=120)
+        summary.workers = len(client.scheduler_info()["workers"])
+        print(
+            f"dask: {summary.workers} workers at {client.scheduler.address}, dashboard {summary.dashboard}",
+            file=sys.stderr,
+        )
+        futures = {
+            client.submit(call_task, fn, task, cluster.threads_per_worker, retries=cluster.retries, pure=False): task
+            for task in tasks
+        }
+        last = 0.0
+        for future in as_completed(futures):
+            task = futures.pop(future)
+            try:
+                ok, result, threads = future.result()
+            except Exception as exc:  # the task was lost with its worker more than `retries` times
+                summary.lost.append(f"{_label(task)}: {type(exc).__name__}: {exc}")
+                bar.update(False)
+                continue
+            finally:
+                future.release()
+            if time.monotonic() - last > 1.0:
+                last = time.monotonic()
+                summary.workers = len(client.scheduler_info()["workers"])
+                bar.running = sum(len(v) for v in client.processing().values())
+            deliver(task, ok, result, threads)
