@@ -177,8 +177,9 @@ def _defaults(estimator: str) -> dict[str, Any]:
     import inspect
 
     out: dict[str, Any] = {}
-    for cls in reversed(estimators.factory(estimator).__mro__):
-        init = cls.__dict__.get("__init__")
+    factory = estimators.factory(estimator)  # a class, or a plug-in's factory function
+    inits = [c.__dict__.get("__init__") for c in reversed(factory.__mro__)] if inspect.isclass(factory) else [factory]
+    for init in inits:
         if init is None or init is object.__init__:
             continue
         for p in inspect.signature(init).parameters.values():
