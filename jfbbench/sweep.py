@@ -151,13 +151,20 @@ class Point:
         row.update(settings)
         row.update(
             tol=tol,
-            warm_start=bool(settings.get("warm_start", False)) if "warm_start" in _settings(self.estimator) else None,
+            warm_start=bool(settings.get("warm_start", False)) if can_warm_start(self.estimator) else None,
         )
         return row
 
 
 def _settings(estimator: str) -> set[str]:
     return accepted_settings(estimators.factory(estimator)) or set()
+
+
+def can_warm_start(estimator: str) -> bool:
+    """Whether the estimator takes ``warm_start`` (a plug-in that accepts the keyword without
+    declaring ``supports_warm_start`` counts as taking it)."""
+    cls = estimators.factory(estimator)
+    return "warm_start" in _settings(estimator) and getattr(cls, "supports_warm_start", True)
 
 
 def solves(estimator: str) -> bool:
@@ -214,6 +221,8 @@ class Grid:
 
     def applies(self, estimator: str, key: str) -> bool:
         if key not in _settings(estimator) or key == "depth":
+            return False
+        if key == "warm_start" and not can_warm_start(estimator):
             return False
         return key not in SOLVE_SETTINGS or solves(estimator)
 

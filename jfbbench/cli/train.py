@@ -40,6 +40,18 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--solver", default="anderson", show_default=True, help="picard or anderson (forward solves).")
 @click.option("--adjoint", default="gmres", show_default=True, help="DEQ adjoint solver: gmres or fixed_point.")
 @click.option("--extra-steps", default=0, show_default=True, type=int, help="restarted_jfb: graph-free steps M.")
+@click.option(
+    "--warm-start",
+    is_flag=True,
+    help="deq, jfb, phantom, neumann: start each forward (and DEQ adjoint) solve from the sample's last solution.",
+)
+@click.option(
+    "--reference-tol",
+    default=1e-8,
+    show_default=True,
+    type=float,
+    help="Tolerance of the float64 DEQ the gradient gap is measured against (<= 1e-8).",
+)
 @click.option("--preset", default="default", show_default=True, help="default or quick.")
 @click.option("--quick", is_flag=True, help="Shorthand for --preset quick (seconds; for tests).")
 @click.option("--set", "settings", multiple=True, help="A problem setting KEY=VALUE, e.g. --set weights=per_pixel.")
@@ -63,7 +75,7 @@ def train_command(**kw: Any) -> None:
         problem=kw["problem"], estimator=kw["estimator"], depth=kw["depth"], seed=kw["seed"], preset=preset,
         steps=kw["steps"], lr=kw["lr"], optimizer=kw["optimizer"], batch_size=kw["batch_size"],
         gap_every=kw["gap_every"], tol=kw["tol"], solver=kw["solver"], adjoint=kw["adjoint"],
-        extra_steps=kw["extra_steps"],
+        extra_steps=kw["extra_steps"], warm_start=kw["warm_start"], reference_tol=kw["reference_tol"],
         problem_kwargs=_parse_set(kw["settings"]),
     )  # fmt: skip
     try:
@@ -71,8 +83,10 @@ def train_command(**kw: Any) -> None:
     except (ValueError, TypeError) as err:
         raise UsageFailure(str(err).splitlines()[0]) from None
     first, last = rows[0], rows[-1]
+    warm = " warm" if config.warm_start else ""
     click.echo(
-        f"{config.problem} {config.estimator} K={config.depth} seed={config.seed}: step {last['step']}, "
-        f"test PSNR {float(first['test_psnr']):.2f} -> {float(last['test_psnr']):.2f} dB, "
-        f"{float(last['wall_time']):.1f} s, {last['operator_evals']} operator evals, status {last['status']}"
+        f"{config.problem} {config.estimator}{warm} K={config.depth} seed={config.seed}: step {last['step']}, "
+        f"test PSNR {float(first['test_psnr']):.2f} -> {float(last['test_psnr']):.2f} dB "
+        f"(blurred input {float(first['input_psnr']):.2f}), {float(last['wall_time']):.1f} s, "
+        f"{last['operator_evals']} T + {last['vjp_evals']} VJP, status {last['status']}"
     )
