@@ -184,8 +184,9 @@ def _defaults(estimator: str) -> dict[str, Any]:
     import inspect
 
     out: dict[str, Any] = {}
-    for cls in reversed(estimators.factory(estimator).__mro__):
-        init = cls.__dict__.get("__init__")
+    factory = estimators.factory(estimator)  # a class, or a plug-in's factory function
+    inits = [c.__dict__.get("__init__") for c in reversed(factory.__mro__)] if inspect.isclass(factory) else [factory]
+    for init in inits:
         if init is None or init is object.__init__:
             continue
         for p in inspect.signature(init).parameters.values():
@@ -236,13 +237,10 @@ class Grid:
         ]:
             if not values:
                 raise ValueError(f"the grid is empty: give at least one {what}")
-        known_p, known_e = problems.names(), estimators.names()
         for p in self.problems:
-            if p not in known_p:
-                raise ValueError(f"unknown problem {p!r}; known problems: {', '.join(known_p)}")
+            problems.factory(p)  # registered, entry point or package.module:factory; else a one-line error
         for e in self.estimators:
-            if e not in known_e:
-                raise ValueError(f"unknown estimator {e!r}; known estimators: {', '.join(known_e)}")
+            estimators.factory(e)
         for r in self.lipschitz:
             check_lipschitz(r)
         for k in self.depths:

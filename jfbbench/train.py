@@ -139,7 +139,7 @@ class TrainConfig:
             raise ValueError(
                 f"problem must be one of {', '.join(map(repr, PRESETS))} for training; got {self.problem!r}"
             )
-        check_choice(self.estimator, "estimator", estimators.names())
+        estimators.factory(self.estimator)  # a registered name or package.module:factory
         preset = PRESETS[self.problem]
         check_choice(self.preset, "preset", tuple(preset))
         p = preset[self.preset]
