@@ -472,7 +472,7 @@ def _adjoint_fixed_point(
     shape = v.shape
     with torch.no_grad():
         vr = v.detach().reshape(samples, -1)
-        u = vr.clone() if u0 is None else u0.detach().reshape(samples, -1).clone()
+        u = vr.clone() if u0 is None else u0.detach().to(dtype=vr.dtype, device=vr.device).reshape(samples, -1).clone()
         progress = _Progress(samples, tol, vr)
         evals = 0
         finite = True
@@ -576,7 +576,7 @@ def _gmres(
             u = torch.zeros_like(B)
             r = B.clone()
         else:
-            u = u0.detach().reshape(samples, -1).clone()
+            u = u0.detach().to(dtype=dtype, device=device).reshape(samples, -1).clone()
             if r0 is None:
                 r = B - mv(u)
                 evals += 1

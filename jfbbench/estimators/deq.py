@@ -8,7 +8,7 @@ import torch
 
 from .._validation import check_choice, check_depth, check_tol, default_tol
 from ..solvers import ADJOINT_METHODS, adjoint_solve, dense_jacobian
-from .base import CountingOperator, Estimate, Estimator, flat_grad
+from .base import CountingOperator, Estimate, Estimator, flat_grad, start_point
 
 ADJOINT_SOLVERS = (*ADJOINT_METHODS, "dense")
 
@@ -28,11 +28,16 @@ class DEQ(Estimator):
     ``auto`` measures the contraction rate of fixed-point steps and moves to Anderson
     (forward) or GMRES (adjoint) where they will pay, back where they do not
     (:func:`jfbbench.solvers.fixed_point`, :func:`jfbbench.solvers.adjoint_solve`).
+
+    ``warm_start=True``: the state is the pair (x, u) of the previous call (or x alone, or
+    None); the forward solve starts from x and the adjoint solve from u (u = 0, as in
+    :meth:`cold_state`, is the cold start), and ``Estimate.state`` is the new (x*, u).
     """
 
     name = "deq"
     uses_depth = False
     default_solver = "auto"
+    supports_warm_start = True
 
     def __init__(
         self,
@@ -47,8 +52,9 @@ class DEQ(Estimator):
         memory: int | None = None,
         per_sample: bool | None = None,
         restart: int = 20,
+        warm_start: bool = False,
     ) -> None:
-        super().__init__(depth, tol, max_iter, solver, memory, per_sample)
+        super().__init__(depth, tol, max_iter, solver, memory, per_sample, warm_start)
         self.restart = check_depth(restart, "restart")
         self.adjoint = check_choice(adjoint, "adjoint", ADJOINT_SOLVERS)
         self.adjoint_tol = check_tol(adjoint_tol, "adjoint_tol")
@@ -58,9 +64,14 @@ class DEQ(Estimator):
     def config(self) -> dict[str, Any]:
         return dict(depth=None, adjoint=self.adjoint)
 
-    def _gradient(self, problem: Any, params: list[torch.Tensor], state: torch.Tensor | None) -> Estimate:
+    def cold_state(self, problem: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        x0 = problem.initial_point().detach()
+        return x0, torch.zeros_like(x0)
+
+    def _gradient(self, problem: Any, params: list[torch.Tensor], state: Any) -> Estimate:
         op = CountingOperator(problem)
-        x_star, fwd = self.solve(op, problem.initial_point())
+        x_state, u0 = (state if isinstance(state, tuple) else (state, None)) if self.warm_start else (None, None)
+        x_star, fwd = self.solve(op, start_point(problem, x_state))
         x = x_star.detach().requires_grad_(True)
         fx = op(x)
         loss = problem.loss(x)
@@ -73,6 +84,10 @@ class DEQ(Estimator):
             vjp_count += 1
             return torch.autograd.grad(fx, x, w, retain_graph=True)[0]
 
+        if u0 is not None:
+            u0 = start_point(problem, u0)
+            if not bool(u0.any()):
+                u0 = None
         if self.adjoint != "dense":
             u, adj = adjoint_solve(
                 vjp,
@@ -81,6 +96,7 @@ class DEQ(Estimator):
                 self.adjoint_max_iter,
                 method=self.adjoint,
                 per_sample=self.per_sample,
+                u0=u0,
                 restart=self.restart,
             )
         else:
@@ -114,4 +130,5 @@ class DEQ(Estimator):
             adjoint_iterations_max=adj.get("iterations_max"),
             workspace_bytes=max(fwd.get("workspace_bytes", 0), adj.get("workspace_bytes", 0)),
         )
-        return Estimate(grad=grad.detach(), x=x.detach(), state=None, stats=stats)
+        warm = (x.detach(), u.detach()) if self.warm_start else None
+        return Estimate(grad=grad.detach(), x=x.detach(), state=warm, stats=stats)

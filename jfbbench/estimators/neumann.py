@@ -26,10 +26,11 @@ class Neumann(Estimator):
     """
 
     name = "neumann"
+    supports_warm_start = True
 
     def _gradient(self, problem: Any, params: list[torch.Tensor], state: torch.Tensor | None) -> Estimate:
         op = CountingOperator(problem)
-        x_star, fwd = self.solve(op, problem.initial_point())
+        x_star, fwd = self.solve(op, self.forward_start(problem, state))
         x = x_star.detach().requires_grad_(True)
         fx = op(x)
         (v,) = torch.autograd.grad(problem.loss(x), x)
@@ -45,4 +46,4 @@ class Neumann(Estimator):
             forward_residual=float(torch.linalg.vector_norm((fx - x).detach())),
             converged=bool(fwd["converged"]),
         )
-        return Estimate(grad=grad.detach(), x=x.detach(), state=None, stats=stats)
+        return Estimate(grad=grad.detach(), x=x.detach(), state=x.detach() if self.warm_start else None, stats=stats)

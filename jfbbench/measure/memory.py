@@ -55,3 +55,30 @@ def rss_growth_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
     before = _maxrss_bytes()
     out = fn()
     return out, _maxrss_bytes() - before
+
+
+def profiled_peak_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
+    """Peak of the bytes held by PyTorch's CPU allocator during ``fn``, above what was held
+    before it, from the memory events of ``torch.profiler`` (``profile_memory=True``):
+    allocations minus frees, accumulated in time order (an operator's own net allocation
+    counts at its start). Includes every tensor made during the call (solver workspaces,
+    saved activations, temporaries), not only what autograd saves. Slows the call: measure
+    apart from timing."""
+    import os
+
+    from torch.profiler import ProfilerActivity, profile
+
+    os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        out = fn()
+    steps = []
+    for e in prof.events():
+        delta = e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage
+        if delta:
+            steps.append((e.time_range.start, delta))
+    steps.sort()
+    current = peak = 0
+    for _, delta in steps:
+        current += delta
+        peak = max(peak, current)
+    return out, int(peak)

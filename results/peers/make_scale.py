@@ -172,7 +172,7 @@ def main() -> None:
                   f"err {row['rel_error']:.1e}  {row['forward_method']}/{row['adjoint_method']}", flush=True)  # fmt: skip
     table = pd.read_csv(args.out)
     summary = summarize(table)
-    summary.to_csv(HERE / "scale_summary.csv", index=False)
+    summary.to_csv(args.out.with_name(args.out.stem + "_summary.csv"), index=False)
     print(summary.to_markdown(index=False, floatfmt=".3g"))
 
 
