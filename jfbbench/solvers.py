@@ -27,8 +27,8 @@ updated with Givens rotations held as one small orthogonal matrix per sample, An
 the Gram matrix of its residual history up to date with one batched product per step.
 Convergence is read on the host every ``check_every`` iterations only (the per-sample masks
 and residual estimates stay on the device in between), so a CUDA solve synchronises once per
-``check_every`` steps; a solve may thus make up to ``check_every - 1`` more iterations than
-it needed.
+``check_every`` steps; the fixed-point loops check sooner where the measured rate says the
+tolerance is that close (GMRES may make up to ``check_every - 1`` more steps than it needed).
 
 **Robustness.** No least-squares solve assumes full rank: Anderson's weights solve a
 regularised (scaled) Gram system and fall back to a plain fixed-point step where that system
@@ -141,6 +141,15 @@ class _Progress:
         if len(pts) < 2 or pts[-1][0] == pts[0][0]:
             return math.nan
         return (pts[-1][1] / pts[0][1]) ** (1.0 / (pts[-1][0] - pts[0][0]))
+
+    def steps_to_next_check(self, check_every: int) -> int:
+        """``check_every``, or fewer where the measured rate says the tolerance will be met
+        sooner (so that a solve does not overshoot by up to ``check_every - 1`` steps)."""
+        rate = self.rate(1, RATE_WINDOW)
+        left = _predicted(self.worst, self.tol, rate)
+        if not math.isfinite(left):
+            return check_every
+        return max(1, min(check_every, math.ceil(left)))
 
     @property
     def worst(self) -> float:
@@ -365,11 +374,13 @@ def fixed_point(
         picard_rate = math.nan
         switched_at = 1
         finite = True
+        next_check = 1
         while True:
-            if evals == 1 or evals % check_every == 0 or evals >= max_iter:
+            if evals >= next_check or evals >= max_iter:
                 active, finite = progress.check(fx - x, fx, evals)
                 if not active or not finite or evals >= max_iter:
                     break
+                next_check = evals + progress.steps_to_next_check(check_every)
                 if method == "auto":
                     new = _auto_forward(current, progress, switched_at, picard_rate, evals, switches, memory)
                     if new is not None:
@@ -477,14 +488,16 @@ def _adjoint_fixed_point(
         evals = 0
         finite = True
         handover = None
+        next_check = 1
         while evals < max_iter:
             un = vjp(u.reshape(shape)).reshape(samples, -1) + vr
             evals += 1
-            if evals % check_every == 0 or evals == 1 or evals >= max_iter:
+            if evals >= next_check or evals >= max_iter:
                 active, finite = progress.check(un - u, un, evals)
                 if not active or not finite:
                     u = un
                     break
+                next_check = evals + progress.steps_to_next_check(check_every)
                 if auto and evals >= RATE_WINDOW:
                     rate = progress.rate(1, RATE_WINDOW)
                     if not math.isnan(rate) and _predicted(progress.worst, tol, rate) > FIXED_POINT_ENOUGH:
