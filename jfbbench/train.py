@@ -55,14 +55,20 @@ from .solvers import ConvergenceWarning, fixed_point
 
 OPTIMIZERS = ("adam", "sgd")
 
-#: Per-problem presets: ``default`` (the committed results; minutes on 2 cores) and
-#: ``quick`` (seconds; the tests). Problem settings go under ``problem``.
+#: Per-problem presets: ``default`` (32 x 32 patches; minutes on 2 cores), ``large`` (the
+#: committed results: the grey image set, 128 x 128 crops for weighted_tv, 64 x 64 for the
+#: DRUNet problems) and ``quick`` (seconds; the tests). Problem settings go under ``problem``.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "weighted_tv": {
         "default": dict(
             steps=40, lr=0.15, batch_size=4, gap_every=5, tol=1e-4,
             problem=dict(patch=32, train_per_image=1, test_per_image=3, noise=0.03, weights="per_direction",
                          weight=0.05, mu=0.05, smoothing=0.05),
+        ),
+        "large": dict(
+            steps=40, lr=0.1, batch_size=4, gap_every=5, tol=1e-4,
+            problem=dict(images="grey", patch=128, train_per_image=1, test_per_image=2, noise=0.03,
+                         weights="per_direction", weight=0.05, mu=0.05, smoothing=0.05),
         ),
         "quick": dict(
             steps=6, lr=0.3, batch_size=2, gap_every=3, tol=1e-4,
@@ -74,6 +80,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             steps=40, lr=0.25, batch_size=4, gap_every=5, tol=1e-4,
             problem=dict(patch=32, test_per_image=3, noise=0.03, tau=0.3, sigma=0.005),
         ),
+        "large": dict(
+            steps=40, lr=0.25, batch_size=4, gap_every=5, tol=1e-4,
+            problem=dict(images="grey", patch=64, train_per_image=2, test_per_image=2, noise=0.03, tau=0.3,
+                         sigma=0.005),
+        ),
         "quick": dict(
             steps=4, lr=0.3, batch_size=2, gap_every=2, tol=1e-3,
             problem=dict(patch=16, kernel_size=5, noise=0.03, pretrain_steps=600, pretrain_lr=3e-3, pretrain_patch=16,
@@ -84,6 +95,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "default": dict(
             steps=30, lr=3e-4, batch_size=4, gap_every=5, tol=1e-4,
             problem=dict(patch=32, test_per_image=3, noise=0.03, tau=1.0, sigma=0.03),
+        ),
+        "large": dict(
+            steps=40, lr=1e-4, batch_size=4, gap_every=5, tol=1e-4,
+            problem=dict(images="grey", patch=64, train_per_image=2, test_per_image=2, noise=0.03, tau=1.0,
+                         sigma=0.03),
         ),
         "quick": dict(
             steps=4, lr=3e-5, batch_size=4, gap_every=2, tol=1e-3,
