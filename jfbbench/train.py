@@ -77,7 +77,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "pnp_fb": {
         "default": dict(
-            steps=40, lr=0.25, batch_size=4, gap_every=10, tol=1e-4,
+            steps=40, lr=0.25, batch_size=4, gap_every=5, tol=1e-4,
             problem=dict(patch=32, test_per_image=3, noise=0.03, tau=0.3, sigma=0.005),
         ),
         "large": dict(
