@@ -24,7 +24,9 @@ class Estimate:
     state: for ``restarted_jfb``, the detached last iterate to pass to the next call.
     stats: at least ``operator_evals``, ``vjp_evals``, ``forward_residual``
            (||T(x) - x|| where the graph starts) and ``converged`` (of the forward solve;
-           None for estimators that make none).
+           None for estimators that make none); the built-in estimators add
+           ``workspace_bytes``, the most bytes their solvers held at once (Anderson's
+           history, the GMRES basis; 0 without a solver).
     """
 
     grad: Tensor

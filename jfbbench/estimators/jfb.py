@@ -40,5 +40,6 @@ class JFB(Estimator):
             forward_iterations=fwd["iterations"],
             forward_residual=res0 / self.step_scale(),
             converged=bool(fwd["converged"]),
+            workspace_bytes=fwd.get("workspace_bytes", 0),
         )
         return Estimate(grad=grad.detach(), x=xk.detach(), state=None, stats=stats)

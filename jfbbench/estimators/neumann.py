@@ -44,5 +44,6 @@ class Neumann(Estimator):
             forward_iterations=fwd["iterations"],
             forward_residual=float(torch.linalg.vector_norm((fx - x).detach())),
             converged=bool(fwd["converged"]),
+            workspace_bytes=fwd.get("workspace_bytes", 0),
         )
         return Estimate(grad=grad.detach(), x=x.detach(), state=None, stats=stats)
