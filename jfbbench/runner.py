@@ -185,8 +185,6 @@ def _run_on_dask(tasks, fn, deliver, cluster: Cluster, summary: Summary, bar: _B
 
     with dask_client(cluster) as client:
         summary.dashboard = client.dashboard_link
-        if not cluster.local:
-            client.wait_for_workers(1, timeout=120)
         summary.workers = len(client.scheduler_info()["workers"])
         print(
             f"dask: {summary.workers} workers at {client.scheduler.address}, dashboard {summary.dashboard}",

@@ -86,14 +86,17 @@ def fixed_point(
         return fx, stats
 
 
-def adjoint_fixed_point(vjp: Callable[[Tensor], Tensor], v: Tensor, tol: float, max_iter: int) -> tuple[Tensor, dict]:
-    """Solve (I - J^T) u = v by u <- J^T u + v, with ``vjp(w) = J^T w``.
+def adjoint_fixed_point(
+    vjp: Callable[[Tensor], Tensor], v: Tensor, tol: float, max_iter: int, u0: Tensor | None = None
+) -> tuple[Tensor, dict]:
+    """Solve (I - J^T) u = v by u <- J^T u + v, with ``vjp(w) = J^T w``, from ``u0`` (None:
+    from v, the first step from 0; a warm start passes the previous solution).
 
     Stops when ||J^T u + v - u|| <= tol ||J^T u + v||: the step relative to the new iterate,
     as the forward solve's residual is relative to f(x) (and as TorchDEQ's backward
     ``stop_mode="rel"``). The relative error of u is then at most tol rho / (1 - rho).
     """
-    u = v.clone()
+    u = v.clone() if u0 is None else u0.detach().to(dtype=v.dtype, device=v.device).reshape(v.shape)
     tiny = torch.finfo(v.dtype).tiny
     evals = 0
     rel = float("inf")
@@ -115,9 +118,15 @@ def adjoint_fixed_point(vjp: Callable[[Tensor], Tensor], v: Tensor, tol: float, 
 
 
 def gmres(
-    matvec: Callable[[Tensor], Tensor], b: Tensor, tol: float, max_iter: int, restart: int = 40
+    matvec: Callable[[Tensor], Tensor],
+    b: Tensor,
+    tol: float,
+    max_iter: int,
+    restart: int = 40,
+    u0: Tensor | None = None,
 ) -> tuple[Tensor, dict]:
-    """Restarted GMRES for A u = b with ``matvec(w) = A w`` (any tensor shape).
+    """Restarted GMRES for A u = b with ``matvec(w) = A w`` (any tensor shape), from ``u0``
+    (None: from 0; a warm start costs one matvec for its residual).
 
     Stops when ||b - A u|| <= tol ||b||; ``max_iter`` bounds the number of matvecs.
     ``workspace_bytes`` in the stats: the Krylov basis (n x (m + 1)) and the Hessenberg
@@ -126,11 +135,16 @@ def gmres(
     shape, dtype = b.shape, b.dtype
     bf = b.reshape(-1)
     bn = max(_norm(bf), torch.finfo(dtype).tiny)
-    u = torch.zeros_like(bf)
-    r = bf.clone()
-    rel = _norm(r) / bn
     evals = 0
     workspace = 0
+    if u0 is None:
+        u = torch.zeros_like(bf)
+        r = bf.clone()
+    else:
+        u = u0.detach().to(dtype=dtype, device=b.device).reshape(-1).clone()
+        r = bf - matvec(u.reshape(shape)).reshape(-1)
+        evals += 1
+    rel = _norm(r) / bn
     while rel > tol and evals < max_iter:
         m = min(restart, max_iter - evals)
         beta = _norm(r)

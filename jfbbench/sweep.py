@@ -151,13 +151,20 @@ class Point:
         row.update(settings)
         row.update(
             tol=tol,
-            warm_start=bool(settings.get("warm_start", False)) if "warm_start" in _settings(self.estimator) else None,
+            warm_start=bool(settings.get("warm_start", False)) if can_warm_start(self.estimator) else None,
         )
         return row
 
 
 def _settings(estimator: str) -> set[str]:
     return accepted_settings(estimators.factory(estimator)) or set()
+
+
+def can_warm_start(estimator: str) -> bool:
+    """Whether the estimator takes ``warm_start`` (a plug-in that accepts the keyword without
+    declaring ``supports_warm_start`` counts as taking it)."""
+    cls = estimators.factory(estimator)
+    return "warm_start" in _settings(estimator) and getattr(cls, "supports_warm_start", True)
 
 
 def solves(estimator: str) -> bool:
@@ -177,8 +184,9 @@ def _defaults(estimator: str) -> dict[str, Any]:
     import inspect
 
     out: dict[str, Any] = {}
-    for cls in reversed(estimators.factory(estimator).__mro__):
-        init = cls.__dict__.get("__init__")
+    factory = estimators.factory(estimator)  # a class, or a plug-in's factory function
+    inits = [c.__dict__.get("__init__") for c in reversed(factory.__mro__)] if inspect.isclass(factory) else [factory]
+    for init in inits:
         if init is None or init is object.__init__:
             continue
         for p in inspect.signature(init).parameters.values():
@@ -214,6 +222,8 @@ class Grid:
     def applies(self, estimator: str, key: str) -> bool:
         if key not in _settings(estimator) or key == "depth":
             return False
+        if key == "warm_start" and not can_warm_start(estimator):
+            return False
         return key not in SOLVE_SETTINGS or solves(estimator)
 
     def validate(self) -> None:
@@ -227,13 +237,10 @@ class Grid:
         ]:
             if not values:
                 raise ValueError(f"the grid is empty: give at least one {what}")
-        known_p, known_e = problems.names(), estimators.names()
         for p in self.problems:
-            if p not in known_p:
-                raise ValueError(f"unknown problem {p!r}; known problems: {', '.join(known_p)}")
+            problems.factory(p)  # registered, entry point or package.module:factory; else a one-line error
         for e in self.estimators:
-            if e not in known_e:
-                raise ValueError(f"unknown estimator {e!r}; known estimators: {', '.join(known_e)}")
+            estimators.factory(e)
         for r in self.lipschitz:
             check_lipschitz(r)
         for k in self.depths:

@@ -6,18 +6,30 @@ One outer step = one gradient from the chosen estimator on a mini-batch of train
 (cycled in a fixed order), written into the parameters' ``.grad`` and handed to the outer
 optimiser (Adam or SGD). ``restarted_jfb`` keeps its state per training image
 (:class:`~jfbbench.estimators.StateBank`), so each image restarts from where its last visit
-left it.
+left it; with ``warm_start=True``, ``deq``, ``jfb``, ``phantom`` and ``neumann`` do the same
+with their forward solve (and DEQ with its adjoint solve).
 
-Each step appends one row to a tidy table: outer loss, train and test PSNR (test at the DEQ
-equilibrium of the current theta, solved to ``tol``), wall time of the training work alone
-(evaluation excluded), cumulative operator and VJP counts, and every ``gap_every`` steps the
-relative gap ||g - g_DEQ|| / ||g_DEQ|| between the estimator's gradient and the DEQ gradient
-at the same theta on the same batch. Row 0 is the initial theta.
+Each step appends one row to a tidy table, every quantity at theta_n, *after* the step:
 
-Resumable: rows are appended with flush + fsync; a checkpoint (theta, optimiser state,
-restarted-JFB states, counters) is written atomically beside the table after each row, and a
-rerun continues from it. A divergence (non-finite values, or a test solve that stays far
-from its tolerance) is recorded in the row's ``status`` and ends the run, rows kept.
+- ``outer_loss`` = l(theta_n) = L(x*(theta_n)) on the step's training batch, x* solved to
+  ``tol`` (the same quantity for every estimator); ``surrogate_loss`` = the estimator's own
+  L(x_K) at theta_{n-1} (what it differentiated); ``train_psnr`` at x*(theta_n);
+- ``test_psnr`` at the equilibrium x*(theta_n) of the test images (and ``input_psnr``, the
+  blurred observations');
+- cost of the step's gradient: ``step_operator_evals`` (T), ``step_vjp_evals`` (VJP) and
+  ``step_cost`` = T + VJP, their running sums ``operator_evals``, ``vjp_evals``, ``cost``,
+  the training wall time (evaluation excluded), ``state_bytes`` (the per-sample states kept)
+  and, every ``gap_every`` steps, ``peak_memory_bytes`` of the gradient call (allocator
+  peak, :func:`~jfbbench.measure.cpu_peak_bytes`, measured on a repeat of the call);
+- every ``gap_every`` steps, the relative gap ||g - g_DEQ|| / ||g_DEQ|| between the
+  estimator's gradient and a tight DEQ gradient at the same theta_{n-1} on the same batch:
+  float64, tolerance ``reference_tol`` (<= 1e-8), its convergence in ``reference_converged``.
+
+Row 0 is the initial theta. Resumable: rows are appended with flush + fsync; a checkpoint
+(theta, optimiser state, per-sample states, counters) is written atomically beside the table
+after each row, and a rerun continues from it. A divergence (non-finite values, or a test
+solve that stays far from its tolerance) is recorded in the row's ``status`` and ends the
+run, rows kept.
 """
 
 from __future__ import annotations
@@ -38,19 +50,25 @@ import torch
 from . import estimators, problems
 from ._journal import CsvJournal
 from ._validation import check_choice, check_depth, check_nonnegative_int, check_seed, check_tol
-from .measure import compare
+from .measure import compare, cpu_peak_bytes
 from .solvers import ConvergenceWarning, fixed_point
 
 OPTIMIZERS = ("adam", "sgd")
 
-#: Per-problem presets: ``default`` (the committed results; minutes on 2 cores) and
-#: ``quick`` (seconds; the tests). Problem settings go under ``problem``.
+#: Per-problem presets: ``default`` (32 x 32 patches; minutes on 2 cores), ``large`` (the
+#: committed results: the grey image set, 128 x 128 crops for weighted_tv, 64 x 64 for the
+#: DRUNet problems) and ``quick`` (seconds; the tests). Problem settings go under ``problem``.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "weighted_tv": {
         "default": dict(
             steps=40, lr=0.15, batch_size=4, gap_every=5, tol=1e-4,
             problem=dict(patch=32, train_per_image=1, test_per_image=3, noise=0.03, weights="per_direction",
                          weight=0.05, mu=0.05, smoothing=0.05),
+        ),
+        "large": dict(
+            steps=40, lr=0.1, batch_size=4, gap_every=5, tol=1e-4,
+            problem=dict(images="grey", patch=128, train_per_image=1, test_per_image=2, noise=0.03,
+                         weights="per_direction", weight=0.05, mu=0.05, smoothing=0.05),
         ),
         "quick": dict(
             steps=6, lr=0.3, batch_size=2, gap_every=3, tol=1e-4,
@@ -62,10 +80,15 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             steps=40, lr=0.25, batch_size=4, gap_every=5, tol=1e-4,
             problem=dict(patch=32, test_per_image=3, noise=0.03, tau=0.3, sigma=0.005),
         ),
+        "large": dict(
+            steps=40, lr=0.25, batch_size=4, gap_every=5, tol=1e-4,
+            problem=dict(images="grey", patch=64, train_per_image=2, test_per_image=2, noise=0.03, tau=0.3,
+                         sigma=0.005),
+        ),
         "quick": dict(
             steps=4, lr=0.3, batch_size=2, gap_every=2, tol=1e-3,
-            problem=dict(patch=16, kernel_size=5, noise=0.03, nc=(4, 4, 4, 4), pretrain_steps=5, lipschitz_iters=3,
-                         tau=0.3, sigma=0.005),
+            problem=dict(patch=16, kernel_size=5, noise=0.03, pretrain_steps=600, pretrain_lr=3e-3, pretrain_patch=16,
+                         lipschitz_iters=3, tau=1.0, sigma=0.01),
         ),
     },
     "drunet_fb": {
@@ -73,9 +96,15 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             steps=30, lr=3e-4, batch_size=4, gap_every=5, tol=1e-4,
             problem=dict(patch=32, test_per_image=3, noise=0.03, tau=1.0, sigma=0.03),
         ),
+        "large": dict(
+            steps=40, lr=1e-4, batch_size=4, gap_every=5, tol=1e-4,
+            problem=dict(images="grey", patch=64, train_per_image=2, test_per_image=2, noise=0.03, tau=1.0,
+                         sigma=0.03),
+        ),
         "quick": dict(
-            steps=3, lr=1e-3, batch_size=2, gap_every=2, tol=1e-3,
-            problem=dict(patch=16, kernel_size=5, noise=0.03, nc=(4, 4, 4, 4), pretrain_steps=5, lipschitz_iters=3),
+            steps=4, lr=3e-5, batch_size=4, gap_every=2, tol=1e-3,
+            problem=dict(patch=16, kernel_size=5, noise=0.03, pretrain_steps=600, pretrain_lr=3e-3, pretrain_patch=16,
+                         lipschitz_iters=3, tau=1.0, sigma=0.03),
         ),
     },
 }  # fmt: skip
@@ -100,6 +129,8 @@ class TrainConfig:
     solver: str = "anderson"
     adjoint: str = "gmres"
     extra_steps: int = 0
+    warm_start: bool = False
+    reference_tol: float = 1e-8
     problem_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> TrainConfig:
@@ -108,7 +139,7 @@ class TrainConfig:
             raise ValueError(
                 f"problem must be one of {', '.join(map(repr, PRESETS))} for training; got {self.problem!r}"
             )
-        check_choice(self.estimator, "estimator", estimators.names())
+        estimators.factory(self.estimator)  # a registered name or package.module:factory
         preset = PRESETS[self.problem]
         check_choice(self.preset, "preset", tuple(preset))
         p = preset[self.preset]
@@ -127,6 +158,15 @@ class TrainConfig:
         c.optimizer = check_choice(c.optimizer, "optimizer", OPTIMIZERS)
         c.adjoint = check_choice(c.adjoint, "adjoint", ("fixed_point", "gmres"))
         c.extra_steps = check_nonnegative_int(c.extra_steps, "extra_steps")
+        if not isinstance(c.warm_start, bool):
+            raise ValueError(f"warm_start must be True or False, got {c.warm_start!r}")
+        if c.warm_start and not getattr(estimators.factory(c.estimator), "supports_warm_start", False):
+            raise ValueError(
+                f"warm_start applies to estimators that solve for x* (deq, jfb, phantom, neumann), not {c.estimator!r}"
+            )
+        c.reference_tol = check_tol(c.reference_tol, "reference_tol")
+        if c.reference_tol > 1e-8:
+            raise ValueError(f"reference_tol must be <= 1e-8 (the gap's reference DEQ), got {c.reference_tol!r}")
         if not (isinstance(c.lr, (int, float)) and math.isfinite(c.lr) and c.lr > 0):
             raise ValueError(f"lr must be a positive finite number, got {c.lr!r}")
         return c
@@ -186,27 +226,27 @@ class Trainer:
                 raise ValueError(f"problem {c.problem!r} has no {attr}(): training needs an imaging problem")
         common = dict(tol=c.tol, max_iter=c.max_iter, solver=c.solver)
         extra: dict[str, Any] = dict(extra_steps=c.extra_steps) if c.estimator == "restarted_jfb" else {}
-        deq_settings = dict(adjoint=c.adjoint, adjoint_max_iter=c.max_iter)
-        extra.update(deq_settings if c.estimator == "deq" else {})
+        extra.update(dict(adjoint=c.adjoint, adjoint_max_iter=c.max_iter) if c.estimator == "deq" else {})
+        extra.update(dict(warm_start=True) if c.warm_start else {})
         self.estimator = estimators.make(c.estimator, depth=c.depth, **common, **extra)
-        self.deq = estimators.make("deq", **common, **deq_settings)
         self.params = self.problem.parameters()
         opt_cls = torch.optim.Adam if c.optimizer == "adam" else torch.optim.SGD
         self.opt = opt_cls(self.params, lr=c.lr)
-        self.bank = estimators.StateBank()
+        self.bank = estimators.StateBank()  # the estimator's per-sample states (stateful estimators)
+        self.eval_bank = estimators.StateBank()  # start points of the evaluation solves (not counted)
+        self._reference: tuple[Any, Any, Any] | None = None  # (float64 problem, tight DEQ, its bank)
         self.step = 0
         self.counters = dict(operator_evals=0, vjp_evals=0, wall_time=0.0)
 
     # -- checkpoint ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        n = self.problem.n_images("train")
-        bank = {i: self.bank.get([i])[0] for i in range(n) if i in self.bank}
         return dict(
             identity=self.config.identity(),
             step=self.step,
             params=[p.detach().clone() for p in self.params],
             optimizer=self.opt.state_dict(),
-            bank=bank,
+            bank=self.bank.state_dict(),
+            eval_bank=self.eval_bank.state_dict(),
             counters=dict(self.counters),
         )
 
@@ -215,21 +255,32 @@ class Trainer:
             for p, q in zip(self.params, state["params"], strict=True):
                 p.copy_(q)
         self.opt.load_state_dict(state["optimizer"])
-        for i, s in state["bank"].items():
-            self.bank.put([i], s.unsqueeze(0))
+        self.bank.load_state_dict(state["bank"])
+        self.eval_bank.load_state_dict(state["eval_bank"])
         self.step = int(state["step"])
         self.counters = dict(state["counters"])
 
     # -- evaluation ----------------------------------------------------------------------
-    def evaluate(self, split: str = "test") -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-        """x*(theta) on ``split`` by the forward solve (tolerance ``tol``), its per-image PSNR."""
-        self.problem.select(split)
+    def equilibrium(self, split: str, indices: list[int] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """x*(theta) of ``split`` (the images ``indices``; all when None) by the forward solve
+        to ``tol``, started from the last equilibrium found for those images (a start point
+        only: the result is the same to the tolerance). Not counted in the training cost."""
+        p, c = self.problem, self.config
+        p.select(split, indices)
+        keys = [(split, i) for i in p.indices]
+        start = self.eval_bank.get(keys, p.initial_point())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             x, st = fixed_point(
-                self.problem.operator, self.problem.initial_point(), self.config.tol, self.config.max_iter,
-                method=self.config.solver,
-            )  # fmt: skip
+                p.operator, p.initial_point() if start is None else start, c.tol, c.max_iter, method=c.solver
+            )
+        if _finite(x):
+            self.eval_bank.put(keys, x)
+        return x, st
+
+    def evaluate(self, split: str = "test") -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """x*(theta) on ``split`` by the forward solve (tolerance ``tol``), its per-image PSNR."""
+        x, st = self.equilibrium(split)
         return x, self.problem.psnr(x), st
 
     def _monitor(self) -> dict[str, float]:
@@ -248,19 +299,32 @@ class Trainer:
         c = self.config
         base = dict(
             problem=c.problem, estimator=c.estimator, depth=c.depth if self.estimator.uses_depth else "",
-            seed=c.seed, preset=c.preset, optimizer=c.optimizer, lr=c.lr, batch_size=c.batch_size, step=self.step,
+            warm_start=c.warm_start, tol=c.tol, seed=c.seed, preset=c.preset, optimizer=c.optimizer, lr=c.lr,
+            batch_size=c.batch_size, step=self.step,
         )  # fmt: skip
+        ops, vjps = self.counters["operator_evals"], self.counters["vjp_evals"]
         cols = dict(
-            outer_loss=math.nan, train_psnr=math.nan, test_psnr=math.nan, test_psnr_std=math.nan,
-            wall_time=self.counters["wall_time"], step_time=math.nan,
-            operator_evals=self.counters["operator_evals"], vjp_evals=self.counters["vjp_evals"],
-            step_operator_evals=0, forward_residual=math.nan, grad_norm=math.nan, grad_gap=math.nan,
-            grad_cosine=math.nan, test_converged=True, rho=math.nan, rho_estimate=math.nan, weight_mean=math.nan,
-            tau=math.nan, sigma=math.nan, status="ok",
+            outer_loss=math.nan, surrogate_loss=math.nan, train_psnr=math.nan, test_psnr=math.nan,
+            test_psnr_std=math.nan, input_psnr=self._input_psnr(), wall_time=self.counters["wall_time"],
+            step_time=math.nan, operator_evals=ops, vjp_evals=vjps, cost=ops + vjps, step_operator_evals=0,
+            step_vjp_evals=0, step_cost=0, peak_memory_bytes=math.nan, state_bytes=self.bank.nbytes(),
+            forward_residual=math.nan, forward_converged="", grad_norm=math.nan, grad_gap=math.nan,
+            grad_cosine=math.nan, reference_tol=c.reference_tol, reference_converged="",
+            reference_residual=math.nan, test_converged=True, rho=math.nan, rho_estimate=math.nan,
+            weight_mean=math.nan, tau=math.nan, sigma=math.nan, status="ok",
         )  # fmt: skip
         cols.update(self._monitor())
         cols.update(values)
         return {**base, **cols}
+
+    def _input_psnr(self) -> float:
+        if not hasattr(self, "_input_psnr_value"):
+            p = self.problem
+            split, idx = p.split, p.indices
+            p.select("test")
+            self._input_psnr_value = float(p.psnr(p.y).mean())
+            p.select(split, idx)
+        return self._input_psnr_value
 
     def _test_columns(self, gap_step: bool) -> dict[str, Any]:
         x, psnr, st = self.evaluate("test")
@@ -274,9 +338,21 @@ class Trainer:
             cols["rho_estimate"] = self.problem.estimate_lipschitz(x, iters=10)
         return cols
 
+    def _outer_columns(self, idx: list[int]) -> dict[str, Any]:
+        """l(theta) = L(x*(theta)) and the PSNR of x*(theta) on the training images ``idx``."""
+        x, _ = self.equilibrium("train", idx)
+        with torch.no_grad():
+            return dict(outer_loss=float(self.problem.loss(x)), train_psnr=float(self.problem.psnr(x).mean()))
+
     # -- the loop ------------------------------------------------------------------------
     def initial_row(self) -> dict[str, Any]:
-        return self._row(**self._test_columns(gap_step=True))
+        idx = _batches(self.problem.n_images("train"), self.config.batch_size, 1)
+        return self._row(**self._outer_columns(idx), **self._test_columns(gap_step=True))
+
+    def _state(self, idx: list[int]) -> Any:
+        if not self.estimator.stateful:
+            return None
+        return self.bank.get(idx, self.estimator.cold_state(self.problem))
 
     def run(self) -> Iterator[dict[str, Any]]:
         """Yield one row per outer step from ``self.step + 1`` to ``config.steps``; stop after
@@ -286,7 +362,7 @@ class Trainer:
             self.step += 1
             idx = _batches(p.n_images("train"), c.batch_size, self.step)
             p.select("train", idx)
-            state = self.bank.get(idx) if self.estimator.stateful else None
+            state = self._state(idx)
             gap_step = c.gap_every > 0 and (self.step == 1 or self.step % c.gap_every == 0)
             t0 = time.perf_counter()
             with warnings.catch_warnings():
@@ -296,14 +372,13 @@ class Trainer:
                 except (RuntimeError, ValueError) as err:  # e.g. NaN parameters after a bad step
                     yield self._row(status=f"diverged: {type(err).__name__}: {err}".splitlines()[0])
                     return
-            with torch.no_grad():
-                loss = float(p.loss(est.x))
-                train_psnr = float(p.psnr(est.x).mean())
-            if not _finite(est.grad, est.x, loss):
-                yield self._row(outer_loss=loss, status="diverged: non-finite gradient, iterate or loss")
-                return
             step_time = time.perf_counter() - t0
-            gap = self._gap(est.grad) if gap_step else {}  # at theta_n, before the step; not timed
+            with torch.no_grad():
+                surrogate = float(p.loss(est.x))
+            if not _finite(est.grad, est.x, surrogate):
+                yield self._row(surrogate_loss=surrogate, status="diverged: non-finite gradient, iterate or loss")
+                return
+            extra = self._gap_columns(est.grad, idx, state) if gap_step else {}  # at theta_{n-1}; not timed
             t1 = time.perf_counter()
             _set_grads(self.params, est.grad)
             self.opt.step()
@@ -311,30 +386,70 @@ class Trainer:
             step_time += time.perf_counter() - t1
             if self.estimator.stateful and est.state is not None:
                 self.bank.put(idx, est.state)
+            ops, vjps = int(est.stats["operator_evals"]), int(est.stats["vjp_evals"])
             self.counters["wall_time"] += step_time
-            self.counters["operator_evals"] += int(est.stats["operator_evals"])
-            self.counters["vjp_evals"] += int(est.stats["vjp_evals"])
+            self.counters["operator_evals"] += ops
+            self.counters["vjp_evals"] += vjps
+            converged = est.stats.get("converged")
             cols: dict[str, Any] = dict(
-                outer_loss=loss, train_psnr=train_psnr, step_time=step_time,
+                surrogate_loss=surrogate, step_time=step_time,
                 operator_evals=self.counters["operator_evals"], vjp_evals=self.counters["vjp_evals"],
-                step_operator_evals=int(est.stats["operator_evals"]),
+                cost=self.counters["operator_evals"] + self.counters["vjp_evals"],
+                step_operator_evals=ops, step_vjp_evals=vjps, step_cost=ops + vjps, state_bytes=self.bank.nbytes(),
                 forward_residual=float(est.stats["forward_residual"]),
+                forward_converged="" if converged is None else bool(converged),
                 grad_norm=float(torch.linalg.vector_norm(est.grad)),
             )  # fmt: skip
-            cols.update(gap)
+            cols.update(extra)
+            cols.update(self._outer_columns(idx))  # at theta_n, after the step
             cols.update(self._test_columns(gap_step))
             yield self._row(**cols)
             if cols.get("status", "ok") != "ok":
                 return
 
-    def _gap(self, grad: torch.Tensor) -> dict[str, Any]:
-        """Relative gap and cosine between ``grad`` and the DEQ gradient at the same theta, on
-        the batch currently selected."""
+    def _gap_columns(self, grad: torch.Tensor, idx: list[int], state: Any) -> dict[str, Any]:
+        """The gap between ``grad`` and a tight float64 DEQ gradient at the same theta on the
+        batch ``idx``, and the peak memory of a repeat of the estimator's call."""
+        p = self.problem
+        _, peak = cpu_peak_bytes(lambda: self._repeat(state))
+        p.select("train", idx)
+        ref, st = self.reference_gradient(idx)
+        cmp = compare(grad.to(ref.dtype), ref)
+        return dict(
+            grad_gap=cmp["rel_error"], grad_cosine=cmp["cosine"], peak_memory_bytes=peak,
+            reference_converged=bool(st["converged"]),
+            reference_residual=max(float(st["forward_residual"]), float(st.get("adjoint_residual", 0.0))),
+        )  # fmt: skip
+
+    def _repeat(self, state: Any) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            ref = self.deq.gradient(self.problem).grad
-        c = compare(grad, ref)
-        return dict(grad_gap=c["rel_error"], grad_cosine=c["cosine"])
+            self.estimator.gradient(self.problem, state=state)
+
+    def reference_gradient(self, idx: list[int]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The DEQ gradient at the current theta on the training images ``idx``, in float64
+        (a twin of the problem, same seed and settings, parameters copied), forward
+        (Anderson) and adjoint (GMRES) solves to ``reference_tol`` within 5 ``max_iter``; each image's solve starts from where its
+        last reference solve ended. Returns the gradient and the DEQ's statistics."""
+        c = self.config
+        if self._reference is None:
+            twin = problems.make(c.problem, seed=c.seed, **{**c.problem_kwargs, "dtype": torch.float64})
+            deq = estimators.make(
+                "deq", tol=c.reference_tol, max_iter=5 * c.max_iter, solver="anderson", adjoint="gmres",
+                adjoint_max_iter=5 * c.max_iter, warm_start=True,
+            )  # fmt: skip
+            self._reference = (twin, deq, estimators.StateBank())
+        twin, deq, bank = self._reference
+        with torch.no_grad():
+            for q, p in zip(twin.parameters(), self.params, strict=True):
+                q.copy_(p.detach().to(q.dtype))
+        twin.select("train", idx)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est = deq.gradient(twin, state=bank.get(idx, deq.cold_state(twin)))
+        if _finite(est.grad):
+            bank.put(idx, est.state)
+        return est.grad, est.stats
 
 
 def _same_run(row: dict[str, str], config: TrainConfig) -> bool:

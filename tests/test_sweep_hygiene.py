@@ -102,14 +102,18 @@ class WarmJFB(JFB):
 
 def test_warm_start_is_an_estimator_setting_with_restarts(tmp_path):
     estimators.register(WarmJFB.name, overwrite=True)(WarmJFB)
-    grid = Grid(["affine"], [0.9], ["warm_jfb_test", "jfb"], [2], restarts=[0, 3], configs={"dim": [4]},
+    grid = Grid(["affine"], [0.9], ["warm_jfb_test", "jfb", "unrolled"], [2], restarts=[0, 3], configs={"dim": [4]},
                 estimator_axes={"warm_start": [True]})  # fmt: skip
     t = run(grid, tmp_path / "t.csv", timing=False)
-    warm = t[t.estimator == "warm_jfb_test"]
-    assert sorted(warm["restarts"]) == [0, 3] and warm["warm_start"].all()
+    for name in ("warm_jfb_test", "jfb"):  # a plug-in and the built-in warm start
+        warm = t[t.estimator == name]
+        assert sorted(warm["restarts"]) == [0, 3] and warm["warm_start"].all()
+    # the built-in warm JFB after 3 restarts makes one forward iteration at this fixed theta
+    jfb = t[t.estimator == "jfb"].set_index("restarts")
+    assert jfb.loc[3, "operator_evals"] < jfb.loc[0, "operator_evals"] / 2
     assert (
-        t.loc[t.estimator == "jfb", "restarts"].tolist() == [0]
-        and t.loc[t.estimator == "jfb", "warm_start"].isna().all()
+        t.loc[t.estimator == "unrolled", "restarts"].tolist() == [0]
+        and t.loc[t.estimator == "unrolled", "warm_start"].isna().all()
     )
 
 

@@ -8,7 +8,8 @@ import click
 #: accepted as a repeated option (``--depth 1 --depth 2``).
 MULTI_VALUE_OPTIONS = {
     "--problem", "--lipschitz", "--estimator", "--depth", "--seed", "--restarts", "--dim", "--set", "--restart-depth",
-    "--tol", "--extra-steps", "--estimator-set",
+    "--tol", "--extra-steps", "--estimator-set", "--steps", "--lr", "--optimizer", "--batch-size", "--solver",
+    "--adjoint",
 }  # fmt: skip
 
 

@@ -1,17 +1,24 @@
-"""``jfbbench train``: bilevel training of an imaging problem with one gradient estimator."""
+"""``jfbbench train``: bilevel training of imaging problems, one run or a grid of runs."""
 
 from __future__ import annotations
 
 import ast
+import itertools
+import string
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
+from ._common import UsageFailure, cluster_options, make_cluster
+
+#: Options that take several values (a grid axis each), by TrainConfig field.
+GRID_FIELDS = ("problem", "estimator", "depth", "seed", "steps", "lr", "optimizer", "batch_size", "tol",
+               "solver", "adjoint", "extra_steps")  # fmt: skip
+
 
 def _parse_set(items: tuple[str, ...]) -> dict[str, Any]:
-    from ._common import UsageFailure
-
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -24,55 +31,178 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class Run:
+    """One training run of a grid: its settings and its table (None: no table)."""
+
+    config: Any
+    out: Path | None
+    progress: bool = False
+
+    def key(self) -> str:
+        from dataclasses import asdict
+
+        return repr((sorted(asdict(self.config).items()), str(self.out)))
+
+
+def run_training(run: Run) -> dict[str, Any]:
+    """One task: train (or resume) the run; its rows go to its own table as they come (the
+    task is that table's one writer). Returns what the summary line needs."""
+    from .._journal import TableLock
+    from ..train import train
+
+    if run.out is None:
+        rows = train(run.config, None, progress=run.progress)
+    else:
+        with TableLock(run.out):
+            rows = train(run.config, run.out, progress=run.progress)
+    first, last = rows[0], rows[-1]
+    return dict(
+        key=run.key(),
+        first_psnr=float(first["test_psnr"]),
+        input_psnr=float(first["input_psnr"]),
+        **{k: last[k] for k in ("step", "test_psnr", "wall_time", "operator_evals", "vjp_evals", "status")},
+    )
+
+
+def grid_runs(kw: dict[str, Any], **fixed: Any) -> list[Any]:
+    """The TrainConfigs of the product of the options' values; an estimator without a depth
+    (``deq``) runs once, at depth 1."""
+    from .. import estimators
+    from ..train import TrainConfig
+
+    axes = {f: list(kw[f]) if kw[f] else [None] for f in GRID_FIELDS}
+    configs, seen = [], set()
+    for values in itertools.product(*axes.values()):
+        settings = {k: v for k, v in zip(axes, values, strict=True) if v is not None}
+        name = settings["estimator"]
+        if name in estimators.names() and not getattr(estimators.factory(name), "uses_depth", True):
+            settings["depth"] = 1
+        key = tuple(sorted(settings.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        configs.append(TrainConfig(**settings, **fixed))
+    return configs
+
+
+def out_paths(template: Path | None, configs: list[Any]) -> list[Path | None]:
+    """Each run's table: ``--out`` with its ``{field}`` placeholders filled in. Several runs
+    need placeholders for every option that varies, so no two runs share a table."""
+    if template is None:
+        return [None] * len(configs)
+    fields = {name for _, name, _, _ in string.Formatter().parse(str(template)) if name}
+    unknown = sorted(fields - set(GRID_FIELDS) - {"preset"})
+    if unknown:
+        raise UsageFailure(f"--out {str(template)!r} names unknown fields {unknown}; allowed: {', '.join(GRID_FIELDS)}")
+    varying = [f for f in GRID_FIELDS if len({getattr(c, f) for c in configs}) > 1]
+    missing = [f for f in varying if f not in fields]
+    if missing:
+        raise UsageFailure(
+            f"--out {str(template)!r} must tell the runs apart: add {', '.join('{' + f + '}' for f in missing)} "
+            f"(e.g. --out 'runs/{{problem}}/{{estimator}}-K{{depth}}-s{{seed}}.csv')"
+        )
+    return [Path(str(template).format(**{f: getattr(c, f) for f in fields})) for c in configs]
+
+
 @click.command("train")
-@click.option("--problem", required=True, help="weighted_tv, pnp_fb or drunet_fb.")
-@click.option("--estimator", required=True, help="Any registered estimator (deq, unrolled, jfb, restarted_jfb, ...).")
-@click.option("--depth", default=1, show_default=True, type=int, help="Depth K of the estimator.")
-@click.option("--steps", default=None, type=int, help="Outer steps (default: the preset's).")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--lr", default=None, type=float, help="Outer learning rate (default: the preset's).")
-@click.option("--optimizer", default="adam", show_default=True, help="adam or sgd.")
-@click.option("--batch-size", default=None, type=int, help="Training images per outer step.")
+@click.option("--problem", multiple=True, required=True, help="weighted_tv, pnp_fb or drunet_fb.")
+@click.option(
+    "--estimator", multiple=True, required=True, help="Any registered estimator (deq, unrolled, jfb, restarted_jfb...)."
+)
+@click.option("--depth", multiple=True, type=int, help="Depth K of the estimator [default: 1].")
+@click.option("--steps", multiple=True, type=int, help="Outer steps (default: the preset's).")
+@click.option("--seed", multiple=True, type=int, help="Seeds [default: 0].")
+@click.option("--lr", multiple=True, type=float, help="Outer learning rate (default: the preset's).")
+@click.option("--optimizer", multiple=True, help="adam or sgd [default: adam].")
+@click.option("--batch-size", multiple=True, type=int, help="Training images per outer step.")
 @click.option(
     "--gap-every", default=None, type=int, help="Measure the gap to the DEQ gradient every N steps (0: never)."
 )
-@click.option("--tol", default=None, type=float, help="Forward (and DEQ adjoint) tolerance.")
-@click.option("--solver", default="anderson", show_default=True, help="picard or anderson (forward solves).")
-@click.option("--adjoint", default="gmres", show_default=True, help="DEQ adjoint solver: gmres or fixed_point.")
-@click.option("--extra-steps", default=0, show_default=True, type=int, help="restarted_jfb: graph-free steps M.")
+@click.option("--tol", multiple=True, type=float, help="Forward (and DEQ adjoint) tolerance.")
+@click.option("--solver", multiple=True, help="picard or anderson (forward solves) [default: anderson].")
+@click.option("--adjoint", multiple=True, help="DEQ adjoint solver: gmres or fixed_point [default: gmres].")
+@click.option("--extra-steps", multiple=True, type=int, help="restarted_jfb: graph-free steps M [default: 0].")
+@click.option(
+    "--warm-start",
+    is_flag=True,
+    help="deq, jfb, phantom, neumann: start each forward (and DEQ adjoint) solve from the sample's last solution.",
+)
+@click.option(
+    "--reference-tol",
+    default=1e-8,
+    show_default=True,
+    type=float,
+    help="Tolerance of the float64 DEQ the gradient gap is measured against (<= 1e-8).",
+)
 @click.option("--preset", default="default", show_default=True, help="default or quick.")
 @click.option("--quick", is_flag=True, help="Shorthand for --preset quick (seconds; for tests).")
 @click.option("--set", "settings", multiple=True, help="A problem setting KEY=VALUE, e.g. --set weights=per_pixel.")
 @click.option(
-    "--out", default=None, type=click.Path(dir_okay=False, path_type=Path), help="CSV to append rows to (resumable)."
+    "--out",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CSV to append rows to (resumable); for several runs a template such as "
+    "'runs/{problem}/{estimator}-K{depth}-s{seed}.csv'.",
 )
-@click.option("--threads", default=1, show_default=True, type=int, help="torch intra-op threads.")
+@click.option("--threads", default=1, show_default=True, type=int, help="torch intra-op threads per run.")
+@cluster_options
 def train_command(**kw: Any) -> None:
     """Bilevel training: one gradient per outer step from the chosen estimator; learning
-    curves (outer loss, test PSNR, wall time, operator/VJP counts, gap to DEQ) to --out."""
+    curves (outer loss, test PSNR, wall time, operator/VJP counts, gap to DEQ) to --out.
+    Every option but --set, --gap-every, --preset, --warm-start and --reference-tol takes several values: one run per
+    combination, each its own resumable table, run here or on Dask (--workers, --scheduler)."""
     import torch
 
-    from ..train import TrainConfig, progress_enabled, train
-    from ._common import UsageFailure
+    from ..runner import run_tasks
+    from ..train import progress_enabled
 
     if kw["threads"] < 1:
         raise UsageFailure(f"--threads must be >= 1, got {kw['threads']}")
-    torch.set_num_threads(kw["threads"])
+    kw["threads_per_worker"] = kw["threads"]
+    cluster = make_cluster(kw)
     preset = "quick" if kw["quick"] else kw["preset"]
-    config = TrainConfig(
-        problem=kw["problem"], estimator=kw["estimator"], depth=kw["depth"], seed=kw["seed"], preset=preset,
-        steps=kw["steps"], lr=kw["lr"], optimizer=kw["optimizer"], batch_size=kw["batch_size"],
-        gap_every=kw["gap_every"], tol=kw["tol"], solver=kw["solver"], adjoint=kw["adjoint"],
-        extra_steps=kw["extra_steps"],
+    configs = grid_runs(
+        kw,
+        preset=preset,
+        gap_every=kw["gap_every"],
+        warm_start=kw["warm_start"],
+        reference_tol=kw["reference_tol"],
         problem_kwargs=_parse_set(kw["settings"]),
-    )  # fmt: skip
+    )
     try:
-        rows = train(config, kw["out"], progress=progress_enabled())
+        for c in configs:
+            c.resolved()
     except (ValueError, TypeError) as err:
         raise UsageFailure(str(err).splitlines()[0]) from None
-    first, last = rows[0], rows[-1]
-    click.echo(
-        f"{config.problem} {config.estimator} K={config.depth} seed={config.seed}: step {last['step']}, "
-        f"test PSNR {float(first['test_psnr']):.2f} -> {float(last['test_psnr']):.2f} dB, "
-        f"{float(last['wall_time']):.1f} s, {last['operator_evals']} operator evals, status {last['status']}"
+    outs = out_paths(kw["out"], configs)
+    single = len(configs) == 1 and cluster.local
+    if cluster.local:
+        torch.set_num_threads(kw["threads"])
+    runs = [Run(c, o, progress=single and progress_enabled()) for c, o in zip(configs, outs, strict=True)]
+    results: dict[str, Any] = {}
+    summary = run_tasks(
+        runs,
+        run_training,
+        lambda res: results.__setitem__(res["key"], res),
+        cluster,
+        failed_result=lambda run, error: dict(key=run.key(), error=error),
+        progress=False if single else None,
+        desc="train",
     )
+    errors = [r["error"] for r in results.values() if "error" in r]
+    if single and errors:
+        raise UsageFailure(errors[0].removeprefix("error: ").partition(": ")[2] or errors[0])
+    for run in runs:
+        c, res = run.config, results.get(run.key())
+        head = f"{c.problem} {c.estimator}{' warm' if c.warm_start else ''} K={c.depth} seed={c.seed}"
+        if res is None or "error" in res:
+            click.echo(f"{head}: {res['error'] if res else 'lost with its worker; rerun to train it'}")
+            continue
+        click.echo(
+            f"{head}: step {res['step']}, test PSNR {res['first_psnr']:.2f} -> {float(res['test_psnr']):.2f} dB "
+            f"(blurred input {res['input_psnr']:.2f}), {float(res['wall_time']):.1f} s, "
+            f"{res['operator_evals']} T + {res['vjp_evals']} VJP, status {res['status']}"
+        )
+    if errors or summary.lost:
+        raise SystemExit(1)

@@ -21,7 +21,9 @@ class Estimate:
 
     grad:  the flattened gradients of ``problem.parameters()``, concatenated in order.
     x:     the (detached) iterate the loss was evaluated at.
-    state: for ``restarted_jfb``, the detached last iterate to pass to the next call.
+    state: what to pass to the next call: for ``restarted_jfb`` the detached last iterate;
+           for an estimator built with ``warm_start=True`` the equilibrium x it solved for
+           (``deq``: the pair (x, u) with u the adjoint solution); None otherwise.
     stats: at least ``operator_evals``, ``vjp_evals``, ``forward_residual``
            (||T(x) - x|| where the graph starts) and ``converged`` (of the forward solve;
            None for estimators that make none); the built-in estimators add
@@ -31,7 +33,7 @@ class Estimate:
 
     grad: Tensor
     x: Tensor
-    state: Tensor | None = None
+    state: Tensor | tuple[Tensor, ...] | None = None
     stats: dict[str, Any] = field(default_factory=dict)
 
 
@@ -70,6 +72,18 @@ def flat_grad(output: Tensor, params: list[Tensor], grad_outputs: Tensor | None 
     )
 
 
+def start_point(problem: Any, state: Tensor | None) -> Tensor:
+    """The iterate a call starts from: ``state`` (checked against the problem's x) or, when
+    None, the problem's cold start. Detached."""
+    x0 = problem.initial_point().detach()
+    if state is None:
+        return x0
+    if not isinstance(state, torch.Tensor) or state.shape != x0.shape:
+        got = tuple(state.shape) if isinstance(state, torch.Tensor) else type(state).__name__
+        raise ValueError(f"state must be a tensor of shape {tuple(x0.shape)} (the problem's x), got {got}")
+    return state.detach().to(dtype=x0.dtype, device=x0.device)
+
+
 def unroll(op: Callable[[Tensor], Tensor], x: Tensor, steps: int) -> tuple[Tensor, float]:
     """Apply ``op`` ``steps`` times from x (graph kept if grad mode is on); returns the last
     iterate and ||T(x) - x|| at the first step (where the graph starts)."""
@@ -88,11 +102,18 @@ class Estimator:
     Subclasses implement :meth:`_gradient`. The forward solve's settings are ``tol`` (None:
     1e-12 in float64, 1e-5 in float32), ``max_iter`` and ``solver`` (``picard`` or
     ``anderson``).
+
+    ``warm_start=True`` (estimators that solve for x*: ``supports_warm_start``) starts the
+    forward solve from the ``state`` passed in (the cold start when None) and returns the
+    solution as ``Estimate.state``, so that a training loop (or m calls at a fixed theta)
+    restarts each solve where the previous one ended, as restarted JFB does. The instance
+    is then ``stateful``.
     """
 
     name = "estimator"
     uses_depth = True
     stateful = False
+    supports_warm_start = False
     #: Whether it solves the forward problem to ``tol`` (the settings tol, max_iter, solver).
     solves = True
 
@@ -102,14 +123,34 @@ class Estimator:
         tol: float | None = None,
         max_iter: int = 20000,
         solver: str = "picard",
+        warm_start: bool = False,
     ) -> None:
         self.depth = check_depth(depth)
         self.tol = check_tol(tol)
         self.max_iter = check_depth(max_iter, "max_iter")
         self.solver = check_choice(solver, "solver", ("picard", "anderson"))
+        if not isinstance(warm_start, bool):
+            raise ValueError(f"warm_start must be True or False, got {warm_start!r}")
+        if warm_start and not self.supports_warm_start:
+            raise ValueError(
+                f"estimator {self.name!r} has no forward solve to warm-start; warm_start=True is allowed for "
+                "deq, jfb, phantom and neumann"
+            )
+        self.warm_start = warm_start
+        self.stateful = type(self).stateful or warm_start
 
     def config(self) -> dict[str, Any]:
         return dict(depth=self.depth if self.uses_depth else None)
+
+    def cold_state(self, problem: Any) -> Tensor | tuple[Tensor, ...]:
+        """The state that stands for "no state" (the cold start), for filling the rows of a
+        batch whose samples have none yet (:class:`StateBank`)."""
+        return problem.initial_point().detach()
+
+    def forward_start(self, problem: Any, state: Tensor | None) -> Tensor:
+        """Where the forward solve starts: the state passed in when warm-starting, else the
+        cold start."""
+        return start_point(problem, state if self.warm_start else None)
 
     def forward_tol(self, x: Tensor) -> float:
         return self.tol if self.tol is not None else default_tol(x.dtype)

@@ -8,7 +8,7 @@ import torch
 
 from .._validation import check_choice, check_depth, check_tol, default_tol
 from ..solvers import adjoint_fixed_point, dense_jacobian, gmres
-from .base import CountingOperator, Estimate, Estimator, flat_grad
+from .base import CountingOperator, Estimate, Estimator, flat_grad, start_point
 
 ADJOINT_SOLVERS = ("fixed_point", "gmres", "dense")
 
@@ -22,10 +22,15 @@ class DEQ(Estimator):
     (``adjoint="fixed_point"``: u <- J^T u + v; ``"gmres"``: Krylov) or densely
     (``"dense"``: form J, solve exactly; small n only). ``adjoint_tol`` (None: as ``tol``)
     and ``adjoint_max_iter`` bound the adjoint solve. ``depth`` does not apply.
+
+    ``warm_start=True``: the state is the pair (x, u) of the previous call (or x alone, or
+    None); the forward solve starts from x and the adjoint solve from u (u = 0, as in
+    :meth:`cold_state`, is the cold start), and ``Estimate.state`` is the new (x*, u).
     """
 
     name = "deq"
     uses_depth = False
+    supports_warm_start = True
 
     def __init__(
         self,
@@ -37,8 +42,9 @@ class DEQ(Estimator):
         adjoint_tol: float | None = None,
         adjoint_max_iter: int = 20000,
         dense_max_dim: int = 4096,
+        warm_start: bool = False,
     ) -> None:
-        super().__init__(depth, tol, max_iter, solver)
+        super().__init__(depth, tol, max_iter, solver, warm_start)
         self.adjoint = check_choice(adjoint, "adjoint", ADJOINT_SOLVERS)
         self.adjoint_tol = check_tol(adjoint_tol, "adjoint_tol")
         self.adjoint_max_iter = check_depth(adjoint_max_iter, "adjoint_max_iter")
@@ -47,9 +53,14 @@ class DEQ(Estimator):
     def config(self) -> dict[str, Any]:
         return dict(depth=None, adjoint=self.adjoint)
 
-    def _gradient(self, problem: Any, params: list[torch.Tensor], state: torch.Tensor | None) -> Estimate:
+    def cold_state(self, problem: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        x0 = problem.initial_point().detach()
+        return x0, torch.zeros_like(x0)
+
+    def _gradient(self, problem: Any, params: list[torch.Tensor], state: Any) -> Estimate:
         op = CountingOperator(problem)
-        x_star, fwd = self.solve(op, problem.initial_point())
+        x_state, u0 = (state if isinstance(state, tuple) else (state, None)) if self.warm_start else (None, None)
+        x_star, fwd = self.solve(op, start_point(problem, x_state))
         x = x_star.detach().requires_grad_(True)
         fx = op(x)
         loss = problem.loss(x)
@@ -62,10 +73,14 @@ class DEQ(Estimator):
             vjp_count += 1
             return torch.autograd.grad(fx, x, w, retain_graph=True)[0]
 
+        if u0 is not None:
+            u0 = start_point(problem, u0)
+            if not bool(u0.any()):
+                u0 = None
         if self.adjoint == "fixed_point":
-            u, adj = adjoint_fixed_point(vjp, v, tol, self.adjoint_max_iter)
+            u, adj = adjoint_fixed_point(vjp, v, tol, self.adjoint_max_iter, u0=u0)
         elif self.adjoint == "gmres":
-            u, adj = gmres(lambda w: w - vjp(w), v, tol, self.adjoint_max_iter)
+            u, adj = gmres(lambda w: w - vjp(w), v, tol, self.adjoint_max_iter, u0=u0)
         else:
             n = x.numel()
             if n > self.dense_max_dim:
@@ -97,4 +112,5 @@ class DEQ(Estimator):
             adjoint_converged=bool(adj["converged"]),
             workspace_bytes=max(fwd.get("workspace_bytes", 0), adj.get("workspace_bytes", 0)),
         )
-        return Estimate(grad=grad.detach(), x=x.detach(), state=None, stats=stats)
+        warm = (x.detach(), u.detach()) if self.warm_start else None
+        return Estimate(grad=grad.detach(), x=x.detach(), state=warm, stats=stats)

@@ -20,6 +20,7 @@ class JFB(Estimator):
     """
 
     name = "jfb"
+    supports_warm_start = True
 
     def graph_step(self, op: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
         """The map applied ``depth`` times with the graph from x* (T itself for JFB)."""
@@ -31,7 +32,7 @@ class JFB(Estimator):
 
     def _gradient(self, problem: Any, params: list[torch.Tensor], state: torch.Tensor | None) -> Estimate:
         op = CountingOperator(problem)
-        x_star, fwd = self.solve(op, problem.initial_point())
+        x_star, fwd = self.solve(op, self.forward_start(problem, state))
         xk, res0 = unroll(self.graph_step(op), x_star.detach(), self.depth)
         grad = flat_grad(problem.loss(xk), params)
         stats = dict(
@@ -42,4 +43,5 @@ class JFB(Estimator):
             converged=bool(fwd["converged"]),
             workspace_bytes=fwd.get("workspace_bytes", 0),
         )
-        return Estimate(grad=grad.detach(), x=xk.detach(), state=None, stats=stats)
+        warm = x_star.detach() if self.warm_start else None
+        return Estimate(grad=grad.detach(), x=xk.detach(), state=warm, stats=stats)

@@ -26,10 +26,11 @@ class Neumann(Estimator):
     """
 
     name = "neumann"
+    supports_warm_start = True
 
     def _gradient(self, problem: Any, params: list[torch.Tensor], state: torch.Tensor | None) -> Estimate:
         op = CountingOperator(problem)
-        x_star, fwd = self.solve(op, problem.initial_point())
+        x_star, fwd = self.solve(op, self.forward_start(problem, state))
         x = x_star.detach().requires_grad_(True)
         fx = op(x)
         (v,) = torch.autograd.grad(problem.loss(x), x)
@@ -46,4 +47,4 @@ class Neumann(Estimator):
             converged=bool(fwd["converged"]),
             workspace_bytes=fwd.get("workspace_bytes", 0),
         )
-        return Estimate(grad=grad.detach(), x=x.detach(), state=None, stats=stats)
+        return Estimate(grad=grad.detach(), x=x.detach(), state=x.detach() if self.warm_start else None, stats=stats)

@@ -85,6 +85,8 @@ class _AdjointSettings(Estimator):
 class _TorchDEQBase(Estimator):
     """What the TorchDEQ adapters share: building the DEQ module and running it."""
 
+    supports_warm_start = False  # TorchDEQ's solvers start from their own initial point
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._torchdeq = require("torchdeq", self.name)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from .._validation import check_nonnegative_int
-from .base import CountingOperator, Estimate, Estimator, flat_grad, unroll
+from .base import CountingOperator, Estimate, Estimator, flat_grad, start_point, unroll
 
 
 class RestartedJFB(Estimator):
@@ -37,12 +37,7 @@ class RestartedJFB(Estimator):
 
     def _gradient(self, problem: Any, params: list[torch.Tensor], state: torch.Tensor | None) -> Estimate:
         op = CountingOperator(problem)
-        x0 = problem.initial_point().detach()
-        if state is not None:
-            if not isinstance(state, torch.Tensor) or state.shape != x0.shape:
-                got = tuple(state.shape) if isinstance(state, torch.Tensor) else type(state).__name__
-                raise ValueError(f"state must be a tensor of shape {tuple(x0.shape)} (the problem's x), got {got}")
-            x0 = state.detach().to(dtype=x0.dtype, device=x0.device)
+        x0 = start_point(problem, state)
         with torch.no_grad():
             start, _ = unroll(op, x0, self.extra_steps)
         xk, res0 = unroll(op, start, self.depth)
@@ -53,30 +48,62 @@ class RestartedJFB(Estimator):
         return Estimate(grad=grad.detach(), x=xk.detach(), state=xk.detach(), stats=stats)
 
 
-class StateBank:
-    """One restarted-JFB state per sample, keyed by sample index, for training loops over a
-    data set whose problem x is a batch stacked along dimension 0.
+State = torch.Tensor | tuple[torch.Tensor, ...]
 
-    ``get(indices)`` returns the stacked states of those samples, or None if any is missing
-    (then the estimator cold-starts); ``put(indices, state)`` stores the rows of a returned
-    state under their sample indices.
+
+class StateBank:
+    """One state per sample, keyed by sample index, for training loops over a data set whose
+    problem x is a batch stacked along dimension 0: restarted JFB's iterate, or the warm start
+    of an estimator built with ``warm_start=True`` (a tensor, or a tuple of tensors such as
+    DEQ's (x, u), each with the batch along dimension 0).
+
+    ``get(indices, cold)`` returns the stacked states of those samples; the rows of samples
+    that have none yet are taken from ``cold`` (the batch's cold state, e.g.
+    ``estimator.cold_state(problem)``), so one new sample does not cold-start the others.
+    Without ``cold``, or when no sample has a state, it returns None (a cold start).
+    ``put(indices, state)`` stores the rows of a returned state under their sample indices.
     """
 
     def __init__(self) -> None:
-        self._states: dict[Hashable, torch.Tensor] = {}
+        self._states: dict[Hashable, tuple[torch.Tensor, ...]] = {}
+        self._tuple: bool | None = None
 
-    def get(self, indices: Iterable[Hashable]) -> torch.Tensor | None:
+    def get(self, indices: Iterable[Hashable], cold: State | None = None) -> State | None:
         idx = list(indices)
-        if not all(i in self._states for i in idx):
+        have = [i in self._states for i in idx]
+        if not any(have) or (not all(have) and cold is None):
             return None
-        return torch.stack([self._states[i] for i in idx])
+        fill = None if cold is None else (cold if isinstance(cold, tuple) else (cold,))
+        n_parts = len(next(iter(self._states.values())))
+        parts = [
+            torch.stack(
+                [self._states[i][j] if ok else fill[j][r] for r, (i, ok) in enumerate(zip(idx, have, strict=True))]
+            )
+            for j in range(n_parts)
+        ]
+        return tuple(parts) if self._tuple else parts[0]
 
-    def put(self, indices: Iterable[Hashable], state: torch.Tensor) -> None:
+    def put(self, indices: Iterable[Hashable], state: State) -> None:
         idx = list(indices)
-        if state.shape[0] != len(idx):
-            raise ValueError(f"state has {state.shape[0]} rows but {len(idx)} indices were given")
-        for i, row in zip(idx, state.detach(), strict=False):
-            self._states[i] = row.clone()
+        parts = state if isinstance(state, tuple) else (state,)
+        for p in parts:
+            if p.shape[0] != len(idx):
+                raise ValueError(f"state has {p.shape[0]} rows but {len(idx)} indices were given")
+        self._tuple = isinstance(state, tuple)
+        for r, i in enumerate(idx):
+            self._states[i] = tuple(p[r].detach().clone() for p in parts)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps: every sample's state."""
+        return dict(tuple=self._tuple, states={i: tuple(p.clone() for p in s) for i, s in self._states.items()})
+
+    def load_state_dict(self, payload: dict[str, Any]) -> None:
+        self._tuple = payload["tuple"]
+        self._states = {i: tuple(p.clone() for p in s) for i, s in payload["states"].items()}
+
+    def nbytes(self) -> int:
+        """Bytes held by the stored states."""
+        return sum(p.numel() * p.element_size() for parts in self._states.values() for p in parts)
 
     def __len__(self) -> int:
         return len(self._states)

@@ -34,6 +34,8 @@ class DenoiserFB(ImagingProblem):
         nb: int = 1,
         init: str = "suite",
         pretrain_steps: int = 1000,
+        pretrain_lr: float = 1e-3,
+        pretrain_patch: int = 32,
         sigma_max: float = 0.1,
         lipschitz_iters: int = 15,
         seed: int = 0,
@@ -46,10 +48,14 @@ class DenoiserFB(ImagingProblem):
         self.tau_max = 2.0 / self.a_norm2
         with torch.random.fork_rng(devices=[]):  # a random init is a function of the seed
             torch.manual_seed(seed)
-            self.denoiser = make_drunet(nc, nb, init, steps=pretrain_steps, sigma_max=self.sigma_max)
+            self.denoiser = make_drunet(
+                nc, nb, init, steps=pretrain_steps, sigma_max=self.sigma_max, lr=pretrain_lr, patch=pretrain_patch
+            )
         self.denoiser.to(device=self.device, dtype=self.dtype).eval()
         self.lipschitz_iters = int(lipschitz_iters)
         self.config.update(nc=str(tuple(nc)), nb=nb, init=init, pretrain_steps=pretrain_steps, sigma_max=sigma_max)
+        if (pretrain_lr, pretrain_patch) != (1e-3, 32):
+            self.config.update(pretrain_lr=pretrain_lr, pretrain_patch=pretrain_patch)
 
     def tau(self) -> torch.Tensor:
         raise NotImplementedError

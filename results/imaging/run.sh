@@ -1,35 +1,23 @@
 #!/usr/bin/env bash
-# Reproduce the imaging learning curves: 3 problems x 7 estimator configurations x 3 seeds,
-# default presets, one torch thread each (the runs are sequential). Resumable: rerunning
-# skips finished runs and continues interrupted ones. Then draws figures and tables.
+# The imaging experiments at a realistic size: preset "large" (the grey image set of
+# jfbbench/data.py: 7 training and 3 test pictures, split by picture; 128 x 128 crops for
+# weighted_tv, 64 x 64 for pnp_fb and drunet_fb), every estimator setting below, seeds in
+# order, one torch thread, runs in sequence. Resumable: rerunning skips finished runs and
+# continues interrupted ones (each run keeps <table>.ckpt.pt beside its table).
+#   PROBLEMS="weighted_tv" SEEDS="0" results/imaging/run.sh     # a subset
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PROBLEMS=${PROBLEMS:-"weighted_tv pnp_fb drunet_fb"}
 SEEDS=${SEEDS:-"0 1 2"}
-CONFIGS=("deq 1" "unrolled 2" "unrolled 10" "jfb 2" "jfb 10" "restarted_jfb 2" "restarted_jfb 10")
-for problem in $PROBLEMS; do
-  for seed in $SEEDS; do
-    for cfg in "${CONFIGS[@]}"; do
-      set -- $cfg
-      jfbbench train --problem "$problem" --estimator "$1" --depth "$2" --seed "$seed" \
-        --out "results/imaging/train/$problem/$1-K$2-s$seed.csv"
+CONFIGS=${CONFIGS:-"deq:1:cold deq:1:warm jfb:2:cold jfb:2:warm unrolled:2:cold unrolled:10:cold restarted_jfb:2:cold restarted_jfb:10:cold"}
+for seed in $SEEDS; do
+  for problem in $PROBLEMS; do
+    for cfg in $CONFIGS; do
+      IFS=: read -r est depth start <<<"$cfg"
+      flag=""
+      [ "$start" = warm ] && flag="--warm-start"
+      jfbbench train --problem "$problem" --preset large --estimator "$est" --depth "$depth" $flag --seed "$seed" \
+        --out "results/imaging/train/$problem/$est-K$depth-$start-s$seed.csv"
     done
   done
 done
-# A harder variant: one weight per pixel position and direction (2 x 32 x 32 = 2048 weights)
-for seed in $SEEDS; do
-  for cfg in "deq 1" "unrolled 2" "jfb 2" "restarted_jfb 2"; do
-    set -- $cfg
-    jfbbench train --problem weighted_tv --estimator "$1" --depth "$2" --seed "$seed" --set weights=per_pixel \
-      --out "results/imaging/train/weighted_tv_per_pixel/$1-K$2-s$seed.csv"
-  done
-done
-# The non-smooth variant: exact prox of a weighted l1 norm of Haar details (3 band weights)
-for seed in $SEEDS; do
-  for cfg in "deq 1" "unrolled 2" "jfb 2" "restarted_jfb 2"; do
-    set -- $cfg
-    jfbbench train --problem weighted_tv --estimator "$1" --depth "$2" --seed "$seed" --set smoothing=0 --set weight=0.01 \
-      --out "results/imaging/train/weighted_tv_nonsmooth/$1-K$2-s$seed.csv"
-  done
-done
-python results/imaging/report.py
