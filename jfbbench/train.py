@@ -81,7 +81,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             problem=dict(patch=32, test_per_image=3, noise=0.03, tau=0.3, sigma=0.005),
         ),
         "large": dict(
-            steps=40, lr=0.25, batch_size=4, gap_every=5, tol=1e-4,
+            steps=40, lr=0.25, batch_size=4, gap_every=10, tol=1e-4,
             problem=dict(images="grey", patch=64, train_per_image=2, test_per_image=2, noise=0.03, tau=0.3,
                          sigma=0.005),
         ),
@@ -97,7 +97,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             problem=dict(patch=32, test_per_image=3, noise=0.03, tau=1.0, sigma=0.03),
         ),
         "large": dict(
-            steps=40, lr=1e-4, batch_size=4, gap_every=5, tol=1e-4,
+            steps=40, lr=1e-4, batch_size=4, gap_every=10, tol=1e-4,
             problem=dict(images="grey", patch=64, train_per_image=2, test_per_image=2, noise=0.03, tau=1.0,
                          sigma=0.03),
         ),
