@@ -109,7 +109,13 @@ class DEQ(Estimator):
             vjp_count += n
             eye = torch.eye(n, dtype=x.dtype, device=x.device)
             u = torch.linalg.solve(eye - jac.T, v.reshape(-1)).reshape(v.shape)
-            adj = dict(iterations=0, relative_residual=0.0, converged=True, workspace_bytes=n * n * x.element_size())
+            # J, I - J^T and its LU factors
+            adj = dict(
+                iterations=0,
+                relative_residual=0.0,
+                converged=True,
+                workspace_bytes=3 * jac.numel() * jac.element_size(),
+            )
         grad = flat_grad(fx, params, u)
         vjp_count += 1
         stats = dict(
