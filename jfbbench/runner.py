@@ -113,12 +113,19 @@ def dask_client(cluster: Cluster):
     import dask
     from distributed import Client, LocalCluster
 
-    if cluster.scheduler_file is not None:
-        client = Client(scheduler_file=cluster.scheduler_file, timeout="30s")
-        local = None
-    elif cluster.scheduler is not None:
-        client = Client(cluster.scheduler, timeout="30s")
-        local = None
+    local = None
+    if not (cluster.scheduler is None and cluster.scheduler_file is None):
+        where = cluster.scheduler or f"in {cluster.scheduler_file}"
+        try:
+            if cluster.scheduler_file is not None:
+                client = Client(scheduler_file=cluster.scheduler_file, timeout="20s")
+            else:
+                client = Client(cluster.scheduler, timeout="20s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            text = str(exc).strip().splitlines()
+            raise ValueError(
+                f"cannot reach the Dask scheduler {where}: {text[0] if text else type(exc).__name__}"
+            ) from None
     else:
         with dask.config.set({"distributed.scheduler.allowed-failures": cluster.retries}):
             local = LocalCluster(

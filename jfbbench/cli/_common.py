@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 #: Options that take several space-separated values (``--depth 1 2 4``); each value is also
@@ -61,6 +63,10 @@ def make_cluster(kw: dict):
     """The :class:`~jfbbench.runner.Cluster` of the options above (popped from ``kw``)."""
     from ..runner import Cluster
 
+    if kw.get("scheduler_file") is not None and not Path(kw["scheduler_file"]).is_file():
+        raise UsageFailure(
+            f"--scheduler-file {kw['scheduler_file']!r} does not exist (dask scheduler --scheduler-file writes it)"
+        )
     try:
         return Cluster(
             workers=kw.pop("workers"),

@@ -181,15 +181,18 @@ def train_command(**kw: Any) -> None:
         torch.set_num_threads(kw["threads"])
     runs = [Run(c, o, progress=single and progress_enabled()) for c, o in zip(configs, outs, strict=True)]
     results: dict[str, Any] = {}
-    summary = run_tasks(
-        runs,
-        run_training,
-        lambda res: results.__setitem__(res["key"], res),
-        cluster,
-        failed_result=lambda run, error: dict(key=run.key(), error=error),
-        progress=False if single else None,
-        desc="train",
-    )
+    try:
+        summary = run_tasks(
+            runs,
+            run_training,
+            lambda res: results.__setitem__(res["key"], res),
+            cluster,
+            failed_result=lambda run, error: dict(key=run.key(), error=error),
+            progress=False if single else None,
+            desc="train",
+        )
+    except ValueError as err:  # the cluster cannot be reached
+        raise UsageFailure(str(err).splitlines()[0]) from None
     errors = [r["error"] for r in results.values() if "error" in r]
     if single and errors:
         raise UsageFailure(errors[0].removeprefix("error: ").partition(": ")[2] or errors[0])
