@@ -48,7 +48,10 @@ def cluster_options(fn):
             "--scheduler-file", type=click.Path(dir_okay=False), default=None, help="... or the one in this file."
         ),
         click.option(
-            "--threads-per-worker", type=int, default=1, show_default=True, help="torch threads per Dask task."
+            "--threads-per-worker",
+            type=int,
+            default=None,
+            help="torch threads per task [default: 1 on Dask, torch's default in this process].",
         ),
         click.option(
             "--retries", type=int, default=2, show_default=True, help="Reruns of a task lost with its worker."

@@ -159,7 +159,7 @@ def train_command(**kw: Any) -> None:
 
     if kw["threads"] < 1:
         raise UsageFailure(f"--threads must be >= 1, got {kw['threads']}")
-    kw["threads_per_worker"] = kw["threads"]
+    kw["threads_per_worker"] = kw["threads_per_worker"] or kw["threads"]  # the same setting, two names
     cluster = make_cluster(kw)
     preset = "quick" if kw["quick"] else kw["preset"]
     configs = grid_runs(
@@ -178,7 +178,7 @@ def train_command(**kw: Any) -> None:
     outs = out_paths(kw["out"], configs)
     single = len(configs) == 1 and cluster.local
     if cluster.local:
-        torch.set_num_threads(kw["threads"])
+        torch.set_num_threads(kw["threads_per_worker"])
     runs = [Run(c, o, progress=single and progress_enabled()) for c, o in zip(configs, outs, strict=True)]
     results: dict[str, Any] = {}
     try:
