@@ -136,7 +136,9 @@ def restart_bound(constant: float, rho: float, calls: int, depth: int, extra_ste
     C rho^{m(K+M)} of the JFB-K gradient at the equilibrium (Davy, Briceno-Arias, Pustelnik,
     2025, arXiv 2506.13239): call m starts from s_m = T^{m(K+M)}(x_0), so
     ||s_m - x*|| <= rho^{m(K+M)} ||x_0 - x*||, and the gradient is a Lipschitz function of
-    the start point. ``constant`` is C = Lip * ||x_0 - x*||."""
+    the start point. ``constant`` is C = Lip * ||x_0 - x*||; :mod:`jfbbench.validate` fits
+    Lip on the calls m <= 1 and checks the bound at m >= 2 only, so that the points tested
+    are not those the constant comes from."""
     return float(constant) * _check_rho(rho) ** (int(calls) * (int(depth) + int(extra_steps)))
 
 
@@ -149,6 +151,15 @@ def linear_memory(bytes_at_1: float, bytes_at_2: float, depth: int) -> float:
     linear T's weight, are saved once), so :mod:`jfbbench.validate` takes the line through
     the two deepest K and checks every K >= 2."""
     return float(bytes_at_1) + (int(depth) - 1) * (float(bytes_at_2) - float(bytes_at_1))
+
+
+def implicit_memory(jfb1_bytes: float, step_bytes: float) -> float:
+    r"""**B6** (DEQ) -- the implicit gradient keeps one graph of T at x* for its adjoint
+    solve's vector-Jacobian products, whatever the depth or the number of adjoint iterations:
+    its saved bytes are at most JFB-1's (the graph of T at x* to theta) plus one application
+    of T (the same graph to x as well). A DEQ that kept its adjoint iterates, or unrolled its
+    forward solve, would exceed it."""
+    return float(jfb1_bytes) + float(step_bytes)
 
 
 def holds(measured: float, bound: float, floor: float = 0.0, slack: float = RELATIVE_SLACK) -> bool:
@@ -167,6 +178,7 @@ __all__ = [
     "forward_a_posteriori",
     "forward_a_priori",
     "holds",
+    "implicit_memory",
     "jfb_error_bound",
     "jfb_power_bound",
     "linear_memory",

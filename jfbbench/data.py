@@ -3,6 +3,11 @@ downscaled, cropped to patches, with a fixed train/test split *by image* declare
 
 Only this module decides which pictures train and which test, so that no test image is ever
 seen by training (nor by the brief pre-training of the learned denoisers).
+
+Two image sets (``images=``): ``default`` (colour and grey pictures converted to grey,
+shorter side 128 px: small patches) and ``grey`` (every grey photograph scikit-image ships
+offline, shorter side up to 256 px: crops of 128 x 128 and more). The ``grey`` test pictures
+are none of the ``default`` training pictures, on which the suite's denoiser is pre-trained.
 """
 
 from __future__ import annotations
@@ -19,20 +24,40 @@ SPLIT: dict[str, tuple[str, ...]] = {
     "test": ("coins", "rocket", "cat", "brick"),
 }
 
-#: Every picture is downscaled so that its shorter side is about this many pixels before
-#: patches are cut, so that a small patch still holds edges and texture, not a flat area.
+#: Every grey photograph bundled with scikit-image (``skimage.data``) that loads without a
+#: download and is at least 128 px on its shorter side, split by picture. Left out: the
+#: synthetic or binary pictures (``binary_blobs``, ``checkerboard``, ``horse``,
+#: ``shepp_logan_phantom``) and ``microaneurysms`` (102 x 102 px).
+GREY_SPLIT: dict[str, tuple[str, ...]] = {
+    "train": ("camera", "clock", "grass", "gravel", "moon", "page", "text"),
+    "test": ("coins", "brick", "cell"),
+}
+
+#: The image sets: the split and the shorter side (px) every picture is downscaled to before
+#: patches are cut (so that a patch holds edges and texture, not a flat area; a picture
+#: already smaller is kept at its size).
+IMAGE_SETS: dict[str, tuple[dict[str, tuple[str, ...]], int]] = {"default": (SPLIT, 128), "grey": (GREY_SPLIT, 256)}
+
+#: The shorter side of the ``default`` set.
 SHORT_SIDE = 128
 
 
-@functools.lru_cache(maxsize=32)
-def load_image(name: str) -> np.ndarray:
+def _image_set(images: str) -> tuple[dict[str, tuple[str, ...]], int]:
+    if images not in IMAGE_SETS:
+        raise ValueError(f"images must be one of {', '.join(map(repr, IMAGE_SETS))}; got {images!r}")
+    return IMAGE_SETS[images]
+
+
+@functools.lru_cache(maxsize=64)
+def load_image(name: str, images: str = "default") -> np.ndarray:
     """``skimage.data.<name>()`` as a grey float64 array in [0, 1], downscaled so that its
-    shorter side is :data:`SHORT_SIDE` pixels (anti-aliased)."""
+    shorter side is the image set's (anti-aliased)."""
     import skimage.data
     from skimage.color import rgb2gray
     from skimage.transform import rescale
 
-    known = SPLIT["train"] + SPLIT["test"]
+    split, short_side = _image_set(images)
+    known = split["train"] + split["test"]
     if name not in known:
         raise ValueError(f"image must be one of {', '.join(known)}; got {name!r}")
     img = getattr(skimage.data, name)()
@@ -41,7 +66,7 @@ def load_image(name: str) -> np.ndarray:
     img = img.astype(np.float64)
     if img.max() > 1.0:
         img = img / 255.0
-    scale = SHORT_SIDE / min(img.shape)
+    scale = short_side / min(img.shape)
     if scale < 1.0:
         img = rescale(img, scale, anti_aliasing=True)
     return np.clip(img, 0.0, 1.0)
@@ -53,20 +78,24 @@ def patches(
     per_image: int = 1,
     seed: int = 0,
     dtype: Any = torch.float32,
+    images: str = "default",
 ) -> torch.Tensor:
-    """``per_image`` random ``size`` x ``size`` crops of every image of ``split``, stacked as a
-    (n_images * per_image, 1, size, size) tensor. Crop positions depend on ``seed`` only;
-    flat crops (standard deviation below 0.05) are redrawn, so every patch has structure."""
-    if split not in SPLIT:
-        raise ValueError(f"split must be one of {', '.join(map(repr, SPLIT))}; got {split!r}")
-    if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= SHORT_SIDE:
-        raise ValueError(f"patch size must be an integer in [8, {SHORT_SIDE}], got {size!r}")
+    """``per_image`` random ``size`` x ``size`` crops of every image of ``split`` (of the image
+    set ``images``), stacked as a (n_images * per_image, 1, size, size) tensor. Crop positions
+    depend on ``seed`` only; flat crops (standard deviation below 0.05) are redrawn, so every
+    patch has structure."""
+    splits, short_side = _image_set(images)
+    if split not in splits:
+        raise ValueError(f"split must be one of {', '.join(map(repr, splits))}; got {split!r}")
+    largest = min(min(load_image(n, images).shape) for n in splits[split])
+    if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= largest:
+        raise ValueError(f"patch size must be an integer in [8, {largest}] for images={images!r}, got {size!r}")
     if isinstance(per_image, bool) or not isinstance(per_image, int) or per_image < 1:
         raise ValueError(f"per_image must be an integer >= 1, got {per_image!r}")
     rng = np.random.default_rng([seed, 0 if split == "train" else 1])
     out = []
-    for name in SPLIT[split]:
-        img = load_image(name)
+    for name in splits[split]:
+        img = load_image(name, images)
         h, w = img.shape
         for _ in range(per_image):
             for _attempt in range(50):

@@ -171,6 +171,9 @@ class Measurements:
     ``restart[K]`` lists (m, gap_m, ||s_m - x*||) for the calls m = 0, 1, ... of restarted
     JFB-K at fixed theta (gap_m = ||g_m - g^JFB_K||, s_m the start of call m); ``forward[K]``
     is (||x_K - x*||, ||x_{K+1} - x_K||) for the Picard iterates from the cold start.
+    ``restart_lipschitz[K]`` is ||dg_K/ds (x*)||_2 (:func:`start_gradient_lipschitz`).
+    ``deq_bytes`` and ``jfb1_bytes`` are the bytes DEQ and JFB-1 save for backward,
+    ``step_bytes`` those of one application of T with a graph to x and theta (B6).
     """
 
     jfb_error: dict[int, float] = field(default_factory=dict)
@@ -178,8 +181,11 @@ class Measurements:
     jfb_bytes: dict[int, float] = field(default_factory=dict)
     unrolled_bytes: dict[int, float] = field(default_factory=dict)
     restarted_bytes: dict[int, float] = field(default_factory=dict)
-    deq_bytes: dict[int, float] = field(default_factory=dict)
+    deq_bytes: float | None = None
+    jfb1_bytes: float | None = None
+    step_bytes: float | None = None
     restart: dict[int, list[tuple[int, float, float]]] = field(default_factory=dict)
+    restart_lipschitz: dict[int, float] = field(default_factory=dict)
     forward: dict[int, tuple[float, float]] = field(default_factory=dict)
     floor: float = 0.0  #: round-off floor of gradient errors
     floor_x: float = 0.0  #: round-off floor of iterate distances
@@ -242,8 +248,63 @@ def restart_sequence(
 
 
 def _restart_calls(depth: int, max_depth: int) -> int:
-    """m = 0..ceil(max_depth / K): the restarts cover as many steps as the deepest K."""
-    return max(2, math.ceil(max_depth / depth) + 1)
+    """m = 0..ceil(max_depth / K), at least m = 0..2: the restarts cover as many steps as the
+    deepest K, and B5 has calls m >= 2 to test beyond the m <= 1 its constant is fitted on."""
+    return max(3, math.ceil(max_depth / depth) + 1)
+
+
+def start_gradient_lipschitz(problem: Any, x_star: Tensor, depth: int, iters: int = 300, tol: float = 1e-10) -> float:
+    """||dg_K/ds (x*)||_2 for g_K(s) = grad_theta L(T^K(s)), the gradient restarted JFB-K
+    returns from the start s: the local Lipschitz constant of the start-to-gradient map at
+    the equilibrium (B5's a priori constant; exact Lipschitz constant when T is affine in x
+    with B independent of x and L quadratic). Power iteration on G^T G with double backward:
+    G^T y is a vector-Jacobian product of g_K, G w one of y -> G^T y."""
+    params = list(problem.parameters())
+    s = x_star.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        x = s
+        for _ in range(int(depth)):
+            x = problem.operator(x)
+        grads = torch.autograd.grad(problem.loss(x), params, create_graph=True, allow_unused=True)
+        g = torch.cat([gr.reshape(-1) for gr in grads if gr is not None and gr.requires_grad])
+        if g.numel() == 0:
+            return 0.0
+        y = torch.zeros_like(g, requires_grad=True)
+        (gty,) = torch.autograd.grad(g, s, y, create_graph=True, allow_unused=True)
+        if gty is None or not gty.requires_grad:
+            return 0.0
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        w = torch.randn(s.shape, generator=gen, dtype=s.dtype).to(s.device)
+        w = w / torch.linalg.vector_norm(w)
+        sigma = 0.0
+        for _ in range(iters):
+            (gw,) = torch.autograd.grad(gty, y, w, retain_graph=True)
+            (gtgw,) = torch.autograd.grad(g, s, gw, retain_graph=True)
+            norm = float(torch.linalg.vector_norm(gtgw))
+            if norm == 0.0:
+                return 0.0
+            new, w = norm**0.5, (gtgw / norm).detach()
+            if abs(new - sigma) <= tol * new:
+                return new
+            sigma = new
+    return sigma
+
+
+def step_bytes(problem: Any, x: Tensor) -> int:
+    """Bytes autograd saves for one application of T at ``x`` with a graph to x and theta:
+    what an implicit backward may keep beyond JFB-1's graph (which needs theta only)."""
+    with torch.enable_grad():
+        return saved_tensor_bytes(lambda: problem.operator(x.detach().clone().requires_grad_(True)))[1]
+
+
+def deq_memory(problem: Any, x_star: Tensor, tol: float | None, jfb1_bytes: float | None = None) -> dict[str, float]:
+    """B6's DEQ check: the saved bytes of DEQ and of JFB-1 (measured unless given), both from
+    x*, and of one application of T."""
+    at_eq = _StartingAt(problem, x_star)
+    _, deq = _quiet_gradient(estimators.make("deq", tol=tol), at_eq)
+    if jfb1_bytes is None:
+        _, jfb1_bytes = _quiet_gradient(estimators.make("jfb", depth=1, tol=tol), at_eq)
+    return dict(deq_bytes=deq, jfb1_bytes=jfb1_bytes, step_bytes=step_bytes(problem, x_star))
 
 
 def measure(
@@ -253,8 +314,8 @@ def measure(
     restart_depths: Sequence[int] = DEFAULT_RESTART_DEPTHS,
 ) -> Measurements:
     """Run JFB-K and unrolled-K for every K in ``depths`` (error against ``eq.grad`` and
-    saved bytes), restarted JFB-K sequences for K in ``restart_depths``, DEQ's saved bytes at
-    the smallest and largest K, and the forward iterates. JFB's forward solve starts at x*
+    saved bytes), restarted JFB-K sequences for K in ``restart_depths``, the saved bytes of
+    DEQ, JFB-1 and one application of T (:func:`deq_memory`), and the forward iterates. JFB's forward solve starts at x*
     and runs to 100 eps, so that its error is resolved down to round-off."""
     dtype = eq.x_star.dtype
     tol = 100 * float(torch.finfo(dtype).eps) if dtype == torch.float64 else None
@@ -279,9 +340,13 @@ def measure(
         meas.restart[k], meas.restarted_bytes[k] = restart_sequence(
             problem, eq, k, _restart_calls(k, max_depth), jfb_grads[k]
         )
-    for k in sorted({min(depths), max_depth}):
-        _, meas.deq_bytes[k] = _quiet_gradient(estimators.make("deq", depth=k, tol=tol), at_eq)
+    for key, value in deq_memory(problem, eq.x_star, tol, meas.jfb_bytes.get(1)).items():
+        setattr(meas, key, value)
     meas.forward = forward_distances(problem, eq, depths)
+    # last: its double-backward graphs may be retained by a problem's caches (tanh_layer keeps
+    # W with its graph while that graph is alive), which would change the bytes counted above
+    for k in restart_depths:
+        meas.restart_lipschitz[k] = start_gradient_lipschitz(problem, eq.x_star, k)
     return meas
 
 
@@ -313,6 +378,11 @@ def measurements_from_table(problem: Any, eq: Equilibrium, rows: pd.DataFrame) -
             )
             if pd.notna(r.get("memory_bytes")):
                 mem_d[k] = float(r["memory_bytes"])
+    deq_rows = rows[(rows["estimator"] == "deq") & rows["memory_bytes"].notna()] if "memory_bytes" in rows else rows[:0]
+    if len(deq_rows):
+        meas.deq_bytes = float(deq_rows["memory_bytes"].max())
+        meas.jfb1_bytes = meas.jfb_bytes.get(1)
+        meas.step_bytes = step_bytes(problem, eq.x_star)
     sub = rows[(rows["estimator"] == "restarted_jfb") & rows["depth"].notna()]
     for _, r in sub.iterrows():
         if pd.notna(r.get("memory_bytes")):
@@ -327,4 +397,6 @@ def measurements_from_table(problem: Any, eq: Equilibrium, rows: pd.DataFrame) -
                 warnings.simplefilter("ignore")
                 g = target.gradient(problem).grad
             meas.restart[k], _ = restart_sequence(problem, eq, k, _restart_calls(k, max(depths)), g)
+        for k in restart_depths:  # after the gradients above (see measure)
+            meas.restart_lipschitz[k] = start_gradient_lipschitz(problem, eq.x_star, k)
     return meas

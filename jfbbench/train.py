@@ -20,7 +20,7 @@ Each step appends one row to a tidy table, every quantity at theta_n, *after* th
   ``step_cost`` = T + VJP, their running sums ``operator_evals``, ``vjp_evals``, ``cost``,
   the training wall time (evaluation excluded), ``state_bytes`` (the per-sample states kept)
   and, every ``gap_every`` steps, ``peak_memory_bytes`` of the gradient call (allocator
-  peak, :func:`~jfbbench.measure.profiled_peak_bytes`, measured on a repeat of the call);
+  peak, :func:`~jfbbench.measure.cpu_peak_bytes`, measured on a repeat of the call);
 - every ``gap_every`` steps, the relative gap ||g - g_DEQ|| / ||g_DEQ|| between the
   estimator's gradient and a tight DEQ gradient at the same theta_{n-1} on the same batch:
   float64, tolerance ``reference_tol`` (<= 1e-8), its convergence in ``reference_converged``.
@@ -50,19 +50,25 @@ import torch
 from . import estimators, problems
 from ._journal import CsvJournal
 from ._validation import check_choice, check_depth, check_nonnegative_int, check_seed, check_tol
-from .measure import compare, profiled_peak_bytes
+from .measure import compare, cpu_peak_bytes
 from .solvers import ConvergenceWarning, fixed_point
 
 OPTIMIZERS = ("adam", "sgd")
 
-#: Per-problem presets: ``default`` (the committed results; minutes on 2 cores) and
-#: ``quick`` (seconds; the tests). Problem settings go under ``problem``.
+#: Per-problem presets: ``default`` (32 x 32 patches; minutes on 2 cores), ``large`` (the
+#: committed results: the grey image set, 128 x 128 crops for weighted_tv, 64 x 64 for the
+#: DRUNet problems) and ``quick`` (seconds; the tests). Problem settings go under ``problem``.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "weighted_tv": {
         "default": dict(
             steps=40, lr=0.15, batch_size=4, gap_every=5, tol=1e-4,
             problem=dict(patch=32, train_per_image=1, test_per_image=3, noise=0.03, weights="per_direction",
                          weight=0.05, mu=0.05, smoothing=0.05),
+        ),
+        "large": dict(
+            steps=40, lr=0.1, batch_size=4, gap_every=5, tol=1e-4,
+            problem=dict(images="grey", patch=128, train_per_image=1, test_per_image=2, noise=0.03,
+                         weights="per_direction", weight=0.05, mu=0.05, smoothing=0.05),
         ),
         "quick": dict(
             steps=6, lr=0.3, batch_size=2, gap_every=3, tol=1e-4,
@@ -74,6 +80,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             steps=40, lr=0.25, batch_size=4, gap_every=5, tol=1e-4,
             problem=dict(patch=32, test_per_image=3, noise=0.03, tau=0.3, sigma=0.005),
         ),
+        "large": dict(
+            steps=40, lr=0.25, batch_size=4, gap_every=10, tol=1e-4,
+            problem=dict(images="grey", patch=64, train_per_image=2, test_per_image=2, noise=0.03, tau=0.3,
+                         sigma=0.005),
+        ),
         "quick": dict(
             steps=4, lr=0.3, batch_size=2, gap_every=2, tol=1e-3,
             problem=dict(patch=16, kernel_size=5, noise=0.03, pretrain_steps=600, pretrain_lr=3e-3, pretrain_patch=16,
@@ -84,6 +95,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "default": dict(
             steps=30, lr=3e-4, batch_size=4, gap_every=5, tol=1e-4,
             problem=dict(patch=32, test_per_image=3, noise=0.03, tau=1.0, sigma=0.03),
+        ),
+        "large": dict(
+            steps=40, lr=1e-4, batch_size=4, gap_every=10, tol=1e-4,
+            problem=dict(images="grey", patch=64, train_per_image=2, test_per_image=2, noise=0.03, tau=1.0,
+                         sigma=0.03),
         ),
         "quick": dict(
             steps=4, lr=3e-5, batch_size=4, gap_every=2, tol=1e-3,
@@ -123,7 +139,7 @@ class TrainConfig:
             raise ValueError(
                 f"problem must be one of {', '.join(map(repr, PRESETS))} for training; got {self.problem!r}"
             )
-        check_choice(self.estimator, "estimator", estimators.names())
+        estimators.factory(self.estimator)  # a registered name or package.module:factory
         preset = PRESETS[self.problem]
         check_choice(self.preset, "preset", tuple(preset))
         p = preset[self.preset]
@@ -395,7 +411,7 @@ class Trainer:
         """The gap between ``grad`` and a tight float64 DEQ gradient at the same theta on the
         batch ``idx``, and the peak memory of a repeat of the estimator's call."""
         p = self.problem
-        _, peak = profiled_peak_bytes(lambda: self._repeat(state))
+        _, peak = cpu_peak_bytes(lambda: self._repeat(state))
         p.select("train", idx)
         ref, st = self.reference_gradient(idx)
         cmp = compare(grad.to(ref.dtype), ref)

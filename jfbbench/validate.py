@@ -52,8 +52,13 @@ CHECKS = {
     "B2": ("fitted rate = spectral radius (10%)", "JFB-K error <= ||B|| ||u|| ||J^K||"),
     "B3": ("a priori rho^K ||x0-x*||", "a posteriori ||x_K+1-x_K||/(1-rho)"),
     "B4": ("JFB-K error <= unrolled error", "rate of unrolled error / K <= rho"),
-    "B5": ("restart gap <= C rho^(mK)",),
-    "B6": ("unrolled memory linear in K>=2", "JFB memory linear in K>=2", "restarted = JFB memory", "DEQ memory flat"),
+    "B5": ("restart gap <= C rho^(mK), m >= 2 (C from x* and m <= 1)",),
+    "B6": (
+        "unrolled memory linear in K>=2",
+        "JFB memory linear in K>=2",
+        "restarted = JFB memory",
+        "DEQ memory <= JFB-1 + one application of T",
+    ),
 }
 OUTSIDE = "outside the theory"
 #: Checks of a limit, a big-O or an expected ordering rather than of an inequality that holds
@@ -206,17 +211,29 @@ def _b4(eq: Equilibrium, m: Measurements) -> list[dict]:
     return rows
 
 
+#: B5's constant uses the calls m <= FIT_CALLS (with the a priori local constant); it is
+#: checked on the later ones.
+FIT_CALLS = 1
+
+
 def _b5(eq: Equilibrium, m: Measurements) -> list[dict]:
-    """C = ||x_0 - x*|| max_m gap_m / ||s_m - x*||: the largest measured Lipschitz ratio of the
-    start-to-gradient map along the sequence, so the check tests that the starts contract by
-    rho^K per call and that the gap vanishes with them."""
+    """B5 with a constant that does not come from the points it tests:
+    C = ||x_0 - x*|| * Lip, Lip = max(||dg_K/ds (x*)||_2, gap_m / ||s_m - x*|| for m <= 1) --
+    the local Lipschitz constant of the start-to-gradient map s -> g_K(s) at x*, computed a
+    priori from the equilibrium, and its secant ratios at the first two calls (the far
+    field, for a nonlinear T). It is checked at the calls m >= 2, where the starts must have
+    contracted by rho^K per call and the gap with them; the calls m <= 1 are reported, not
+    checked."""
     rows = []
     for k, seq in sorted(m.restart.items()):
-        ratios = [gap / dist for _, gap, dist in seq if dist > m.floor_x]
-        constant = max(ratios, default=0.0) * eq.initial_distance
+        ratios = [gap / dist for calls, gap, dist in seq if calls <= FIT_CALLS and dist > m.floor_x]
+        ratios.append(m.restart_lipschitz.get(k, 0.0))
+        constant = max(ratios) * eq.initial_distance
         for calls, gap, _ in seq:
             b = bounds.restart_bound(constant, eq.rho_checked, calls, k)
-            checked = b > m.floor or gap > m.floor
+            fit = calls <= FIT_CALLS
+            checked = not fit and (b > m.floor or gap > m.floor)
+            note = f"C uses the calls m <= {FIT_CALLS}: reported, not checked" if fit else None
             rows.append(
                 _row(
                     "B5",
@@ -228,6 +245,7 @@ def _b5(eq: Equilibrium, m: Measurements) -> list[dict]:
                     estimator="restarted_jfb",
                     depth=k,
                     calls=calls,
+                    note=note,
                 )
             )
     return rows
@@ -254,11 +272,9 @@ def _b6(m: Measurements) -> list[dict]:
             rows.append(
                 _row("B6", CHECKS["B6"][2], nbytes, m.jfb_bytes[k], True, ok, estimator="restarted_jfb", depth=k)
             )
-    if m.deq_bytes:
-        first = m.deq_bytes[min(m.deq_bytes)]
-        for k, nbytes in sorted(m.deq_bytes.items()):
-            ok = abs(nbytes - first) <= bounds.MEMORY_TOLERANCE * max(first, 1.0)
-            rows.append(_row("B6", CHECKS["B6"][3], nbytes, first, True, ok, estimator="deq", depth=k))
+    if m.deq_bytes is not None and m.jfb1_bytes is not None and m.step_bytes is not None:
+        b = bounds.implicit_memory(m.jfb1_bytes, m.step_bytes)
+        rows.append(_row("B6", CHECKS["B6"][3], m.deq_bytes, b, True, bounds.holds(m.deq_bytes, b), estimator="deq"))
     return rows
 
 

@@ -242,3 +242,80 @@ def test_equilibrium_by_iteration_agrees_with_the_dense_one():
     assert iterative.b_norm == pytest.approx(dense.b_norm, rel=1e-6)
     assert iterative.rho_loc == pytest.approx(dense.rho_loc, rel=1e-4)
     assert float((iterative.grad - dense.grad).norm()) <= 1e-9 * float(dense.grad.norm())
+
+
+def _measured(family="tanh_layer", rho=0.8, depth=2):
+    p = problems.make(family, lipschitz=rho, seed=3, **FAMILY_SETTINGS[family](5))
+    eq = validate.equilibrium(p)
+    return p, eq, validate.measure(p, eq, [1, 2, 3, 8], [depth])
+
+
+def _summary_status(eq, meas, bound, check):
+    rows = validate.tidy(validate.evaluate(eq, meas, dict(problem="p", lipschitz=eq.rho, seed=0)))
+    summary = validate.summarize(rows).set_index(["bound", "check"])
+    return rows, summary.loc[(bound, check), "status"]
+
+
+def test_b5_constant_does_not_come_from_the_calls_it_checks_and_a_violation_at_m_2_fails():
+    _, eq, meas = _measured()
+    check = validate.CHECKS["B5"][0]
+    rows, status = _summary_status(eq, meas, "B5", check)
+    b5 = rows[rows["bound"] == "B5"].set_index("calls")
+    assert status == "pass" and not b5.loc[[0, 1], "checked"].any() and b5.loc[2:, "checked"].all()
+    # a restarted estimator whose gap stops contracting after the first call: m >= 2 violated
+    seq = meas.restart[2]
+    meas.restart[2] = [(m, gap if m <= 1 else seq[1][1], dist) for m, gap, dist in seq]
+    bad, status = _summary_status(eq, meas, "B5", check)
+    bad5 = bad[bad["bound"] == "B5"].set_index("calls")
+    assert status == "FAIL" and not bad5.loc[2:, "holds"].astype(bool).all()
+    # the bound at m >= 2 is the same as before: it was not fitted from those points
+    assert bad5.loc[2:, "bound_value"].tolist() == pytest.approx(b5.loc[2:, "bound_value"].tolist(), rel=1e-12)
+
+
+@pytest.mark.parametrize("family", ["affine", "tikhonov"])
+def test_b5_local_constant_is_the_exact_lipschitz_constant_on_affine_families(family):
+    """For T affine in x and a quadratic loss the start-to-gradient map is affine: its
+    Lipschitz constant is the norm of its dense Jacobian (formed here by finite differences)."""
+    p, eq, meas = _measured(family, 0.7, 3)
+    base = eq.x_star
+
+    def g(s):
+        x = s.clone()
+        with torch.enable_grad():
+            for _ in range(3):
+                x = p.operator(x)
+            grads = torch.autograd.grad(p.loss(x), p.parameters(), allow_unused=True)
+        return torch.cat([gr.reshape(-1) for gr in grads if gr is not None])
+
+    n, h = base.numel(), 1e-4
+    cols = []
+    for i in range(n):
+        d = torch.zeros(n, dtype=base.dtype)
+        d[i] = h
+        cols.append((g(base + d.reshape(base.shape)) - g(base - d.reshape(base.shape))) / (2 * h))
+    dense = float(torch.linalg.matrix_norm(torch.stack(cols, 1), 2))
+    assert meas.restart_lipschitz[3] == pytest.approx(dense, rel=1e-6)
+
+
+def test_b6_deq_memory_check_fails_when_deq_keeps_more_than_one_application_of_t():
+    _, eq, meas = _measured()
+    check = validate.CHECKS["B6"][3]
+    assert "flat" not in " ".join(validate.CHECKS["B6"])
+    _, status = _summary_status(eq, meas, "B6", check)
+    assert status == "pass" and meas.deq_bytes <= meas.jfb1_bytes + meas.step_bytes
+    assert meas.step_bytes > 0 and meas.jfb1_bytes > 0
+    meas.deq_bytes = meas.jfb1_bytes + 3 * meas.step_bytes  # e.g. a DEQ that keeps adjoint iterates' graphs
+    _, status = _summary_status(eq, meas, "B6", check)
+    assert status == "FAIL"
+
+
+def test_b6_memory_checks_hold_with_several_restart_depths_on_the_cached_tanh_layer():
+    """B5's double-backward power iteration must not leave graphs that a problem's cache (the
+    tanh layer's normalised W) reuses in the byte counts of the restarted sequences."""
+    p = problems.make("tanh_layer", lipschitz=0.9, seed=0, **FAMILY_SETTINGS["tanh_layer"](5))
+    eq = validate.equilibrium(p)
+    meas = validate.measure(p, eq, [1, 2, 3, 4], [1, 2, 4])
+    rows = pd.DataFrame(validate.evaluate(eq, meas, dict(problem="p", lipschitz=0.9, seed=0)))
+    b6 = rows[rows["bound"] == "B6"]
+    assert b6["holds"].astype(bool).all(), b6[["check", "depth", "measured", "bound_value"]].to_string()
+    assert meas.restarted_bytes == {k: meas.jfb_bytes[k] for k in (1, 2, 4)}

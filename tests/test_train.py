@@ -34,6 +34,7 @@ def test_quick_weighted_tv_run_writes_one_row_per_step_and_improves_test_psnr(tm
     assert len(rows) == 7
     psnr = [float(r["test_psnr"]) for r in table]
     assert psnr[-1] > psnr[0] + 0.3  # the quick preset starts from far too large weights
+    assert psnr[-1] > float(table[0]["input_psnr"]) + 0.5  # and ends well above the blurred input
     ops = [int(r["operator_evals"]) for r in table]
     assert ops == [2 * k for k in range(7)]  # restarted JFB: K operator applications per step
     gaps = [r["grad_gap"] for r in table[1:]]

@@ -2,7 +2,11 @@
 
 Built-in: ``deq`` (implicit, the reference), ``unrolled``, ``jfb``, ``restarted_jfb``,
 ``phantom``, ``neumann``; and, when the peer libraries are installed (``jfbbench[peers]``),
-``torchdeq_ift``, ``torchdeq_phantom``, ``torchopt_implicit`` (see :mod:`.peers`).
+``torchdeq_ift``, ``torchdeq_phantom``, ``torchopt_implicit`` (see :mod:`.peers`); and, when
+DeepInverse's DEQ API is present, ``deepinv_deq`` and ``deepinv_jfb`` (see
+:mod:`.deepinv_peers`). A factory is also reached by its module path,
+``package.module:factory``, or through the entry-point group ``jfbbench.estimators`` of an
+installed distribution; ``origin(name)`` says which.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from typing import Any
 
 from .._registry import Registry
 from .base import Estimate, Estimator
+from .deepinv_peers import register_deepinv_peers
 from .deq import DEQ
 from .jfb import JFB
 from .neumann import Neumann
@@ -19,18 +24,27 @@ from .phantom import Phantom
 from .restarted_jfb import RestartedJFB, StateBank
 from .unrolled import Unrolled
 
-_REGISTRY: Registry[Estimator] = Registry("estimator")
+#: The entry-point group read for plug-in estimators (``name = package.module:factory``).
+ENTRY_POINT_GROUP = "jfbbench.estimators"
+_REGISTRY: Registry[Estimator] = Registry("estimator", group=ENTRY_POINT_GROUP)
 register = _REGISTRY.register
 names = _REGISTRY.names
 factory = _REGISTRY.factory
+origin = _REGISTRY.origin
+describe = _REGISTRY.describe
+refresh = _REGISTRY.refresh
 for _cls in (DEQ, Unrolled, JFB, RestartedJFB, Phantom, Neumann):
     register(_cls.name)(_cls)
 register_peers(register)
+register_deepinv_peers(register)
 
 
 def make(name: str, **config: Any) -> Estimator:
     """Build the estimator ``name`` with ``config`` (``depth``, ``tol``, ``max_iter``, ...)."""
-    return _REGISTRY.make(name, **config)
+    est = _REGISTRY.make(name, **config)
+    if not callable(getattr(est, "gradient", None)):
+        raise TypeError(f"estimator {name!r} built an object without a gradient(problem, state=None) method: {est!r}")
+    return est
 
 
 __all__ = [
@@ -43,7 +57,11 @@ __all__ = [
     "RestartedJFB",
     "StateBank",
     "Unrolled",
+    "describe",
+    "factory",
     "make",
     "names",
+    "origin",
+    "refresh",
     "register",
 ]

@@ -2,7 +2,11 @@
 
 A user registers a factory (function or class) returning an object with the
 :class:`~jfbbench.problems.base.ProblemProtocol`; the new name then works everywhere a
-built-in one does (estimators, sweeps, plots, the CLI).
+built-in one does (estimators, sweeps, plots, the CLI). Without registering, a factory is
+reached by its module path, ``package.module:factory``, or through the entry-point group
+``jfbbench.problems`` of an installed distribution; ``origin(name)`` says which.
+:func:`from_module` and :func:`from_deepinv` wrap a user's torch module or DeepInverse
+optimiser as a problem.
 """
 
 from __future__ import annotations
@@ -13,15 +17,22 @@ from .._registry import Registry
 from .._validation import check_device, check_dtype, check_lipschitz, check_seed
 from .affine import Affine
 from .base import Problem, ProblemProtocol
+from .deepinv_optim import DeepInvProblem, from_deepinv
 from .pnp_fb import DRUNetFB, PnPFB
 from .tanh_layer import TanhLayer
 from .tikhonov import Tikhonov
+from .torch_module import ModuleProblem, from_module
 from .weighted_tv import WeightedTV
 
-_REGISTRY: Registry[ProblemProtocol] = Registry("problem")
+#: The entry-point group read for plug-in problems (``name = package.module:factory``).
+ENTRY_POINT_GROUP = "jfbbench.problems"
+_REGISTRY: Registry[ProblemProtocol] = Registry("problem", group=ENTRY_POINT_GROUP)
 register = _REGISTRY.register
 names = _REGISTRY.names
 factory = _REGISTRY.factory
+origin = _REGISTRY.origin
+describe = _REGISTRY.describe
+refresh = _REGISTRY.refresh
 
 register("affine")(Affine)
 register("tanh_layer")(TanhLayer)
@@ -51,6 +62,7 @@ def make(name: str, **config: Any) -> ProblemProtocol:
 
 
 __all__ = [
-    "Affine", "DRUNetFB", "PnPFB", "Problem", "ProblemProtocol", "TanhLayer", "Tikhonov", "WeightedTV",
-    "make", "names", "register",
+    "Affine", "DRUNetFB", "DeepInvProblem", "ModuleProblem", "PnPFB", "Problem", "ProblemProtocol", "TanhLayer",
+    "Tikhonov", "WeightedTV", "describe", "factory", "from_deepinv", "from_module", "make", "names", "origin",
+    "refresh", "register",
 ]  # fmt: skip

@@ -65,7 +65,8 @@ class ImagingProblem(Problem):
     Settings: ``kernel`` (``gaussian`` or ``motion``), ``kernel_size`` (odd, smaller than the
     patch), ``blur`` (Gaussian standard deviation in pixels, or the motion length in tenths of
     the psf), ``noise`` (standard deviation of the Gaussian noise, in [0, 0.5)),
-    ``patch`` (side, >= 8), ``train_per_image`` and ``test_per_image`` (crops per picture).
+    ``patch`` (side, >= 8), ``train_per_image`` and ``test_per_image`` (crops per picture),
+    ``images`` (the image set of :mod:`jfbbench.data`: ``default`` or ``grey``).
     The ``seed`` draws the crops, the noise and (for ``motion``) the kernel.
     """
 
@@ -79,6 +80,7 @@ class ImagingProblem(Problem):
         patch: int = 32,
         train_per_image: int = 1,
         test_per_image: int = 1,
+        images: str = "default",
         seed: int = 0,
         dtype: Any = torch.float32,
         device: Any = "cpu",
@@ -107,7 +109,7 @@ class ImagingProblem(Problem):
         noise_model = GaussianNoise(sigma=noise, rng=torch.Generator(device=self.device).manual_seed(self.seed + 1))
         self._data: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for split, per in (("train", train_per_image), ("test", test_per_image)):
-            x_true = self._to(data.patches(split, patch, per, seed=self.seed, dtype=torch.float64))
+            x_true = self._to(data.patches(split, patch, per, seed=self.seed, dtype=torch.float64, images=images))
             with torch.no_grad():
                 y = self.physics.A(x_true)
                 y = noise_model(y) if noise > 0 else y
@@ -122,6 +124,8 @@ class ImagingProblem(Problem):
             kernel=kernel, kernel_size=kernel_size, blur=blur, noise=noise, patch=patch,
             train_per_image=train_per_image, test_per_image=test_per_image,
         )  # fmt: skip
+        if images != "default":
+            self.config["images"] = images
         self.select("train")
 
     # -- data ----------------------------------------------------------------------------

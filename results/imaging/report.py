@@ -2,79 +2,111 @@
 
     python results/imaging/report.py
 
-Writes, beside this file: curves_<problem>.png (test PSNR against outer step and against
-training wall time, mean and standard deviation over seeds), gaps.png (relative gap between
-each estimator's gradient and the DEQ gradient at the same theta), final.csv / final.md
-(final test PSNR mean +- std over seeds, gain over the initial theta, time and counts) and,
-when the runs' checkpoints are present, reconstructions.png (blurred, initial theta, theta
-learned by DEQ and by restarted JFB K=2, ground truth on a test patch).
+Writes, beside this file, from the tables alone (the checkpoints only for the reconstructions):
+
+- final.csv / final_per_seed.csv / final.md: final test PSNR (mean +- sd over seeds), gain over
+  the initial theta, difference to warm and to cold DEQ, the whole cost of training (T
+  applications, VJPs, T + VJP, seconds, peak memory of one gradient, per-sample state bytes),
+  the median gap to the tight DEQ gradient;
+- matched.csv / matched.md: for each setting, the T + VJP it needed to first reach a test PSNR
+  that both it and DEQ (warm, then cold) reach, and the ratio of DEQ's cost to its;
+- curves_<problem>.png: l(theta) = L(x*(theta)) and test PSNR against the outer step and
+  against the cumulative T + VJP (mean over seeds);
+- gaps.png: the relative gap to the tight float64 DEQ gradient along training;
+- front/: the error-cost front of the training runs (``jfbbench front``);
+- reconstructions.png: one whole test picture, blurred and reconstructed with the initial
+  theta and the theta learned by warm DEQ and restarted JFB K=2 (seed 0), per problem.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-PROBLEMS = ["weighted_tv", "pnp_fb", "drunet_fb", "weighted_tv_per_pixel", "weighted_tv_nonsmooth"]
+PROBLEMS = ["weighted_tv", "pnp_fb", "drunet_fb"]
+ORDER = [
+    "deq warm", "deq cold", "jfb K=2 warm", "jfb K=2 cold", "unrolled K=2", "unrolled K=10",
+    "restarted_jfb K=2", "restarted_jfb K=10",
+]  # fmt: skip
+PALETTE = dict(zip(ORDER, sns.color_palette("tab10", len(ORDER)), strict=True))
+DASHES = {o: (2, 2) if o.endswith("cold") else "" for o in ORDER}
 
 
 def load() -> pd.DataFrame:
-    # the folder names the experiment (e.g. weighted_tv_per_pixel: weighted_tv with --set weights=per_pixel)
-    frames = [pd.read_csv(p).assign(problem=p.parent.name) for p in sorted((HERE / "train").glob("*/*.csv"))]
+    frames = [pd.read_csv(p) for p in sorted((HERE / "train").glob("*/*.csv"))]
     if not frames:
         raise SystemExit("no tables under results/imaging/train: run results/imaging/run.sh first")
     df = pd.concat(frames, ignore_index=True)
-    df["depth"] = df["depth"].fillna(0).astype(int)
-    df["label"] = [e if d == 0 else f"{e} K={d}" for e, d in zip(df["estimator"], df["depth"], strict=True)]
+    df["depth"] = pd.to_numeric(df["depth"], errors="coerce")
+    df["warm_start"] = df["warm_start"].astype(str).str.lower().eq("true")
+
+    def label(r: pd.Series) -> str:
+        name = r["estimator"] if np.isnan(r["depth"]) else f"{r['estimator']} K={int(r['depth'])}"
+        if r["estimator"] in ("deq", "jfb", "phantom", "neumann"):
+            name += " warm" if r["warm_start"] else " cold"
+        return name
+
+    df["label"] = df.apply(label, axis=1)
     return df
 
 
-ORDER = ["deq", "unrolled K=2", "unrolled K=10", "jfb K=2", "jfb K=10", "restarted_jfb K=2", "restarted_jfb K=10"]
-PALETTE = dict(zip(ORDER, sns.color_palette("tab10", len(ORDER)), strict=True))
+def _ordered(labels) -> list[str]:
+    present = set(labels)
+    return [o for o in ORDER if o in present] + sorted(present - set(ORDER))
 
 
 def curves(df: pd.DataFrame) -> None:
     for problem, d in df.groupby("problem"):
-        order = [o for o in ORDER if o in set(d["label"])]
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-        kw = dict(hue="label", hue_order=order, palette=PALETTE)
-        sns.lineplot(d, x="step", y="test_psnr", errorbar="sd", ax=axes[0], **kw)
-        m = d[d["step"] > 0].groupby(["label", "step"], as_index=False)[["wall_time", "test_psnr"]].mean()
-        sns.lineplot(m, x="wall_time", y="test_psnr", ax=axes[1], legend=False, **kw)
-        axes[1].set_xscale("log")
-        axes[0].set_title(f"{problem}: test PSNR at the DEQ equilibrium (mean ± sd, 3 seeds)")
-        axes[1].set_title("against training wall time (mean over seeds)")
-        axes[0].set_ylabel("test PSNR (dB)")
-        axes[1].set_xlabel("training wall time (s, evaluation excluded)")
+        order = _ordered(d["label"])
+        seeds = d["seed"].nunique()
+        m = d.groupby(["label", "step"], as_index=False)[["cost", "test_psnr", "outer_loss"]].mean()
+        fig, axes = plt.subplots(2, 2, figsize=(12.5, 8))
+        kw = dict(hue="label", hue_order=order, palette=PALETTE, style="label", dashes=DASHES, style_order=order)
+        sns.lineplot(d, x="step", y="outer_loss", errorbar=None, ax=axes[0, 0], legend=False, **kw)
+        sns.lineplot(m[m["step"] > 0], x="cost", y="outer_loss", ax=axes[0, 1], legend=False, **kw)
+        sns.lineplot(d, x="step", y="test_psnr", errorbar="sd", ax=axes[1, 0], **kw)
+        sns.lineplot(m[m["step"] > 0], x="cost", y="test_psnr", ax=axes[1, 1], legend=False, **kw)
+        for ax in axes[:, 1]:
+            ax.set_xscale("log")
+            ax.set_xlabel("cumulative T + VJP of the gradients")
+        for ax in axes[0]:
+            ax.set_yscale("log")
+            ax.set_ylabel("l(θ) = L(x*(θ)) on the step's batch")
+        axes[1, 0].axhline(d["input_psnr"].iloc[0], color="grey", lw=0.8, ls=":")
+        axes[1, 0].set_ylabel("test PSNR at x*(θ) (dB; dotted: blurred input)")
+        axes[1, 1].set_ylabel("test PSNR (dB)")
+        axes[0, 0].set_title(f"{problem}: the same loss for every estimator (mean over {seeds} seeds)")
+        axes[1, 0].set_title("test PSNR (mean ± sd over seeds)")
+        axes[1, 0].legend(fontsize=7, ncol=2)
         fig.tight_layout()
         fig.savefig(HERE / f"curves_{problem}.png", dpi=110)
         plt.close(fig)
 
 
 def gaps(df: pd.DataFrame) -> None:
-    d = df[(df["estimator"] != "deq") & df["grad_gap"].notna()]
+    d = df[df["grad_gap"].notna() & (df["step"] > 0)]
     problems = [p for p in PROBLEMS if p in set(d["problem"])]
-    ncol = 3
-    nrow = -(-len(problems) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.5 * ncol, 4 * nrow), squeeze=False)
-    for ax in axes.flat[len(problems) :]:
-        ax.set_visible(False)
-    for ax, problem in zip(axes.flat, problems, strict=False):
+    fig, axes = plt.subplots(1, len(problems), figsize=(5.6 * len(problems), 4.2), squeeze=False)
+    for ax, problem in zip(axes.flat, problems, strict=True):
         sub = d[d["problem"] == problem]
-        order = [o for o in ORDER if o in set(sub["label"])]
+        order = _ordered(sub["label"])
         sns.lineplot(
-            sub, x="step", y="grad_gap", hue="label", hue_order=order, palette=PALETTE, errorbar="sd", marker="o", ax=ax
-        )
+            sub, x="step", y="grad_gap", hue="label", hue_order=order, palette=PALETTE, style="label",
+            dashes=DASHES, style_order=order, errorbar="sd", marker="o", ax=ax,
+        )  # fmt: skip
         ax.set_yscale("log")
-        ax.set_title(f"{problem}: ||g - g_DEQ|| / ||g_DEQ||")
-        ax.set_ylabel("relative gap to the DEQ gradient")
+        ax.set_title(f"{problem}: gap to a float64 DEQ at 1e-8")
+        ax.set_ylabel("||g - g_DEQ|| / ||g_DEQ|| (same θ, same batch)")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(HERE / "gaps.png", dpi=110)
     plt.close(fig)
@@ -84,79 +116,148 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (problem, label, seed), d in df.groupby(["problem", "label", "seed"]):
         d = d.sort_values("step")
-        last = d.iloc[-1]
+        first, last = d.iloc[0], d.iloc[-1]
         rows.append(
             dict(
-                problem=problem, estimator=label, seed=seed, initial_psnr=d.iloc[0]["test_psnr"],
-                final_psnr=last["test_psnr"], gain=last["test_psnr"] - d.iloc[0]["test_psnr"],
-                train_time=last["wall_time"], operator_evals=last["operator_evals"], vjp_evals=last["vjp_evals"],
-                last_gap=d["grad_gap"].dropna().iloc[-1] if d["grad_gap"].notna().any() else float("nan"),
-                diverged=str(last["status"]) != "ok", steps=int(last["step"]),
+                problem=problem, setting=label, seed=seed, steps=int(last["step"]), input_psnr=first["input_psnr"],
+                initial_psnr=first["test_psnr"], final_psnr=last["test_psnr"],
+                gain=last["test_psnr"] - first["test_psnr"], final_loss=last["outer_loss"],
+                T=last["operator_evals"], VJP=last["vjp_evals"], cost=last["cost"], seconds=last["wall_time"],
+                peak_memory_bytes=d["peak_memory_bytes"].max(), state_bytes=last["state_bytes"],
+                median_gap=d.loc[d["step"] > 0, "grad_gap"].median(), diverged=str(last["status"]) != "ok",
             )
         )  # fmt: skip
     per_seed = pd.DataFrame(rows)
     per_seed.to_csv(HERE / "final_per_seed.csv", index=False)
-    agg = per_seed.groupby(["problem", "estimator"]).agg(
-        final_psnr_mean=("final_psnr", "mean"), final_psnr_std=("final_psnr", "std"),
-        gain_mean=("gain", "mean"), gain_std=("gain", "std"), train_time_s=("train_time", "mean"),
-        operator_evals=("operator_evals", "mean"), vjp_evals=("vjp_evals", "mean"),
-        last_gap=("last_gap", "mean"), diverged=("diverged", "sum"), seeds=("seed", "count"),
-    ).reset_index()  # fmt: skip
-    agg["order"] = [ORDER.index(e) if e in ORDER else 99 for e in agg["estimator"]]
+    agg = (
+        per_seed.groupby(["problem", "setting"])
+        .agg(
+            final_psnr=("final_psnr", "mean"), final_psnr_sd=("final_psnr", "std"), gain=("gain", "mean"),
+            input_psnr=("input_psnr", "mean"), steps=("steps", "max"), T=("T", "mean"), VJP=("VJP", "mean"),
+            cost=("cost", "mean"), seconds=("seconds", "mean"), peak_memory_bytes=("peak_memory_bytes", "max"),
+            state_bytes=("state_bytes", "max"), median_gap=("median_gap", "median"), diverged=("diverged", "sum"),
+            seeds=("seed", "count"),
+        )
+        .reset_index()
+    )  # fmt: skip
+    for ref in ("deq warm", "deq cold"):
+        base = agg[agg["setting"] == ref].set_index("problem")
+        tag = ref.split()[1]
+        agg[f"delta_{tag}_deq_db"] = agg["final_psnr"] - agg["problem"].map(base["final_psnr"])
+        agg[f"cost_ratio_{tag}_deq"] = agg["problem"].map(base["cost"]) / agg["cost"]
+    agg["order"] = [ORDER.index(s) if s in ORDER else 99 for s in agg["setting"]]
     agg = agg.sort_values(["problem", "order"]).drop(columns="order")
-    deq = agg[agg["estimator"] == "deq"].set_index("problem")
-    agg["vs_deq_db"] = agg["final_psnr_mean"] - agg["problem"].map(deq["final_psnr_mean"])
-    agg["ops_ratio_deq"] = agg["problem"].map(deq["operator_evals"]) / agg["operator_evals"]
     agg.to_csv(HERE / "final.csv", index=False)
     lines = [
-        "| problem | estimator | final test PSNR (dB) | gain over initial θ (dB) | Δ vs DEQ (dB) | train time (s) "
-        "| operator evals | DEQ ops / ops | VJPs | last gap to DEQ | diverged |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| problem | setting | seeds | final test PSNR (dB) | Δ warm DEQ | Δ cold DEQ | T | VJP | T + VJP "
+        "| warm DEQ ÷ it | cold DEQ ÷ it | seconds | peak memory | state | median gap | diverged |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in agg.itertuples():
         lines.append(
-            f"| {r.problem} | {r.estimator} | {r.final_psnr_mean:.2f} ± {r.final_psnr_std:.2f} | "
-            f"{r.gain_mean:+.2f} ± {r.gain_std:.2f} | {r.vs_deq_db:+.2f} | {r.train_time_s:.1f} | "
-            f"{r.operator_evals:.0f} | {r.ops_ratio_deq:.1f} | {r.vjp_evals:.0f} | {r.last_gap:.2g} | "
+            f"| {r.problem} | {r.setting} | {r.seeds} | {r.final_psnr:.2f} ± {r.final_psnr_sd:.2f} | "
+            f"{r.delta_warm_deq_db:+.2f} | {r.delta_cold_deq_db:+.2f} | {r.T:.0f} | {r.VJP:.0f} | {r.cost:.0f} | "
+            f"{r.cost_ratio_warm_deq:.2f} | {r.cost_ratio_cold_deq:.2f} | {r.seconds:.1f} | "
+            f"{r.peak_memory_bytes / 2**20:.1f} MiB | {r.state_bytes / 2**20:.2f} MiB | {r.median_gap:.2g} | "
             f"{int(r.diverged)}/{r.seeds} |"
         )
     (HERE / "final.md").write_text("\n".join(lines) + "\n")
     return agg
 
 
-def reconstructions(
-    runs: tuple[tuple[str, int], ...] = (("deq", 1), ("restarted_jfb", 2)), seed: int = 0, image: int = 0
-) -> None:
-    """Blurred, x*(theta_0), x*(theta learned by each of ``runs``), ground truth on one test
-    patch per problem (from the runs' checkpoints)."""
+def cost_to_reach(curve: pd.DataFrame, psnr: float) -> float:
+    """The cumulative T + VJP at which a (mean) curve first reaches ``psnr`` (NaN if never)."""
+    hit = curve[curve["test_psnr"] >= psnr]
+    return float(hit["cost"].iloc[0]) if len(hit) else float("nan")
+
+
+def matched(df: pd.DataFrame) -> pd.DataFrame:
+    """Cost at matched test PSNR: for each setting and each DEQ (warm, cold), the target is
+    the lower of the two final test PSNRs (means over seeds) less 0.01 dB; each pays the
+    cumulative T + VJP at which its mean curve first reaches the target."""
+    rows = []
+    mean = df.groupby(["problem", "label", "step"], as_index=False)[["cost", "test_psnr"]].mean()
+    for problem, m in mean.groupby("problem"):
+        curves = {lab: c.sort_values("step") for lab, c in m.groupby("label")}
+        for lab, c in curves.items():
+            for ref in ("deq warm", "deq cold"):
+                if ref not in curves or lab == ref:
+                    continue
+                target = min(c["test_psnr"].iloc[-1], curves[ref]["test_psnr"].iloc[-1]) - 0.01
+                own, deq = cost_to_reach(c, target), cost_to_reach(curves[ref], target)
+                rows.append(
+                    dict(problem=problem, setting=lab, versus=ref, target_psnr=target, cost=own, deq_cost=deq,
+                         deq_over_setting=deq / own if own > 0 else float("nan"))
+                )  # fmt: skip
+    out = pd.DataFrame(rows)
+    out.to_csv(HERE / "matched.csv", index=False)
+    lines = [
+        "| problem | setting | vs | matched test PSNR (dB) | its T + VJP | DEQ's T + VJP | DEQ ÷ it |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in out.itertuples():
+        lines.append(
+            f"| {r.problem} | {r.setting} | {r.versus} | {r.target_psnr:.2f} | {r.cost:.0f} | {r.deq_cost:.0f} "
+            f"| {r.deq_over_setting:.2f} |"
+        )
+    (HERE / "matched.md").write_text("\n".join(lines) + "\n")
+    return out
+
+
+def whole_picture(problem, name: str = "coins"):
+    """Make the problem's test batch one whole picture of the grey set (cropped to a multiple
+    of 8 pixels for the DRUNet), blurred and noised as the crops are."""
+    import torch
+    from deepinv.physics import GaussianNoise
+
+    from jfbbench import data
+
+    img = data.load_image(name, "grey")
+    h, w = (s - s % 8 for s in img.shape)
+    x = problem._to(torch.from_numpy(img[:h, :w].copy())[None, None])
+    noise = GaussianNoise(sigma=problem.noise, rng=torch.Generator().manual_seed(problem.seed + 1))
+    with torch.no_grad():
+        y = noise(problem.physics.A(x))
+    problem._data["test"] = (x, y)
+    problem.select("test")
+
+
+def reconstructions(seed: int = 0, picture: str = "coins") -> None:
+    """Blurred, x*(theta_0), x*(theta learned by warm DEQ and by restarted JFB K=2), ground
+    truth, on the whole test picture ``picture``, per problem (from the runs' checkpoints)."""
     import torch
 
     from jfbbench.train import TrainConfig, Trainer, checkpoint_path
 
     torch.set_num_threads(1)
+    runs = (("deq", 1, True, "warm DEQ"), ("restarted_jfb", 2, False, "restarted JFB K=2"))
     panels = []
-    for problem in PROBLEMS[:3]:
-        outs = [HERE / "train" / problem / f"{e}-K{k}-s{seed}.csv" for e, k in runs]
+    for problem in PROBLEMS:
+        outs = [HERE / "train" / problem / f"{e}-K{k}-{'warm' if w else 'cold'}-s{seed}.csv" for e, k, w, _ in runs]
         if not all(checkpoint_path(o).exists() for o in outs):
             continue
         ims = []
-        for (estimator, depth), out in zip(runs, outs, strict=True):
-            trainer = Trainer(TrainConfig(problem=problem, estimator=estimator, depth=depth, seed=seed))
+        for (estimator, depth, warm, name), out in zip(runs, outs, strict=True):
+            config = TrainConfig(
+                problem=problem, estimator=estimator, depth=depth, seed=seed, preset="large", warm_start=warm
+            )
+            trainer = Trainer(config)
             p = trainer.problem
+            whole_picture(p, picture)
             if not ims:
                 x0, psnr0, _ = trainer.evaluate("test")
-                ims.append((p.y[image, 0], f"blurred y ({p.psnr(p.y)[image]:.2f} dB)"))
-                ims.append((x0[image, 0], f"initial θ ({psnr0[image]:.2f} dB)"))
+                ims.append((p.y[0, 0], f"blurred ({float(p.psnr(p.y)[0]):.2f} dB)"))
+                ims.append((x0[0, 0], f"initial θ ({float(psnr0[0]):.2f} dB)"))
             trainer.load_state_dict(torch.load(checkpoint_path(out), map_location="cpu", weights_only=False))
+            trainer.eval_bank = type(trainer.eval_bank)()  # the whole picture: a cold start
             x1, psnr1, _ = trainer.evaluate("test")
-            name = estimator if estimator == "deq" else f"{estimator} K={depth}"
-            ims.append((x1[image, 0], f"learned by {name} ({psnr1[image]:.2f} dB)"))
-        ims.append((p.target[image, 0], "ground truth"))
+            ims.append((x1[0, 0], f"{name} ({float(psnr1[0]):.2f} dB)"))
+        ims.append((p.target[0, 0], f"ground truth ({picture})"))
         panels.append((problem, ims))
     if not panels:
         return
     ncol = len(panels[0][1])
-    fig, axes = plt.subplots(len(panels), ncol, figsize=(2.9 * ncol, 3.1 * len(panels)), squeeze=False)
+    fig, axes = plt.subplots(len(panels), ncol, figsize=(3.4 * ncol, 3.0 * len(panels)), squeeze=False)
     for row, (problem, ims) in zip(axes, panels, strict=True):
         for ax, (im, title) in zip(row, ims, strict=True):
             ax.imshow(im.detach().clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
@@ -170,8 +271,14 @@ def reconstructions(
 
 
 if __name__ == "__main__":
+    from jfbbench import front
+
     table = load()
     curves(table)
     gaps(table)
-    print(final_table(table).to_string(index=False))
-    reconstructions()
+    with pd.option_context("display.width", 250, "display.max_columns", 30):
+        print(final_table(table).to_string(index=False))
+        print(matched(table).to_string(index=False))
+    front.write(sorted((HERE / "train").glob("*/*.csv")), HERE / "front", formats=("png",))
+    if "--no-reconstructions" not in sys.argv:
+        reconstructions()

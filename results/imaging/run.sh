@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
-# Reproduce the imaging learning curves: 3 problems x 7 estimator configurations x 3 seeds,
-# default presets, one torch thread per run, then two weighted_tv variants. Each command is
-# one grid (one run per combination of the options' values, deq once per problem and seed),
-# each run its own resumable table: rerunning skips finished runs and continues interrupted
-# ones. Extra arguments go to every command, e.g. `results/imaging/run.sh --workers 2` to run
-# the grid on a local Dask cluster of 2 processes (or --scheduler ADDRESS). Then draws the
-# figures and tables.
+# The imaging experiments at a realistic size: preset "large" (the grey image set of
+# jfbbench/data.py: 7 training and 3 test pictures, split by picture; 128 x 128 crops for
+# weighted_tv, 64 x 64 for pnp_fb and drunet_fb), every estimator setting below, seeds in
+# order, one torch thread, runs in sequence. Resumable: rerunning skips finished runs and
+# continues interrupted ones (each run keeps <table>.ckpt.pt beside its table).
+#   PROBLEMS="weighted_tv" SEEDS="0" results/imaging/run.sh     # a subset
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-OUT=results/imaging/train
-ESTIMATORS="deq unrolled jfb restarted_jfb"
-jfbbench train --problem weighted_tv pnp_fb drunet_fb --estimator $ESTIMATORS --depth 2 10 --seed 0 1 2 \
-  --out "$OUT/{problem}/{estimator}-K{depth}-s{seed}.csv" "$@"
-# A harder variant: one weight per pixel position and direction (2 x 32 x 32 = 2048 weights)
-jfbbench train --problem weighted_tv --estimator $ESTIMATORS --depth 2 --seed 0 1 2 --set weights=per_pixel \
-  --out "$OUT/weighted_tv_per_pixel/{estimator}-K{depth}-s{seed}.csv" "$@"
-# The non-smooth variant: exact prox of a weighted l1 norm of Haar details (3 band weights)
-jfbbench train --problem weighted_tv --estimator $ESTIMATORS --depth 2 --seed 0 1 2 --set smoothing=0 --set weight=0.01 \
-  --out "$OUT/weighted_tv_nonsmooth/{estimator}-K{depth}-s{seed}.csv" "$@"
-python results/imaging/report.py
+PROBLEMS=${PROBLEMS:-"weighted_tv pnp_fb drunet_fb"}
+SEEDS=${SEEDS:-"0 1 2"}
+CONFIGS=${CONFIGS:-"deq:1:cold deq:1:warm jfb:2:cold jfb:2:warm unrolled:2:cold unrolled:10:cold restarted_jfb:2:cold restarted_jfb:10:cold"}
+for seed in $SEEDS; do
+  for problem in $PROBLEMS; do
+    for cfg in $CONFIGS; do
+      IFS=: read -r est depth start <<<"$cfg"
+      flag=""
+      [ "$start" = warm ] && flag="--warm-start"
+      jfbbench train --problem "$problem" --preset large --estimator "$est" --depth "$depth" $flag --seed "$seed" \
+        --out "results/imaging/train/$problem/$est-K$depth-$start-s$seed.csv"
+    done
+  done
+done

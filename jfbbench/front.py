@@ -1,0 +1,277 @@
+"""The error-cost front: which estimator setting to use for which accuracy, at what cost.
+
+From sweep tables (gradients at a fixed theta, one row per seed) and training tables
+(gradients along a training run, the gap to a tight DEQ every few steps), one *point* per
+problem and estimator setting (estimator, K, tolerance, warm or cold; for sweeps also the
+number of restarts before the measured call): the gradient's relative error to a tight DEQ
+gradient, median and interquartile range over the seeds or the steps, against its cost per
+gradient: T + VJP (operator applications plus vector-Jacobian products), seconds, peak
+memory. A setting is on the *front* when no other setting of the same problem is at most as
+costly and at most as wrong, one of the two strictly. For a target error, the cheapest
+setting whose median error reaches it answers "which estimator should I use"
+(:func:`targets`).
+
+Figures and tables are drawn from the tables alone (:func:`write`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+#: The target errors of the "cheapest setting that reaches it" table.
+TARGETS = (1e-1, 1e-2, 1e-4, 1e-8)
+
+#: The cost axes, in the order of preference: (column, label).
+COSTS = (
+    ("cost", "T + VJP per gradient"),
+    ("seconds", "seconds per gradient"),
+    ("memory", "peak memory per gradient (bytes)"),
+)
+
+SETTING = ["estimator", "depth", "tol", "warm_start", "restarts"]
+
+
+def _column(df: pd.DataFrame, name: str, default: object = np.nan) -> pd.Series:
+    return df[name] if name in df.columns else pd.Series(default, index=df.index)
+
+
+def _panel(df: pd.DataFrame) -> pd.Series:
+    """The problem a point belongs to: the problem's name, with rho (and the settings) when a
+    sweep varies them; training runs by problem (and preset)."""
+    name = df["problem"].astype(str)
+    if "lipschitz" in df.columns:
+        rho = df["lipschitz"]
+        name = name + np.where(rho.notna(), " rho=" + rho.astype(str), "")
+    if "config" in df.columns:
+        cfg = df["config"].fillna("{}").astype(str)
+        name = name + np.where(cfg.isin(["{}", "", "nan"]), "", " " + cfg)
+    return name
+
+
+def points_from_sweep(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per measurement of a sweep table, in the front's columns."""
+    memory = _column(df, "peak_memory_bytes")
+    memory = memory.where(memory.notna(), _column(df, "memory_bytes"))
+    return pd.DataFrame(
+        dict(
+            panel=_panel(df),
+            source="sweep",
+            estimator=df["estimator"],
+            depth=_column(df, "depth"),
+            tol=_column(df, "tol"),
+            warm_start=_column(df, "warm_start", False),
+            restarts=_column(df, "restarts", 0),
+            error=df["rel_error"],
+            cost=_column(df, "operator_evals") + _column(df, "vjp_evals"),
+            seconds=_column(df, "time_s"),
+            memory=memory,
+        )
+    )
+
+
+def points_from_training(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per gap measurement of a training table (the steps where ``grad_gap`` was
+    measured), in the front's columns: the cost is that step's gradient's."""
+    df = df[df["step"] > 0]
+    df = df[df["grad_gap"].notna()]
+    panel = df["problem"].astype(str) + " (training" + (", " + df["preset"].astype(str) if "preset" in df else "") + ")"
+    return pd.DataFrame(
+        dict(
+            panel=panel,
+            source="training",
+            estimator=df["estimator"],
+            depth=_column(df, "depth"),
+            tol=_column(df, "tol"),
+            warm_start=_column(df, "warm_start", False),
+            restarts=np.nan,
+            error=df["grad_gap"],
+            cost=df["step_cost"],
+            seconds=df["step_time"],
+            memory=_column(df, "peak_memory_bytes"),
+        )
+    )
+
+
+def read_points(tables: Iterable[str | Path | pd.DataFrame]) -> pd.DataFrame:
+    """The front's rows from sweep and training tables (paths or frames), told apart by their
+    columns (a sweep has ``rel_error``; a training table ``grad_gap`` and ``step``)."""
+    from .plots import read_table
+
+    frames = []
+    for t in tables:
+        df = t if isinstance(t, pd.DataFrame) else read_table(t)
+        if {"grad_gap", "step", "step_cost"} <= set(df.columns):
+            frames.append(points_from_training(df))
+        elif {"rel_error", "estimator", "problem"} <= set(df.columns):
+            frames.append(points_from_sweep(df))
+        else:
+            name = "a table" if isinstance(t, pd.DataFrame) else repr(str(t))
+            raise ValueError(
+                f"{name} is neither a sweep table (rel_error) nor a training table (grad_gap, step, step_cost)"
+            )
+    if not frames:
+        raise ValueError("no tables given")
+    out = pd.concat(frames, ignore_index=True)
+    out["warm_start"] = out["warm_start"].map(_truthy)
+    for col in ("depth", "tol", "restarts"):
+        out[col] = pd.to_numeric(out[col], errors="coerce")
+    return out
+
+
+def _truthy(v: object) -> bool:
+    if isinstance(v, str):
+        return v.strip().lower() in ("true", "1", "yes")
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return False
+    return bool(v)
+
+
+def label(row: pd.Series) -> str:
+    """A setting as text: ``deq tol=1e-04 warm``, ``restarted_jfb K=2 m=8``."""
+    parts = [str(row["estimator"])]
+    if pd.notna(row.get("depth")):
+        parts.append(f"K={int(row['depth'])}")
+    if pd.notna(row.get("tol")):
+        parts.append(f"tol={row['tol']:.0e}")
+    if row.get("warm_start"):
+        parts.append("warm")
+    if pd.notna(row.get("restarts")) and row.get("restarts", 0) > 0:
+        parts.append(f"m={int(row['restarts'])}")
+    return " ".join(parts)
+
+
+def summarise(points: pd.DataFrame) -> pd.DataFrame:
+    """One row per (panel, setting): median and quartiles of the error, medians of the costs,
+    the number of measurements, and ``on_front`` for each cost axis."""
+    keys = ["panel", "source", *SETTING]
+    g = points.groupby(keys, dropna=False)
+    out = g["error"].quantile(0.5).rename("error").to_frame()
+    out["error_q25"] = g["error"].quantile(0.25)
+    out["error_q75"] = g["error"].quantile(0.75)
+    for col, _ in COSTS:
+        out[col] = g[col].median()
+    out["n"] = g["error"].size()
+    out = out.reset_index()
+    out["setting"] = out.apply(label, axis=1)
+    for col, _ in COSTS:
+        out[f"on_front_{col}"] = False
+        for _, idx in out.groupby("panel").groups.items():
+            sub = out.loc[idx]
+            out.loc[pareto(sub[col], sub["error"]), f"on_front_{col}"] = True
+    return out.sort_values(["panel", "cost", "error"]).reset_index(drop=True)
+
+
+def pareto(cost: pd.Series, error: pd.Series) -> list:
+    """The index labels of the points that no other point dominates (cost and error both at
+    most as large, one strictly smaller); points with a missing cost or error are left out."""
+    ok = cost.notna() & error.notna()
+    c, e = cost[ok], error[ok]
+    front = []
+    for i in c.index:
+        dominated = ((c <= c[i]) & (e <= e[i]) & ((c < c[i]) | (e < e[i]))).any()
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def targets(summary: pd.DataFrame, levels: Sequence[float] = TARGETS, by: str = "cost") -> pd.DataFrame:
+    """For each panel and target error: the cheapest setting (by ``by``; ties broken by the
+    other costs) whose median error is at most the target, its error and costs, and the
+    runner-up (the next cheapest that reaches it). "none" when no setting reaches it."""
+    order = [by] + [c for c, _ in COSTS if c != by]
+    rows = []
+    for panel, sub in summary.groupby("panel", sort=True):
+        for t in levels:
+            ok = sub[sub["error"] <= t].sort_values(order, na_position="last")
+            row: dict[str, object] = dict(panel=panel, target=t, best="none", runner_up="none")
+            if len(ok):
+                b = ok.iloc[0]
+                row.update(best=b["setting"], best_error=b["error"], **{f"best_{c}": b[c] for c, _ in COSTS})
+            if len(ok) > 1:
+                r = ok.iloc[1]
+                row.update(
+                    runner_up=r["setting"],
+                    runner_up_error=r["error"],
+                    **{f"runner_up_{c}": r[c] for c, _ in COSTS},
+                    runner_up_cost_ratio=r[by] / b[by] if b[by] else np.nan,
+                )
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot(summary: pd.DataFrame, cost: str, path_stem: Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Error against ``cost`` per panel: every setting (median, IQR bars), hue = estimator,
+    filled = warm, the front joined by a black line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    data = summary[summary[cost].notna() & summary["error"].notna()]
+    if data.empty:
+        return []
+    panels = sorted(data["panel"].unique())
+    ncol = min(3, len(panels))
+    nrow = math.ceil(len(panels) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 4.2 * nrow), squeeze=False)
+    names = sorted(data["estimator"].unique())
+    colours = dict(zip(names, sns.color_palette("tab10", len(names)), strict=True))
+    label_of = dict(COSTS)
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        sub = data[data["panel"] == panel]
+        for _, r in sub.iterrows():
+            col = colours[r["estimator"]]
+            lo, hi = max(r["error"] - r["error_q25"], 0), max(r["error_q75"] - r["error"], 0)
+            ax.errorbar(
+                r[cost], r["error"], yerr=[[lo], [hi]], fmt="o" if r["warm_start"] else "s",
+                color=col, mfc=col if r["warm_start"] else "white", ms=6, capsize=2, lw=1,
+            )  # fmt: skip
+        front = sub[sub[f"on_front_{cost}"]].sort_values(cost)
+        ax.plot(front[cost], front["error"], "k-", lw=1, zorder=0)
+        for _, r in front.iterrows():
+            ax.annotate(r["setting"], (r[cost], r["error"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(panel, fontsize=9)
+        ax.set_xlabel(label_of[cost])
+        ax.set_ylabel("relative gradient error (median, IQR)")
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    handles = [plt.Line2D([], [], color=colours[n], marker="o", ls="", label=n) for n in names]
+    handles += [
+        plt.Line2D([], [], color="grey", marker="o", ls="", label="warm start"),
+        plt.Line2D([], [], color="grey", marker="s", mfc="white", ls="", label="cold start"),
+        plt.Line2D([], [], color="k", label="front"),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    written = []
+    for fmt in formats:
+        p = path_stem.with_suffix(f".{fmt}")
+        fig.savefig(p, dpi=130)
+        written.append(p)
+    plt.close(fig)
+    return written
+
+
+def write(tables: Iterable[str | Path | pd.DataFrame], out: str | Path, formats: Sequence[str] = ("png", "pdf")):
+    """Read the tables, write ``front.csv`` (every setting, with its front membership),
+    ``targets.csv`` (cheapest setting per target error, by T + VJP) and a figure per cost
+    axis (``front_cost``, ``front_seconds``, ``front_memory``) under ``out``. Returns the
+    summary, the targets table and the paths written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarise(read_points(tables))
+    table = targets(summary)
+    written = [out / "front.csv", out / "targets.csv"]
+    summary.to_csv(written[0], index=False)
+    table.to_csv(written[1], index=False)
+    for col, _ in COSTS:
+        written += plot(summary, col, out / f"front_{col}", formats)
+    return summary, table, written
