@@ -178,7 +178,7 @@ def train_command(**kw: Any) -> None:
     outs = out_paths(kw["out"], configs)
     single = len(configs) == 1 and cluster.local
     if cluster.local:
-        torch.set_num_threads(kw["threads_per_worker"])
+        torch.set_num_threads(cluster.threads_per_worker)
     runs = [Run(c, o, progress=single and progress_enabled()) for c, o in zip(configs, outs, strict=True)]
     results: dict[str, Any] = {}
     try:
