@@ -340,10 +340,13 @@ def measure(
         meas.restart[k], meas.restarted_bytes[k] = restart_sequence(
             problem, eq, k, _restart_calls(k, max_depth), jfb_grads[k]
         )
-        meas.restart_lipschitz[k] = start_gradient_lipschitz(problem, eq.x_star, k)
     for key, value in deq_memory(problem, eq.x_star, tol, meas.jfb_bytes.get(1)).items():
         setattr(meas, key, value)
     meas.forward = forward_distances(problem, eq, depths)
+    # last: its double-backward graphs may be retained by a problem's caches (tanh_layer keeps
+    # W with its graph while that graph is alive), which would change the bytes counted above
+    for k in restart_depths:
+        meas.restart_lipschitz[k] = start_gradient_lipschitz(problem, eq.x_star, k)
     return meas
 
 
@@ -394,5 +397,6 @@ def measurements_from_table(problem: Any, eq: Equilibrium, rows: pd.DataFrame) -
                 warnings.simplefilter("ignore")
                 g = target.gradient(problem).grad
             meas.restart[k], _ = restart_sequence(problem, eq, k, _restart_calls(k, max(depths)), g)
+        for k in restart_depths:  # after the gradients above (see measure)
             meas.restart_lipschitz[k] = start_gradient_lipschitz(problem, eq.x_star, k)
     return meas

@@ -36,7 +36,9 @@ def fixed_point(
     Stops when ||f(x) - x|| <= tol ||f(x)||. ``method="picard"`` is x <- f(x) (rate rho);
     ``"anderson"`` is Anderson acceleration (type II, ``memory`` past iterates).
     Returns (x, stats) with stats ``iterations`` (evaluations of f), ``residual``
-    (the last ||f(x) - x||), ``relative_residual`` and ``converged``.
+    (the last ||f(x) - x||), ``relative_residual``, ``converged`` and ``workspace_bytes``:
+    the most bytes the solver held beyond x and f(x) (Anderson: its m + 1 past iterates and
+    residuals and the two n x m difference matrices; Picard: 0).
     """
     with torch.no_grad():
         x = x0.detach()
@@ -46,6 +48,7 @@ def fixed_point(
         rel = res / max(_norm(fx), torch.finfo(x.dtype).tiny)
         xs: list[Tensor] = []
         gs: list[Tensor] = []
+        workspace = 0
         while not (rel <= tol or res == 0.0) and evals < max_iter:
             if method == "anderson":
                 xs.append(x.reshape(-1))
@@ -56,6 +59,8 @@ def fixed_point(
                 if len(xs) >= 2:
                     dg = torch.stack([gs[i + 1] - gs[i] for i in range(len(gs) - 1)], 1)
                     dx = torch.stack([xs[i + 1] - xs[i] for i in range(len(xs) - 1)], 1)
+                    held = sum(t.numel() for t in xs + gs) + dg.numel() + dx.numel()
+                    workspace = max(workspace, held * x.element_size())
                     gamma = torch.linalg.lstsq(dg, gs[-1].unsqueeze(1)).solution
                     x = (xs[-1] + gs[-1] - ((dx + dg) @ gamma).squeeze(1)).reshape(x.shape)
                 else:
@@ -75,7 +80,10 @@ def fixed_point(
                 stacklevel=3,
             )
         # return f(x): one more contraction step, and the point whose residual was measured
-        return fx, dict(iterations=evals, residual=res, relative_residual=rel, converged=converged)
+        stats = dict(
+            iterations=evals, residual=res, relative_residual=rel, converged=converged, workspace_bytes=workspace
+        )
+        return fx, stats
 
 
 def adjoint_fixed_point(
@@ -106,7 +114,7 @@ def adjoint_fixed_point(
             ConvergenceWarning,
             stacklevel=3,
         )
-    return u, dict(iterations=evals, relative_residual=rel, converged=converged)
+    return u, dict(iterations=evals, relative_residual=rel, converged=converged, workspace_bytes=0)
 
 
 def gmres(
@@ -121,11 +129,14 @@ def gmres(
     (None: from 0; a warm start costs one matvec for its residual).
 
     Stops when ||b - A u|| <= tol ||b||; ``max_iter`` bounds the number of matvecs.
+    ``workspace_bytes`` in the stats: the Krylov basis (n x (m + 1)) and the Hessenberg
+    matrix ((m + 1) x m) of the largest cycle, m <= ``restart``.
     """
     shape, dtype = b.shape, b.dtype
     bf = b.reshape(-1)
     bn = max(_norm(bf), torch.finfo(dtype).tiny)
     evals = 0
+    workspace = 0
     if u0 is None:
         u = torch.zeros_like(bf)
         r = bf.clone()
@@ -139,6 +150,7 @@ def gmres(
         beta = _norm(r)
         Q = torch.zeros(bf.numel(), m + 1, dtype=dtype, device=b.device)
         H = torch.zeros(m + 1, m, dtype=dtype, device=b.device)
+        workspace = max(workspace, (Q.numel() + H.numel()) * Q.element_size())
         Q[:, 0] = r / beta
         k_done = 0
         for k in range(m):
@@ -168,7 +180,9 @@ def gmres(
             ConvergenceWarning,
             stacklevel=3,
         )
-    return u.reshape(shape), dict(iterations=evals, relative_residual=rel, converged=converged)
+    return u.reshape(shape), dict(
+        iterations=evals, relative_residual=rel, converged=converged, workspace_bytes=workspace
+    )
 
 
 def dense_jacobian(out: Tensor, inp: Tensor) -> Tensor:

@@ -24,7 +24,7 @@ import json
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from ._validation import (
     check_nonnegative_int,
     default_tol,
 )
-from .measure import measure, reference_gradient
+from .measure import float64_reference, measure
 from .runner import Cluster, run_tasks
 
 #: The key of a row: every setting that changes what is measured. A rerun measures the rows
@@ -367,6 +367,12 @@ def table_columns(grid: Grid) -> list[str]:
         "forward_residual",
         "converged",
         "reference_converged",
+        "reference_dtype",
+        "rho_loc",
+        "spectral_radius",
+        "contraction_method",
+        "workspace_bytes",
+        "state_bytes",
         "warning",
         "declared_lipschitz",
         "elapsed_s",
@@ -454,6 +460,10 @@ def build_problem(point: Point) -> Any:
     )
 
 
+def problem_dtype(problem: Any) -> torch.dtype:
+    return problem.initial_point().dtype
+
+
 def measure_point(
     point: Point,
     references: dict[tuple, Any],
@@ -463,13 +473,16 @@ def measure_point(
 ) -> dict[str, Any]:
     """Build the problem and estimator of ``point``, run the ``restarts`` calls that precede
     the measured one (stateful estimators), and measure. The DEQ reference is computed once
-    per problem configuration (cached in ``references``)."""
+    per problem configuration (cached in ``references``), in float64 whatever the measured
+    dtype, with the contraction present at its x* (``rho_loc``, ``spectral_radius``)."""
     started = time.perf_counter()
     problem = build_problem(point)
     pkey = point.problem_key()
     if pkey not in references:
         references.clear()  # grid order keeps one configuration's rows together
-        references[pkey] = reference_gradient(problem)
+        references[pkey] = float64_reference(
+            lambda dtype: problem if problem_dtype(problem) == dtype else build_problem(replace(point, dtype="float64"))
+        )
     ref = references[pkey]
     config = dict(estimator_config)
     if point.depth is not None:

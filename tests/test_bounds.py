@@ -307,3 +307,15 @@ def test_b6_deq_memory_check_fails_when_deq_keeps_more_than_one_application_of_t
     meas.deq_bytes = meas.jfb1_bytes + 3 * meas.step_bytes  # e.g. a DEQ that keeps adjoint iterates' graphs
     _, status = _summary_status(eq, meas, "B6", check)
     assert status == "FAIL"
+
+
+def test_b6_memory_checks_hold_with_several_restart_depths_on_the_cached_tanh_layer():
+    """B5's double-backward power iteration must not leave graphs that a problem's cache (the
+    tanh layer's normalised W) reuses in the byte counts of the restarted sequences."""
+    p = problems.make("tanh_layer", lipschitz=0.9, seed=0, **FAMILY_SETTINGS["tanh_layer"](5))
+    eq = validate.equilibrium(p)
+    meas = validate.measure(p, eq, [1, 2, 3, 4], [1, 2, 4])
+    rows = pd.DataFrame(validate.evaluate(eq, meas, dict(problem="p", lipschitz=0.9, seed=0)))
+    b6 = rows[rows["bound"] == "B6"]
+    assert b6["holds"].astype(bool).all(), b6[["check", "depth", "measured", "bound_value"]].to_string()
+    assert meas.restarted_bytes == {k: meas.jfb_bytes[k] for k in (1, 2, 4)}

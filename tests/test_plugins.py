@@ -329,3 +329,40 @@ def test_from_module_refuses_bad_input(plugin_dir, monkeypatch):
         problems.from_module(layer, x, target, lipschitz=0.5)
     with pytest.raises(ValueError, match="lipschitz must lie in the open interval"):
         problems.from_module(mod.Layer(4, 0.5, 0), x, target, lipschitz=1.5)
+
+
+def test_an_entry_point_cannot_take_a_built_in_name(tmp_path, monkeypatch):
+    (tmp_path / "shadow.py").write_text("def make(**kw):\n    raise AssertionError('never built')\n")
+    info = tmp_path / "shadow-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: shadow\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[jfbbench.estimators]\ndeq = shadow:make\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    estimators.refresh()
+    try:
+        with pytest.warns(UserWarning, match=r"entry point 'deq' = 'shadow:make' .*shadow 1.0.* is ignored"):
+            names = estimators.names()
+        assert "deq" in names and estimators.origin("deq") == "built-in"
+        assert type(estimators.make("deq")).__name__ == "DEQ"
+    finally:
+        monkeypatch.undo()
+        estimators.refresh()
+
+
+def test_deepinv_peers_are_registered_only_with_the_deq_api(tmp_path, monkeypatch):
+    from importlib.machinery import ModuleSpec
+
+    from jfbbench.estimators import deepinv_peers
+
+    fake = tmp_path / "deepinv"
+    (fake / "optim").mkdir(parents=True)
+    (fake / "optim" / "optimizers.py").write_text("class BaseOptim:\n    pass\n")  # an old DeepInverse
+    spec = ModuleSpec("deepinv", None, is_package=True)
+    spec.submodule_search_locations = [str(fake)]
+    monkeypatch.setattr(deepinv_peers.importlib.util, "find_spec", lambda name: spec)
+    registered = []
+    assert not deepinv_peers.deq_api_available()
+    assert deepinv_peers.register_deepinv_peers(lambda name: registered.append) == [] and not registered
+    (fake / "optim" / "optimizers.py").write_text("class DEQConfig:\n    jacobian_free: bool = False\n")
+    assert deepinv_peers.deq_api_available()
+    assert deepinv_peers.register_deepinv_peers(lambda name: registered.append) == ["deepinv_deq", "deepinv_jfb"]

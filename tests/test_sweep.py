@@ -88,7 +88,7 @@ def test_table_has_required_and_config_columns(tmp_path):
     assert set(table["dim"]) == {5, 7}
     assert set(table.loc[table.estimator == "restarted_jfb", "restarts"]) == {0, 4}
     assert (table["time_s"] > 0).all() and (table["time_iqr_s"] >= 0).all()
-    assert table["peak_memory_bytes"].isna().all()  # CPU run
+    assert (table["peak_memory_bytes"] > 0).all()  # the CPU allocator's peak (torch.profiler)
     # more restarts bring restarted JFB closer to JFB-K at the equilibrium
     r = table[table.estimator == "restarted_jfb"].set_index(["dim", "depth", "restarts"])["rel_error"]
     j = table[table.estimator == "jfb"].set_index(["dim", "depth"])["rel_error"]

@@ -20,14 +20,23 @@ from ._common import UsageFailure
     default=None,
     help="A validation table (validation.csv.gz of jfbbench validate): draw B1's bound on the error figure.",
 )
-def plot(table, out, formats, bounds_table):
-    """Draw error, runtime and memory against depth from a sweep TABLE (CSV or Parquet)."""
+@click.option(
+    "--facet",
+    type=click.Choice(["lipschitz", "rho_loc", "spectral_radius"]),
+    default="lipschitz",
+    show_default=True,
+    help="What the columns of panels show: the declared rho, or the measured ||J(x*)|| or spectral radius.",
+)
+def plot(table, out, formats, bounds_table, facet):
+    """Draw error, runtime and memory against depth from a sweep TABLE (CSV or Parquet): a row
+    of panels per problem (and varying problem setting), a column per rho, colour =
+    estimator, line style = any other setting that varies; seeds as a median and a range."""
     from .. import plots
 
     try:
         df = plots.read_table(table)
         bounds = plots.read_table(bounds_table) if bounds_table is not None else None
-        written = plots.plot_sweep(df, out, formats=formats, bounds=bounds)
+        written = plots.plot_sweep(df, out, formats=formats, bounds=bounds, facet=facet)
     except ValueError as exc:
         raise UsageFailure(str(exc)) from None
     for path in written:

@@ -26,7 +26,9 @@ class Estimate:
            (``deq``: the pair (x, u) with u the adjoint solution); None otherwise.
     stats: at least ``operator_evals``, ``vjp_evals``, ``forward_residual``
            (||T(x) - x|| where the graph starts) and ``converged`` (of the forward solve;
-           None for estimators that make none).
+           None for estimators that make none); the built-in estimators add
+           ``workspace_bytes``, the most bytes their solvers held at once (Anderson's
+           history, the GMRES basis; 0 without a solver).
     """
 
     grad: Tensor

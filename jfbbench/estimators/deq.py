@@ -91,7 +91,13 @@ class DEQ(Estimator):
             vjp_count += n
             eye = torch.eye(n, dtype=x.dtype, device=x.device)
             u = torch.linalg.solve(eye - jac.T, v.reshape(-1)).reshape(v.shape)
-            adj = dict(iterations=0, relative_residual=0.0, converged=True)
+            # J, I - J^T and its LU factors
+            adj = dict(
+                iterations=0,
+                relative_residual=0.0,
+                converged=True,
+                workspace_bytes=3 * jac.numel() * jac.element_size(),
+            )
         grad = flat_grad(fx, params, u)
         vjp_count += 1
         stats = dict(
@@ -104,6 +110,7 @@ class DEQ(Estimator):
             adjoint_iterations=adj["iterations"],
             adjoint_residual=adj["relative_residual"],
             adjoint_converged=bool(adj["converged"]),
+            workspace_bytes=max(fwd.get("workspace_bytes", 0), adj.get("workspace_bytes", 0)),
         )
         warm = (x.detach(), u.detach()) if self.warm_start else None
         return Estimate(grad=grad.detach(), x=x.detach(), state=warm, stats=stats)

@@ -41,6 +41,7 @@ class JFB(Estimator):
             forward_iterations=fwd["iterations"],
             forward_residual=res0 / self.step_scale(),
             converged=bool(fwd["converged"]),
+            workspace_bytes=fwd.get("workspace_bytes", 0),
         )
         warm = x_star.detach() if self.warm_start else None
         return Estimate(grad=grad.detach(), x=xk.detach(), state=warm, stats=stats)

@@ -45,5 +45,6 @@ class Neumann(Estimator):
             forward_iterations=fwd["iterations"],
             forward_residual=float(torch.linalg.vector_norm((fx - x).detach())),
             converged=bool(fwd["converged"]),
+            workspace_bytes=fwd.get("workspace_bytes", 0),
         )
         return Estimate(grad=grad.detach(), x=x.detach(), state=x.detach() if self.warm_start else None, stats=stats)

@@ -42,7 +42,9 @@ class RestartedJFB(Estimator):
             start, _ = unroll(op, x0, self.extra_steps)
         xk, res0 = unroll(op, start, self.depth)
         grad = flat_grad(problem.loss(xk), params)
-        stats = dict(operator_evals=op.evals, vjp_evals=self.depth, forward_residual=res0, converged=None)
+        stats = dict(
+            operator_evals=op.evals, vjp_evals=self.depth, forward_residual=res0, converged=None, workspace_bytes=0
+        )
         return Estimate(grad=grad.detach(), x=xk.detach(), state=xk.detach(), stats=stats)
 
 

@@ -24,5 +24,7 @@ class Unrolled(Estimator):
         x0 = problem.initial_point().detach()
         xk, res0 = unroll(op, x0, self.depth)
         grad = flat_grad(problem.loss(xk), params)
-        stats = dict(operator_evals=op.evals, vjp_evals=self.depth, forward_residual=res0, converged=None)
+        stats = dict(
+            operator_evals=op.evals, vjp_evals=self.depth, forward_residual=res0, converged=None, workspace_bytes=0
+        )
         return Estimate(grad=grad.detach(), x=xk.detach(), state=None, stats=stats)

@@ -1,8 +1,8 @@
 """What a harness records about one estimate: error against the DEQ reference, runtime and
 memory. Every function here wraps one estimator call; sweeps and benchmarks compose them."""
 
-from .error import Reference, compare, reference_gradient
-from .memory import cuda_peak_bytes, profiled_peak_bytes, rss_growth_bytes, saved_tensor_bytes
+from .error import Reference, compare, float64_reference, reference_gradient
+from .memory import cpu_peak_bytes, cuda_peak_bytes, peak_bytes, rss_growth_bytes, saved_tensor_bytes, tensor_bytes
 from .record import measure
 from .timing import Timing, time_call
 
@@ -10,11 +10,14 @@ __all__ = [
     "Reference",
     "Timing",
     "compare",
+    "cpu_peak_bytes",
     "cuda_peak_bytes",
+    "float64_reference",
     "measure",
-    "profiled_peak_bytes",
+    "peak_bytes",
     "reference_gradient",
     "rss_growth_bytes",
     "saved_tensor_bytes",
+    "tensor_bytes",
     "time_call",
 ]

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .. import estimators
+from .. import estimators, linalg
+
+#: Up to this many entries of x, the contraction at x* is measured with the dense Jacobian.
+CONTRACTION_DENSE_MAX_DIM = 1024
 
 
 @dataclass
@@ -20,6 +24,13 @@ class Reference:
     x: torch.Tensor
     converged: bool
     stats: dict[str, Any]
+    #: ``rho_loc``, ``spectral_radius`` and ``contraction_method`` at x*
+    #: (:func:`jfbbench.linalg.contraction_at`), when measured
+    contraction: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dtype(self) -> str:
+        return str(self.grad.dtype).removeprefix("torch.")
 
 
 def reference_gradient(problem: Any, tol: float | None = None, max_iter: int = 100000) -> Reference:
@@ -35,6 +46,19 @@ def reference_gradient(problem: Any, tol: float | None = None, max_iter: int = 1
         warnings.simplefilter("ignore")
         e = est.gradient(problem)
     return Reference(grad=e.grad, x=e.x, converged=bool(e.stats["converged"]), stats=e.stats)
+
+
+def float64_reference(build: Callable[[torch.dtype], Any], dense_max_dim: int = CONTRACTION_DENSE_MAX_DIM) -> Reference:
+    """The reference for a problem measured in any dtype: ``build(torch.float64)`` makes the
+    same problem (same seed and settings) in float64, its tight DEQ gradient is computed
+    (:func:`reference_gradient`), and the contraction present at its x* is measured once
+    (``reference.contraction``: ||J(x*)||_2, the spectral radius of J(x*), and the method,
+    dense up to ``dense_max_dim`` entries of x, power iteration beyond)."""
+    problem = build(torch.float64)
+    ref = reference_gradient(problem)
+    with torch.no_grad():
+        ref.contraction = linalg.contraction_at(problem.operator, ref.x, dense_max_dim=dense_max_dim)
+    return ref
 
 
 def compare(grad: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:

@@ -1,14 +1,23 @@
 """Memory of one estimator call: bytes autograd saves for the backward pass (exact, the same on
-CPU and GPU), the CUDA allocator's peak, and the growth of the process's peak RSS (coarse)."""
+CPU and GPU), the allocator's peak during the call (CUDA: ``max_memory_allocated``; CPU:
+torch.profiler's memory events), the bytes of a state that persists between calls, and the
+growth of the process's peak RSS (coarse)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import resource
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+
+
+def _storage_key(t: torch.Tensor) -> tuple:
+    """Identifies a tensor's bytes: the same storage, offset, shape, stride and dtype."""
+    return (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
 
 
 def saved_tensor_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
@@ -20,7 +29,7 @@ def saved_tensor_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         nonlocal total
-        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+        key = _storage_key(t)
         if key not in seen:
             seen.add(key)
             total += t.numel() * t.element_size()
@@ -44,6 +53,89 @@ def cuda_peak_bytes(fn: Callable[[], Any], device: torch.device) -> tuple[Any, i
     return out, int(torch.cuda.max_memory_allocated(device) - base)
 
 
+def _flatten(nodes: Any) -> Iterator[Any]:
+    for node in nodes:
+        yield node
+        yield from _flatten(node.children)
+
+
+def cpu_peak_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
+    """Peak of the bytes allocated by PyTorch's CPU allocator during ``fn`` and not yet freed:
+    every allocation and free that torch.profiler (``profile_memory=True``) records, matched
+    by address and summed in time order, and its maximum taken (frees of blocks allocated
+    before the call are left out, so the figure does not depend on what earlier calls left).
+    An allocator-level measurement: it sees temporaries, solver buffers and autograd's saved
+    tensors alike, whoever made them."""
+    from torch.profiler import ProfilerActivity, profile
+
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _quiet_stderr():  # kineto prints a line on every start and stop
+        prof.start()
+    try:
+        out = fn()
+    finally:
+        with _quiet_stderr():
+            prof.stop()
+    allocations = sorted(
+        (n.start_time_ns, n.extra_fields.ptr, n.extra_fields.alloc_size)
+        for n in _flatten(prof.profiler.kineto_results.experimental_event_tree())
+        if n.tag == torch._C._profiler._EventType.Allocation and n.extra_fields.device.type == "cpu"
+    )
+    live: dict[int, int] = {}
+    held = peak = 0
+    for _, ptr, size in allocations:
+        if size > 0:
+            live[ptr] = size
+            held += size
+            peak = max(peak, held)
+        elif ptr in live:  # a block allocated before the call leaves the count unchanged
+            held -= live.pop(ptr)
+    return out, int(peak)
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 (C++ code writes there directly) for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def peak_bytes(fn: Callable[[], Any], device: torch.device) -> tuple[Any, int]:
+    """The allocator's peak during ``fn`` above its level before it, on ``device``: CUDA's
+    ``max_memory_allocated`` on a GPU, :func:`cpu_peak_bytes` on the CPU."""
+    if device.type == "cuda":
+        return cuda_peak_bytes(fn, device)  # type: ignore[return-value]
+    return cpu_peak_bytes(fn)
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of every tensor in ``obj`` (a tensor, or dicts, lists and tuples of them,
+    nested; anything else counts 0); a storage shared by several entries counts once."""
+    seen: set[tuple] = set()
+
+    def walk(o: Any) -> int:
+        if isinstance(o, torch.Tensor):
+            key = _storage_key(o)
+            if key in seen:
+                return 0
+            seen.add(key)
+            return o.numel() * o.element_size()
+        if isinstance(o, dict):
+            return sum(walk(v) for v in o.values())
+        if isinstance(o, (list, tuple)):
+            return sum(walk(v) for v in o)
+        return 0
+
+    return walk(obj)
+
+
 def _maxrss_bytes() -> int:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)
@@ -55,30 +147,3 @@ def rss_growth_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
     before = _maxrss_bytes()
     out = fn()
     return out, _maxrss_bytes() - before
-
-
-def profiled_peak_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
-    """Peak of the bytes held by PyTorch's CPU allocator during ``fn``, above what was held
-    before it, from the memory events of ``torch.profiler`` (``profile_memory=True``):
-    allocations minus frees, accumulated in time order (an operator's own net allocation
-    counts at its start). Includes every tensor made during the call (solver workspaces,
-    saved activations, temporaries), not only what autograd saves. Slows the call: measure
-    apart from timing."""
-    import os
-
-    from torch.profiler import ProfilerActivity, profile
-
-    os.environ.setdefault("KINETO_LOG_LEVEL", "5")
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        out = fn()
-    steps = []
-    for e in prof.events():
-        delta = e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage
-        if delta:
-            steps.append((e.time_range.start, delta))
-    steps.sort()
-    current = peak = 0
-    for _, delta in steps:
-        current += delta
-        peak = max(peak, current)
-    return out, int(peak)

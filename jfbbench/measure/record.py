@@ -10,7 +10,7 @@ import torch
 from ..estimators import Estimator
 from ..solvers import ConvergenceWarning
 from .error import Reference, compare
-from .memory import cuda_peak_bytes, rss_growth_bytes, saved_tensor_bytes
+from .memory import peak_bytes, rss_growth_bytes, saved_tensor_bytes, tensor_bytes
 from .timing import time_call
 
 
@@ -22,10 +22,17 @@ def measure(
     timing: bool = True,
     min_run_time: float = 0.2,
 ) -> dict[str, Any]:
-    """Measure ``estimator.gradient(problem, state)``: error against ``reference``, saved
-    autograd bytes, CUDA peak (None on CPU), RSS growth, operator/VJP counts, convergence and,
+    """Measure ``estimator.gradient(problem, state)``: error against ``reference`` (whatever
+    its dtype; ``reference_dtype`` says which), memory, operator/VJP counts, convergence and,
     if ``timing``, the median time and IQR. Returns a flat dict (a table row without the
-    grid's settings). A solve that stops at max_iter is recorded with ``converged=False``."""
+    grid's settings). A solve that stops at max_iter is recorded with ``converged=False``; a
+    reference that did not converge sets ``status="reference_not_converged"``.
+
+    Memory: ``memory_bytes`` (what autograd saves for backward), ``workspace_bytes`` (what
+    the estimator's solvers held, from its stats; None if it does not say), ``state_bytes``
+    (the state returned for the next call), ``peak_memory_bytes`` (the allocator's peak during
+    the call: CUDA's ``max_memory_allocated``, or torch.profiler's memory events on the CPU)
+    and ``rss_growth_bytes`` (coarse)."""
     x0 = problem.initial_point()
     device = x0.device
 
@@ -35,12 +42,14 @@ def measure(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         est, rss = rss_growth_bytes(call)
-        _, saved = saved_tensor_bytes(call)
-        _, peak = cuda_peak_bytes(call, device)
+        # one call for both: the saved-tensor hooks allocate nothing the allocator sees
+        (_, saved), peak = peak_bytes(lambda: saved_tensor_bytes(call), device)
     messages = sorted({str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)})
     row: dict[str, Any] = compare(est.grad, reference.grad)
     row.update(
         memory_bytes=saved,
+        workspace_bytes=est.stats.get("workspace_bytes"),
+        state_bytes=tensor_bytes(est.state),
         peak_memory_bytes=peak,
         rss_growth_bytes=rss,
         operator_evals=est.stats["operator_evals"],
@@ -48,8 +57,12 @@ def measure(
         forward_residual=est.stats["forward_residual"],
         converged=est.stats["converged"],
         reference_converged=reference.converged,
+        reference_dtype=reference.dtype,
+        **reference.contraction,
         warning="; ".join(messages) or None,
     )
+    if not reference.converged:
+        row["status"] = "reference_not_converged"
     if timing:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
