@@ -1,18 +1,68 @@
 """Forward fixed-point and adjoint linear solvers.
 
 The fixed-point loop lives here once; estimators call these functions. Each solver returns
-its result and a dict of statistics (iterations, residual, converged), in the manner of
-TorchDEQ's solvers. A solve that stops at ``max_iter`` says ``converged=False`` and warns.
+its result and a dict of statistics, in the manner of TorchDEQ's solvers:
+
+- ``iterations``: evaluations of f (forward) or matrix-vector products (adjoint);
+- ``relative_residual`` (the largest over the samples when they stop one by one),
+  ``residual`` (forward: ||f(x) - x|| of the whole tensor), ``converged``;
+- ``iterations_mean``, ``iterations_max``: per-sample iteration counts;
+- ``workspace_bytes``: the bytes of the solver's own buffers (Anderson's history, the
+  GMRES basis and Hessenberg, Broyden's low-rank factors), not counting x itself;
+- ``method``: the method that finished the solve (``auto`` switches between them) and
+  ``switches``: the methods in the order they ran.
+
+A solve that stops at ``max_iter`` says ``converged=False`` and warns.
+
+**Samples.** With ``per_sample=True`` dimension 0 of the state is a batch of independent
+samples (as TorchDEQ assumes): each sample is held to the tolerance on its own
+(||f(x_i) - x_i|| <= tol ||f(x_i)||), is frozen once it meets it, and Anderson, Broyden and
+GMRES keep one history / one Krylov basis per sample (batched linear algebra: ``bmm`` over
+the samples). ``per_sample=False`` treats the state as one vector. ``None`` means per sample
+whenever the state has a batch dimension (``ndim >= 2``) of more than one sample.
+
+**Overhead.** No Python loop runs over basis vectors or history entries: Gram-Schmidt is
+classical with one reorthogonalisation (two pairs of batched matmuls), the Hessenberg's QR is
+updated with Givens rotations held as one small orthogonal matrix per sample, Anderson keeps
+the Gram matrix of its residual history up to date with one batched product per step.
+Convergence is read on the host every ``check_every`` iterations only (the per-sample masks
+and residual estimates stay on the device in between), so a CUDA solve synchronises once per
+``check_every`` steps; the fixed-point loops check sooner where the measured rate says the
+tolerance is that close (GMRES may make up to ``check_every - 1`` more steps than it needed).
+
+**Robustness.** No least-squares solve assumes full rank: Anderson's weights solve a
+regularised (scaled) Gram system and fall back to a plain fixed-point step where that system
+is singular or its solution is not finite; GMRES's triangular factor has its zero pivots
+(a basis that ran out: converged or zero samples) replaced so that the corresponding
+coefficients are zero. Every buffer takes the dtype and device of the state.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 
 import torch
 
 Tensor = torch.Tensor
+
+FORWARD_METHODS = ("picard", "anderson", "broyden", "auto")
+ADJOINT_METHODS = ("fixed_point", "gmres", "auto")
+#: GMRES is kept by ``auto`` only where its measured rate is at least this power of the
+#: fixed-point rate, the spectral radius of J read from the Ritz values of its first cycle
+#: (it must save about 10% of the matvecs to pay for its own work)
+KRYLOV_GAIN = 1.1
+#: Anderson is given up by ``auto`` where its measured rate is not even this power of the
+#: fixed-point rate measured just before it (that rate is optimistic: the fast components
+#: die first); on a spectrum near a circle Anderson and fixed-point steps make about the same
+#: number of steps, and Anderson's work per step is small, so it is kept there
+ANDERSON_GIVE_UP = 0.8
+#: iterations over which ``auto`` measures a rate
+RATE_WINDOW = 8
+#: ``auto`` stays with fixed-point iteration where it will converge within this many more
+#: iterations at its measured rate
+FIXED_POINT_ENOUGH = 30
 
 
 class ConvergenceWarning(UserWarning):
@@ -23,98 +73,451 @@ def _norm(t: Tensor) -> float:
     return float(torch.linalg.vector_norm(t))
 
 
+def sample_count(x: Tensor, per_sample: bool | None) -> int:
+    """How many independent samples the solvers see in x (1: the whole tensor)."""
+    if per_sample is None:
+        per_sample = x.dim() >= 2 and x.shape[0] > 1
+    return x.shape[0] if per_sample and x.dim() >= 1 else 1
+
+
+def _check_every(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"check_every must be an integer >= 1, got {value!r}")
+    return value
+
+
+class _Progress:
+    """Per-sample convergence bookkeeping, kept on the device.
+
+    ``check(diff, ref, evals)`` computes each sample's relative residual
+    ||diff_i|| / ||ref_i||, marks the samples still above ``tol`` active, credits the
+    samples that were active with ``evals`` iterations, and returns (any active, all finite)
+    with one host synchronisation.
+    """
+
+    def __init__(self, samples: int, tol: float, like: Tensor) -> None:
+        self.tol = tol
+        self.tiny = torch.finfo(like.dtype).tiny
+        self.active = torch.ones(samples, dtype=torch.bool, device=like.device)
+        self.counts = torch.zeros(samples, dtype=torch.long, device=like.device)
+        self.rel = torch.full((samples,), math.inf, dtype=like.dtype, device=like.device)
+        self.res = torch.full((samples,), math.inf, dtype=like.dtype, device=like.device)
+        self.all_active = True
+        #: (evals, largest relative residual, norm of the whole residual)
+        self.history: list[tuple[int, float, float]] = []
+
+    def check(self, diff: Tensor, ref: Tensor, evals: int) -> tuple[bool, bool]:
+        res = torch.linalg.vector_norm(diff, dim=1)
+        rel = res / torch.linalg.vector_norm(ref, dim=1).clamp_min(self.tiny)
+        return self.update(res, rel, evals)
+
+    def update(self, res: Tensor, rel: Tensor, evals: int) -> tuple[bool, bool]:
+        self.counts = torch.where(self.active, torch.full_like(self.counts, evals), self.counts)
+        self.res, self.rel = res, rel
+        self.active = ~((rel <= self.tol) | (res == 0))
+        worst = torch.where(torch.isfinite(rel), rel, torch.full_like(rel, math.inf)).max()
+        flags = torch.stack(
+            [
+                self.active.any().to(rel.dtype),
+                torch.isfinite(rel).all().to(rel.dtype),
+                worst,
+                self.active.all().to(rel.dtype),
+                torch.linalg.vector_norm(res),
+            ]
+        )
+        any_active, finite, worst_f, all_active, total = flags.tolist()  # the one host synchronisation
+        self.all_active = bool(all_active)
+        self.history.append((evals, worst_f, total))
+        return bool(any_active), bool(finite)
+
+    def rate(self, since: int, window: int | None = None) -> float:
+        """Measured contraction per iteration of the residual (its norm over the whole
+        tensor: relative residuals move with ||x|| too), from the check at or after iteration
+        ``since`` (or the last ``window`` iterations, if fewer) to the last check (nan if not
+        measurable)."""
+        if window is not None and self.history:
+            since = max(since, self.history[-1][0] - window)
+        pts = [(k, r) for k, _, r in self.history if k >= since and math.isfinite(r) and r > 0]
+        if len(pts) < 2 or pts[-1][0] == pts[0][0]:
+            return math.nan
+        return (pts[-1][1] / pts[0][1]) ** (1.0 / (pts[-1][0] - pts[0][0]))
+
+    def steps_to_next_check(self, check_every: int) -> int:
+        """``check_every``, or fewer where the measured rate says the tolerance will be met
+        sooner (so that a solve does not overshoot by up to ``check_every - 1`` steps)."""
+        rate = self.rate(1, RATE_WINDOW)
+        left = _predicted(self.worst, self.tol, rate)
+        if not math.isfinite(left):
+            return check_every
+        return max(1, min(check_every, math.ceil(left)))
+
+    @property
+    def worst(self) -> float:
+        return self.history[-1][1] if self.history else math.inf
+
+    def stats(self) -> dict:
+        return _count_stats(self.counts)
+
+
+def _dots(Q: Tensor, w: Tensor) -> Tensor:
+    """(S, k): <Q[s, j], w[s]> for each sample s (the batched-GEMM layout that is fast on
+    CPU as on GPU; the gemv layout bmm(Q, w) is several times slower on CPU)."""
+    return torch.bmm(w.unsqueeze(1), Q.transpose(1, 2)).squeeze(1)
+
+
+def _comb(c: Tensor, Q: Tensor) -> Tensor:
+    """(S, n): sum_j c[s, j] Q[s, j] for each sample s."""
+    return torch.bmm(c.unsqueeze(1), Q).squeeze(1)
+
+
+def _count_stats(counts: Tensor) -> dict:
+    c = counts.tolist()
+    return dict(iterations_mean=sum(c) / len(c), iterations_max=max(c), iterations_per_sample=c)
+
+
+def _mask(active: Tensor, like: Tensor) -> Tensor:
+    return active.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def _freeze(new: Tensor, old: Tensor, progress: _Progress) -> Tensor:
+    """new where the sample is still active, old where it has converged (rows views)."""
+    return new if progress.all_active else torch.where(_mask(progress.active, new), new, old)
+
+
+def _warn(what: str, max_iter: int, rel: float, tol: float) -> None:
+    warnings.warn(
+        f"{what} stopped at max_iter={max_iter} with relative residual {rel:.3e} > tol={tol:.1e}",
+        ConvergenceWarning,
+        stacklevel=4,
+    )
+
+
+def _predicted(rel: float, tol: float, rate: float) -> float:
+    """Iterations left at ``rate`` to bring ``rel`` under ``tol``."""
+    if not (0 < rate < 1) or not rel > tol:
+        return 0.0 if rel <= tol else math.inf
+    return math.log(tol / rel) / math.log(rate)
+
+
+# ---------------------------------------------------------------------------------------
+# forward solvers: one step function each, one loop
+# ---------------------------------------------------------------------------------------
+
+
+class _Picard:
+    """x <- f(x)."""
+
+    name = "picard"
+    workspace_bytes = 0
+
+    def __init__(self, x: Tensor, memory: int) -> None:
+        pass
+
+    def step(self, x: Tensor, fx: Tensor) -> Tensor:
+        return fx
+
+
+class _Anderson:
+    r"""Anderson acceleration, type II (Anderson 1965; Walker and Ni, SIAM J. Numer. Anal.
+    2011), ``memory`` past iterates, one history per sample:
+
+        x_{k+1} = sum_j alpha_j f(x_j),  alpha = argmin ||sum_j alpha_j g_j||, sum_j alpha_j = 1,
+
+    g_j = f(x_j) - x_j. alpha solves (C + lam I) z = d^{-1}, alpha = d^{-1} z / sum(...) with
+    C the Gram matrix of the g_j scaled to a unit diagonal (d = its diagonal's root) and
+    lam = ``reg``; the Gram matrix gains one row per step (one batched product). Where the
+    system is singular or its solution not finite, the step is x <- f(x).
+    """
+
+    name = "anderson"
+
+    def __init__(self, x: Tensor, memory: int, reg: float | None = None) -> None:
+        s, n = x.shape
+        self.m = memory
+        self.F = torch.zeros(s, memory, n, dtype=x.dtype, device=x.device)
+        self.G = torch.zeros_like(self.F)
+        self.H = torch.zeros(s, memory, memory, dtype=x.dtype, device=x.device)
+        self.k = 0
+        self.reg = reg if reg is not None else (1e-10 if x.dtype == torch.float64 else 1e-5)
+        self.workspace_bytes = (self.F.numel() + self.G.numel() + self.H.numel()) * x.element_size()
+
+    def step(self, x: Tensor, fx: Tensor) -> Tensor:
+        slot = self.k % self.m
+        self.k += 1
+        g = fx - x
+        self.F[:, slot] = fx
+        self.G[:, slot] = g
+        row = _dots(self.G, g)  # (S, m): <g_j, g>
+        self.H[:, slot, :] = row
+        self.H[:, :, slot] = row
+        n = min(self.k, self.m)
+        if n == 1:
+            return fx
+        h = self.H[:, :n, :n]
+        d = torch.diagonal(h, dim1=1, dim2=2).clamp_min(torch.finfo(x.dtype).tiny).sqrt()
+        c = h / (d.unsqueeze(2) * d.unsqueeze(1))
+        c = c + self.reg * torch.eye(n, dtype=x.dtype, device=x.device)
+        z, info = torch.linalg.solve_ex(c, (1.0 / d).unsqueeze(2))
+        alpha = z.squeeze(2) / d
+        alpha = alpha / alpha.sum(dim=1, keepdim=True)
+        ok = (info == 0) & torch.isfinite(alpha).all(dim=1)
+        picard = torch.zeros_like(alpha)
+        picard[:, slot] = 1.0
+        alpha = torch.where(ok.unsqueeze(1), alpha, picard)
+        return _comb(alpha, self.F[:, :n])
+
+
+class _Broyden:
+    r"""Broyden's ("good") method on g(x) = f(x) - x (Broyden 1965; the limited-memory
+    form of TorchDEQ's ``broyden_solver``): an approximation H of (dg/dx)^{-1} kept as
+    H = -I + sum_j u_j v_j^T (``memory`` pairs per sample; back to H = -I when full), the
+    step x <- x - H g(x), and the rank-one update
+
+        H <- H + (dx - H dg) (dx^T H) / (dx^T H dg).
+
+    Starting from H = -I the first step is x <- f(x). An update whose denominator vanishes
+    is skipped.
+    """
+
+    name = "broyden"
+
+    def __init__(self, x: Tensor, memory: int) -> None:
+        s, n = x.shape
+        self.m = memory
+        self.U = torch.zeros(s, memory, n, dtype=x.dtype, device=x.device)
+        self.V = torch.zeros_like(self.U)
+        self.filled = 0
+        self.prev: tuple[Tensor, Tensor] | None = None  # (x, g) of the last step
+        self.workspace_bytes = 2 * self.U.numel() * x.element_size()
+
+    def _h(self, z: Tensor) -> Tensor:
+        """H z."""
+        n = self.filled
+        return _comb(_dots(self.V[:, :n], z), self.U[:, :n]) - z if n else -z
+
+    def _ht(self, z: Tensor) -> Tensor:
+        """H^T z (the row z^T H)."""
+        n = self.filled
+        return _comb(_dots(self.U[:, :n], z), self.V[:, :n]) - z if n else -z
+
+    def step(self, x: Tensor, fx: Tensor) -> Tensor:
+        g = fx - x
+        if self.prev is not None:
+            if self.filled == self.m:  # memory full: start again from H = -I
+                self.filled = 0
+            dx, dg = x - self.prev[0], g - self.prev[1]
+            vt = self._ht(dx)
+            den = (vt * dg).sum(dim=1, keepdim=True)
+            ok = den.abs() > torch.finfo(x.dtype).tiny ** 0.5
+            u = torch.where(ok, (dx - self._h(dg)) / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(dx))
+            self.U[:, self.filled] = u
+            self.V[:, self.filled] = torch.where(ok, vt, torch.zeros_like(vt))
+            self.filled += 1
+        self.prev = (x, g)
+        return x - self._h(g)
+
+
+_FORWARD = {"picard": _Picard, "anderson": _Anderson, "broyden": _Broyden}
+#: default memories: Anderson's past iterates, Broyden's rank-one pairs
+ANDERSON_MEMORY = 10
+BROYDEN_MEMORY = 40
+
+
+def _make(method: str, x: Tensor, memory: int | None) -> _Picard | _Anderson | _Broyden:
+    if memory is None:
+        memory = BROYDEN_MEMORY if method == "broyden" else ANDERSON_MEMORY
+    if isinstance(memory, bool) or not isinstance(memory, int) or memory < 1:
+        raise ValueError(f"memory must be an integer >= 1, got {memory!r}")
+    return _FORWARD[method](x, memory)
+
+
 def fixed_point(
     f: Callable[[Tensor], Tensor],
     x0: Tensor,
     tol: float,
     max_iter: int,
     method: str = "picard",
-    memory: int = 5,
+    memory: int | None = None,
+    per_sample: bool | None = False,
+    check_every: int = 4,
 ) -> tuple[Tensor, dict]:
-    """Solve x = f(x) from x0 without building a graph.
+    """Solve x = f(x) from x0 (an initial guess: a warm start is welcome) without a graph.
 
-    Stops when ||f(x) - x|| <= tol ||f(x)||. ``method="picard"`` is x <- f(x) (rate rho);
-    ``"anderson"`` is Anderson acceleration (type II, ``memory`` past iterates).
-    Returns (x, stats) with stats ``iterations`` (evaluations of f), ``residual``
-    (the last ||f(x) - x||), ``relative_residual``, ``converged`` and ``workspace_bytes``:
-    the most bytes the solver held beyond x and f(x) (Anderson: its m + 1 past iterates and
-    residuals and the two n x m difference matrices; Picard: 0).
+    Stops when ||f(x) - x|| <= tol ||f(x)|| (per sample with ``per_sample``; see the
+    module's docstring). ``method``: ``"picard"`` x <- f(x) (rate rho), ``"anderson"``
+    (Anderson acceleration, ``memory`` past iterates, default ``ANDERSON_MEMORY``),
+    ``"broyden"`` (limited-memory Broyden, ``memory`` rank-one pairs, default
+    ``BROYDEN_MEMORY``), ``"auto"``: fixed-point steps while they are enough
+    (they converge within ``FIXED_POINT_ENOUGH`` more steps at their measured rate), else
+    Anderson, kept only while its measured rate beats the fixed-point rate by
+    ``KRYLOV_GAIN`` (back to fixed-point steps otherwise). Returns (f(x), stats): one more
+    step than the last x, the point whose residual was measured.
     """
+    if method not in FORWARD_METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, FORWARD_METHODS))}; got {method!r}")
+    check_every = _check_every(check_every)
+    shape = x0.shape
+    samples = sample_count(x0, per_sample)
     with torch.no_grad():
-        x = x0.detach()
-        fx = f(x)
+        x = x0.detach().reshape(samples, -1)
+
+        def fr(z: Tensor) -> Tensor:
+            return f(z.reshape(shape)).reshape(samples, -1)
+
+        fx = fr(x)
         evals = 1
-        res = _norm(fx - x)
-        rel = res / max(_norm(fx), torch.finfo(x.dtype).tiny)
-        xs: list[Tensor] = []
-        gs: list[Tensor] = []
-        workspace = 0
-        while not (rel <= tol or res == 0.0) and evals < max_iter:
-            if method == "anderson":
-                xs.append(x.reshape(-1))
-                gs.append((fx - x).reshape(-1))
-                if len(xs) > memory + 1:
-                    xs.pop(0)
-                    gs.pop(0)
-                if len(xs) >= 2:
-                    dg = torch.stack([gs[i + 1] - gs[i] for i in range(len(gs) - 1)], 1)
-                    dx = torch.stack([xs[i + 1] - xs[i] for i in range(len(xs) - 1)], 1)
-                    held = sum(t.numel() for t in xs + gs) + dg.numel() + dx.numel()
-                    workspace = max(workspace, held * x.element_size())
-                    gamma = torch.linalg.lstsq(dg, gs[-1].unsqueeze(1)).solution
-                    x = (xs[-1] + gs[-1] - ((dx + dg) @ gamma).squeeze(1)).reshape(x.shape)
-                else:
-                    x = fx
-            else:
-                x = fx
-            fx = f(x)
+        progress = _Progress(samples, tol, x)
+        current = "picard" if method == "auto" else method
+        solver = _make(current, x, memory)
+        switches = [current]
+        workspace = solver.workspace_bytes
+        picard_rate = math.nan
+        switched_at = 1
+        finite = True
+        next_check = 1
+        while True:
+            if evals >= next_check or evals >= max_iter:
+                active, finite = progress.check(fx - x, fx, evals)
+                if not active or not finite or evals >= max_iter:
+                    break
+                next_check = evals + progress.steps_to_next_check(check_every)
+                if method == "auto":
+                    new = _auto_forward(current, progress, switched_at, picard_rate, evals, switches, memory)
+                    if new is not None:
+                        if current == "picard":
+                            picard_rate = progress.rate(switched_at, RATE_WINDOW)
+                        current, switched_at = new, evals
+                        solver = _make(current, x, memory)
+                        workspace = max(workspace, solver.workspace_bytes)
+                        switches.append(current)
+            x = _freeze(solver.step(x, fx), x, progress)
+            fx = fr(x)
             evals += 1
-            res = _norm(fx - x)
-            rel = res / max(_norm(fx), torch.finfo(x.dtype).tiny)
-        converged = rel <= tol or res == 0.0
+        rel = progress.worst
+        converged = finite and not bool(progress.active.any())
         if not converged:
-            warnings.warn(
-                f"forward fixed-point solve stopped at max_iter={max_iter} with relative residual "
-                f"{rel:.3e} > tol={tol:.1e}",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        # return f(x): one more contraction step, and the point whose residual was measured
+            _warn("forward fixed-point solve", max_iter, rel, tol)
         stats = dict(
-            iterations=evals, residual=res, relative_residual=rel, converged=converged, workspace_bytes=workspace
+            iterations=evals,
+            residual=_norm(fx - x),
+            relative_residual=rel,
+            converged=converged,
+            workspace_bytes=workspace,
+            method=current,
+            switches=switches,
+            samples=samples,
+            **progress.stats(),
         )
-        return fx, stats
+        if method == "auto":
+            stats["fixed_point_rate"] = picard_rate if current != "picard" else progress.rate(switched_at, RATE_WINDOW)
+        return fx.reshape(shape), stats
+
+
+def _auto_forward(
+    current: str,
+    progress: _Progress,
+    since: int,
+    picard_rate: float,
+    evals: int,
+    switches: list[str],
+    memory: int | None,
+) -> str | None:
+    """The method ``auto`` should switch to now, or None to go on. Anderson is judged once,
+    ``2 * probe`` iterations after it started, against the fixed-point rate measured just
+    before it (``ANDERSON_GIVE_UP``); a method given up is not tried again."""
+    probe = max(RATE_WINDOW, (memory or ANDERSON_MEMORY) + 1)
+    if evals - since < probe or len(switches) > 2:
+        return None
+    if current == "picard":
+        rate = progress.rate(since, RATE_WINDOW)
+        if math.isnan(rate) or _predicted(progress.worst, progress.tol, rate) <= FIXED_POINT_ENOUGH:
+            return None
+        return "anderson"
+    judged = progress.history[-2][0] - since >= 2 * probe if len(progress.history) > 1 else True
+    if current == "anderson" and evals - since >= 2 * probe and not judged:
+        rate = progress.rate(since)
+        if not (rate < picard_rate**ANDERSON_GIVE_UP):
+            return "picard"
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# adjoint (linear) solvers
+# ---------------------------------------------------------------------------------------
 
 
 def adjoint_fixed_point(
-    vjp: Callable[[Tensor], Tensor], v: Tensor, tol: float, max_iter: int, u0: Tensor | None = None
+    vjp: Callable[[Tensor], Tensor],
+    v: Tensor,
+    tol: float,
+    max_iter: int,
+    u0: Tensor | None = None,
+    per_sample: bool | None = False,
+    check_every: int = 4,
 ) -> tuple[Tensor, dict]:
-    """Solve (I - J^T) u = v by u <- J^T u + v, with ``vjp(w) = J^T w``, from ``u0`` (None:
-    from v, the first step from 0; a warm start passes the previous solution).
+    """Solve (I - J^T) u = v by u <- J^T u + v, with ``vjp(w) = J^T w``, from ``u0``
+    (default v, one step from 0).
 
-    Stops when ||J^T u + v - u|| <= tol ||J^T u + v||: the step relative to the new iterate,
-    as the forward solve's residual is relative to f(x) (and as TorchDEQ's backward
-    ``stop_mode="rel"``). The relative error of u is then at most tol rho / (1 - rho).
+    Stops when ||J^T u + v - u|| <= tol ||J^T u + v|| (per sample with ``per_sample``): the
+    step relative to the new iterate, as the forward solve's residual is relative to f(x)
+    (and as TorchDEQ's backward ``stop_mode="rel"``). The relative error of u is then at most
+    tol rho / (1 - rho).
     """
-    u = v.clone() if u0 is None else u0.detach().to(dtype=v.dtype, device=v.device).reshape(v.shape)
-    tiny = torch.finfo(v.dtype).tiny
-    evals = 0
-    rel = float("inf")
-    while evals < max_iter:
-        un = vjp(u) + v
-        evals += 1
-        rel = _norm(un - u) / max(_norm(un), tiny)
-        u = un
-        if rel <= tol:
-            break
-    converged = rel <= tol
-    if not converged:
-        warnings.warn(
-            f"adjoint fixed-point solve stopped at max_iter={max_iter} with relative residual {rel:.3e} > tol={tol:.1e}",
-            ConvergenceWarning,
-            stacklevel=3,
+    u, stats, _ = _adjoint_fixed_point(vjp, v, tol, max_iter, u0, sample_count(v, per_sample), check_every)
+    return u, stats
+
+
+def _adjoint_fixed_point(
+    vjp: Callable[[Tensor], Tensor],
+    v: Tensor,
+    tol: float,
+    max_iter: int,
+    u0: Tensor | None,
+    samples: int,
+    check_every: int,
+    auto: bool = False,
+) -> tuple[Tensor, dict, Tensor | None]:
+    """The loop of :func:`adjoint_fixed_point`. With ``auto``, it stops early (returning
+    the residual v - (I - J^T) u as third value) where GMRES should take over."""
+    check_every = _check_every(check_every)
+    shape = v.shape
+    with torch.no_grad():
+        vr = v.detach().reshape(samples, -1)
+        u = vr.clone() if u0 is None else u0.detach().to(dtype=vr.dtype, device=vr.device).reshape(samples, -1).clone()
+        progress = _Progress(samples, tol, vr)
+        evals = 0
+        finite = True
+        handover = None
+        next_check = 1
+        while evals < max_iter:
+            un = vjp(u.reshape(shape)).reshape(samples, -1) + vr
+            evals += 1
+            if evals >= next_check or evals >= max_iter:
+                active, finite = progress.check(un - u, un, evals)
+                if not active or not finite:
+                    u = un
+                    break
+                next_check = evals + progress.steps_to_next_check(check_every)
+                if auto and evals >= RATE_WINDOW:
+                    rate = progress.rate(1, RATE_WINDOW)
+                    if not math.isnan(rate) and _predicted(progress.worst, tol, rate) > FIXED_POINT_ENOUGH:
+                        handover = un - u  # = v - (I - J^T) u: GMRES's first residual
+                        break
+            u = _freeze(un, u, progress)
+        rel = progress.worst
+        converged = finite and not bool(progress.active.any())
+        if not converged and handover is None:
+            _warn("adjoint fixed-point solve", max_iter, rel, tol)
+        stats = dict(
+            iterations=evals,
+            relative_residual=rel,
+            converged=converged,
+            workspace_bytes=0,
+            method="fixed_point",
+            rate=progress.rate(1, RATE_WINDOW),
+            **progress.stats(),
         )
-    return u, dict(iterations=evals, relative_residual=rel, converged=converged, workspace_bytes=0)
+        return u.reshape(shape), stats, handover
 
 
 def gmres(
@@ -122,66 +525,247 @@ def gmres(
     b: Tensor,
     tol: float,
     max_iter: int,
-    restart: int = 40,
+    restart: int = 20,
     u0: Tensor | None = None,
+    per_sample: bool | None = False,
+    check_every: int = 4,
+    relative_to: str = "rhs",
 ) -> tuple[Tensor, dict]:
-    """Restarted GMRES for A u = b with ``matvec(w) = A w`` (any tensor shape), from ``u0``
-    (None: from 0; a warm start costs one matvec for its residual).
+    """Restarted GMRES (Saad and Schultz 1986) for A u = b with ``matvec(w) = A w`` (any
+    tensor shape), from ``u0`` (default 0), one Krylov basis per sample with ``per_sample``.
 
-    Stops when ||b - A u|| <= tol ||b||; ``max_iter`` bounds the number of matvecs.
-    ``workspace_bytes`` in the stats: the Krylov basis (n x (m + 1)) and the Hessenberg
-    matrix ((m + 1) x m) of the largest cycle, m <= ``restart``.
+    Classical Gram-Schmidt with one reorthogonalisation; the least-squares problem on the
+    small Hessenberg matrix is kept triangular by Givens rotations, which give the residual
+    norm at every step without a host synchronisation. Stops when ||b - A u|| <= tol ||b||
+    (``relative_to="rhs"``) or <= tol ||u|| (``"solution"``: the criterion of the adjoint
+    fixed-point iteration, whose step is the residual), per sample, read every
+    ``check_every`` matvecs and confirmed by the true residual at the end of each cycle;
+    ``max_iter`` bounds the number of matvecs.
     """
-    shape, dtype = b.shape, b.dtype
-    bf = b.reshape(-1)
-    bn = max(_norm(bf), torch.finfo(dtype).tiny)
-    evals = 0
-    workspace = 0
-    if u0 is None:
-        u = torch.zeros_like(bf)
-        r = bf.clone()
-    else:
-        u = u0.detach().to(dtype=dtype, device=b.device).reshape(-1).clone()
-        r = bf - matvec(u.reshape(shape)).reshape(-1)
-        evals += 1
-    rel = _norm(r) / bn
-    while rel > tol and evals < max_iter:
-        m = min(restart, max_iter - evals)
-        beta = _norm(r)
-        Q = torch.zeros(bf.numel(), m + 1, dtype=dtype, device=b.device)
-        H = torch.zeros(m + 1, m, dtype=dtype, device=b.device)
-        workspace = max(workspace, (Q.numel() + H.numel()) * Q.element_size())
-        Q[:, 0] = r / beta
-        k_done = 0
-        for k in range(m):
-            w = matvec(Q[:, k].reshape(shape)).reshape(-1)
-            evals += 1
-            for _ in range(2):  # modified Gram-Schmidt, twice for stability
-                h = Q[:, : k + 1].T @ w
-                w = w - Q[:, : k + 1] @ h
-                H[: k + 1, k] += h
-            H[k + 1, k] = torch.linalg.vector_norm(w)
-            k_done = k + 1
-            e1 = torch.zeros(k + 2, dtype=dtype, device=b.device)
-            e1[0] = beta
-            y = torch.linalg.lstsq(H[: k + 2, : k + 1], e1.unsqueeze(1)).solution.squeeze(1)
-            res_k = _norm(e1 - H[: k + 2, : k + 1] @ y) / bn
-            if float(H[k + 1, k]) <= torch.finfo(dtype).eps * beta or res_k <= tol:
+    samples = sample_count(b, per_sample)
+    u, stats = _gmres(matvec, b, tol, max_iter, restart, u0, samples, check_every, relative_to)
+    return u, stats
+
+
+def _gmres(
+    matvec: Callable[[Tensor], Tensor],
+    b: Tensor,
+    tol: float,
+    max_iter: int,
+    restart: int,
+    u0: Tensor | None,
+    samples: int,
+    check_every: int,
+    relative_to: str = "rhs",
+    r0: Tensor | None = None,
+    judge: bool = False,
+) -> tuple[Tensor, dict]:
+    """The loop of :func:`gmres`. ``r0``: the residual b - A u0 when the caller has it (no
+    matvec spent on it). ``judge`` (A = I - J^T): after its first cycle GMRES stops
+    (``stats["handover"] = True``) where its rate does not beat fixed-point iteration's,
+    the spectral radius of J estimated by the Ritz values theta of that cycle's Hessenberg
+    matrix (max |1 - theta|), by the power ``KRYLOV_GAIN``."""
+    check_every = _check_every(check_every)
+    if isinstance(restart, bool) or not isinstance(restart, int) or restart < 1:
+        raise ValueError(f"restart must be an integer >= 1, got {restart!r}")
+    if relative_to not in ("rhs", "solution"):
+        raise ValueError(f"relative_to must be 'rhs' or 'solution', got {relative_to!r}")
+    shape, dtype, device = b.shape, b.dtype, b.device
+    tiny, eps = torch.finfo(dtype).tiny, torch.finfo(dtype).eps
+    with torch.no_grad():
+        B = b.detach().reshape(samples, -1)
+        n = B.shape[1]
+        bn = torch.linalg.vector_norm(B, dim=1)
+        evals = 0
+
+        def mv(z: Tensor) -> Tensor:
+            return matvec(z.reshape(shape)).reshape(samples, -1)
+
+        def scale(u: Tensor) -> Tensor:
+            """What the residual is measured against, per sample."""
+            return bn if relative_to == "rhs" else torch.linalg.vector_norm(u, dim=1)
+
+        if u0 is None:
+            u = torch.zeros_like(B)
+            r = B.clone()
+        else:
+            u = u0.detach().to(dtype=dtype, device=device).reshape(samples, -1).clone()
+            if r0 is None:
+                r = B - mv(u)
+                evals += 1
+            else:
+                r = r0.detach().reshape(samples, -1)
+        m_max = max(1, min(restart, max_iter))
+        Q = torch.zeros(samples, m_max + 1, n, dtype=dtype, device=device)
+        R = torch.zeros(samples, m_max, m_max, dtype=dtype, device=device)
+        Om = torch.zeros(samples, m_max + 1, m_max + 1, dtype=dtype, device=device)
+        H = torch.zeros(samples, m_max + 1, m_max, dtype=dtype, device=device) if judge else None
+        workspace = (Q.numel() + R.numel() + Om.numel() + (H.numel() if judge else 0)) * B.element_size()
+        eye = torch.eye(m_max + 1, dtype=dtype, device=device)
+        counts = torch.zeros(samples, dtype=torch.long, device=device)
+
+        def solution(beta: Tensor, k: int) -> Tensor:
+            """u + Q_k y with y = argmin ||beta e_1 - H_k y||, from the rotated triangle R_k.
+            A zero pivot (a basis that ran out) gets a zero coefficient."""
+            g = beta.unsqueeze(1) * Om[:, :k, 0]
+            rk = R[:, :k, :k]
+            diag = torch.diagonal(rk, dim1=1, dim2=2)
+            bad = diag.abs() <= eps * diag.abs().amax(dim=1, keepdim=True).clamp_min(tiny)
+            rk = rk + torch.diag_embed(torch.where(bad, 1.0 - diag, torch.zeros_like(diag)))
+            g = torch.where(bad, torch.zeros_like(g), g)
+            y = torch.linalg.solve_triangular(rk, g.unsqueeze(2), upper=True).squeeze(2)
+            return u + _comb(y, Q[:, :k])
+
+        handover = False
+        res = torch.linalg.vector_norm(r, dim=1)
+        while True:
+            ref = scale(u)
+            active = (res > tol * ref) & (res > 0)
+            flags = torch.stack([active.any().to(dtype), torch.isfinite(res).all().to(dtype)]).tolist()
+            if not flags[0] or not flags[1] or evals >= max_iter or handover:
                 break
-            Q[:, k + 1] = w / H[k + 1, k]
-        u = u + Q[:, :k_done] @ y
-        r = bf - matvec(u.reshape(shape)).reshape(-1)
-        evals += 1
-        rel = _norm(r) / bn
-    converged = rel <= tol
-    if not converged:
-        warnings.warn(
-            f"GMRES adjoint solve stopped at max_iter={max_iter} matvecs with relative residual {rel:.3e} > tol={tol:.1e}",
-            ConvergenceWarning,
-            stacklevel=3,
+            m = min(m_max, max_iter - evals)
+            beta = res
+            alive = active.clone()
+            Q[:, 0] = r * (alive / torch.where(beta > 0, beta, torch.ones_like(beta))).unsqueeze(1)
+            Om.copy_(eye)
+            R.zero_()
+            k_done = 0
+            for k in range(m):
+                w = mv(Q[:, k])
+                evals += 1
+                counts += alive
+                Qk = Q[:, : k + 1]
+                h = _dots(Qk, w)  # classical Gram-Schmidt, then once more
+                w = w - _comb(h, Qk)
+                h2 = _dots(Qk, w)
+                w = w - _comb(h2, Qk)
+                h = h + h2
+                hn = torch.linalg.vector_norm(w, dim=1)
+                if H is not None:
+                    H[:, : k + 1, k] = h
+                    H[:, k + 1, k] = hn
+                # rotate the new Hessenberg column by the rotations so far, then zero its last entry
+                col = torch.bmm(Om[:, : k + 1, : k + 1], h.unsqueeze(2)).squeeze(2)
+                a = col[:, k]
+                rr = torch.hypot(a, hn)
+                safe = torch.where(rr > 0, rr, torch.ones_like(rr))
+                c = torch.where(rr > 0, a / safe, torch.ones_like(rr))
+                s = hn / safe
+                col[:, k] = rr
+                R[:, : k + 1, k] = col
+                row = Om[:, k, : k + 2].clone()
+                Om[:, k, : k + 2] = c.unsqueeze(1) * row
+                Om[:, k, k + 1] += s
+                Om[:, k + 1, : k + 2] = -s.unsqueeze(1) * row
+                Om[:, k + 1, k + 1] += c
+                k_done = k + 1
+                # a basis that ran out (lucky breakdown) or a frozen sample adds zero vectors
+                alive = alive & (hn > eps * beta)
+                if (k + 1) % check_every == 0 or k + 1 == m:
+                    estimate = beta * Om[:, k + 1, 0].abs()
+                    ref = bn if relative_to == "rhs" else scale(solution(beta, k_done))
+                    alive = alive & (estimate > tol * ref)
+                    if not bool(alive.any()):
+                        break
+                Q[:, k + 1] = w * (alive / torch.where(hn > 0, hn, torch.ones_like(hn))).unsqueeze(1)
+            u = solution(beta, k_done)
+            r = B - mv(u)
+            evals += 1
+            res_new = torch.linalg.vector_norm(r, dim=1)
+            if H is not None:
+                handover = _krylov_does_not_pay(H[:, :k_done, :k_done], beta, res_new, k_done)
+                H = None
+            res = res_new
+        ref = scale(u)
+        rel_t = torch.where(ref > 0, res / ref.clamp_min(tiny), torch.where(res > 0, math.inf, 0.0))
+        rel = float(rel_t.max())
+        converged = bool(torch.isfinite(res).all()) and bool(((res <= tol * ref) | (res == 0)).all())
+        if not converged and not handover:
+            _warn("GMRES adjoint solve", max_iter, rel, tol)
+        stats = dict(
+            iterations=evals,
+            relative_residual=rel,
+            converged=converged,
+            workspace_bytes=workspace,
+            method="gmres",
+            handover=handover,
+            **_count_stats(counts),
         )
-    return u.reshape(shape), dict(
-        iterations=evals, relative_residual=rel, converged=converged, workspace_bytes=workspace
+        return u.reshape(shape), stats
+
+
+def _krylov_does_not_pay(hessenberg: Tensor, before: Tensor, after: Tensor, k: int) -> bool:
+    """Whether one GMRES cycle of k steps on A = I - J^T reduced the residual (from
+    ``before`` to ``after``, per sample) by less than fixed-point iteration would, at the
+    rate max |1 - theta| over the Ritz values theta of A (the spectral radius of J), to the
+    power ``KRYLOV_GAIN``."""
+    b, a = float(torch.linalg.vector_norm(before)), float(torch.linalg.vector_norm(after))
+    if not (b > 0 and a > 0 and k >= 2):
+        return False
+    theta = torch.linalg.eigvals(hessenberg.cpu())
+    radius = float((1 - theta).abs().max())
+    if not (0 < radius < 1):
+        return False
+    return (a / b) ** (1.0 / k) >= radius**KRYLOV_GAIN
+
+
+def adjoint_solve(
+    vjp: Callable[[Tensor], Tensor],
+    v: Tensor,
+    tol: float,
+    max_iter: int,
+    method: str = "auto",
+    u0: Tensor | None = None,
+    per_sample: bool | None = False,
+    check_every: int = 4,
+    restart: int = 20,
+) -> tuple[Tensor, dict]:
+    """Solve (I - J^T) u = v with ``vjp(w) = J^T w`` by ``method``: ``"fixed_point"``,
+    ``"gmres"`` (on A = I - J^T) or ``"auto"``, all held to one criterion:
+    ||v - (I - J^T) u|| <= tol ||u|| (per sample with ``per_sample``; for the fixed-point
+    iteration the residual is its step), from ``u0`` (an initial guess; default: v).
+
+    ``auto`` starts with fixed-point steps and hands over to GMRES (from the current u, its
+    residual being free) when their measured rate says they have more than
+    ``FIXED_POINT_ENOUGH`` steps to go; GMRES hands back to fixed-point steps after its
+    first cycle where it did not beat the rate of fixed-point iteration read from that
+    cycle's Ritz values (a spectrum near a circle, where no Krylov method beats fixed-point
+    iteration and GMRES's own work per step is lost).
+    """
+    if method not in ADJOINT_METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, ADJOINT_METHODS))}; got {method!r}")
+    samples = sample_count(v, per_sample)
+
+    def matvec(w: Tensor) -> Tensor:
+        return w - vjp(w)
+
+    if method == "fixed_point":
+        u, stats, _ = _adjoint_fixed_point(vjp, v, tol, max_iter, u0, samples, check_every)
+        return u, stats | dict(switches=["fixed_point"])
+    if method == "gmres":
+        u, stats = _gmres(matvec, v, tol, max_iter, restart, u0, samples, check_every, "solution")
+        return u, stats | dict(switches=["gmres"])
+    u, fp, r = _adjoint_fixed_point(vjp, v, tol, max_iter, u0, samples, check_every, auto=True)
+    if r is None:
+        return u, fp | dict(switches=["fixed_point"])
+    left = max_iter - fp["iterations"]
+    u, gm = _gmres(matvec, v, tol, left, restart, u, samples, check_every, "solution", r, judge=True)
+    evals, switches = fp["iterations"] + gm["iterations"], ["fixed_point", "gmres"]
+    if gm["handover"]:
+        u, last, _ = _adjoint_fixed_point(vjp, v, tol, max(1, max_iter - evals), u, samples, check_every)
+        evals += last["iterations"]
+        switches.append("fixed_point")
+    else:
+        last = gm
+    parts = [fp, gm] + ([last] if last is not gm else [])
+    per = [sum(p["iterations_per_sample"][i] for p in parts) for i in range(samples)]
+    return u, dict(
+        last,
+        iterations=evals,
+        workspace_bytes=gm["workspace_bytes"],
+        switches=switches,
+        **_count_stats(torch.tensor(per)),
     )
 
 

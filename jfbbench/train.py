@@ -156,7 +156,7 @@ class TrainConfig:
         c.tol = check_tol(c.tol)
         c.max_iter = check_depth(c.max_iter, "max_iter")
         c.optimizer = check_choice(c.optimizer, "optimizer", OPTIMIZERS)
-        c.adjoint = check_choice(c.adjoint, "adjoint", ("fixed_point", "gmres"))
+        c.adjoint = check_choice(c.adjoint, "adjoint", ("fixed_point", "gmres", "auto"))
         c.extra_steps = check_nonnegative_int(c.extra_steps, "extra_steps")
         if not isinstance(c.warm_start, bool):
             raise ValueError(f"warm_start must be True or False, got {c.warm_start!r}")

@@ -227,7 +227,7 @@ def test_state_bank_keeps_one_state_per_sample():
         ("deq", dict(tol=0), r"tol must be a positive finite number, got 0"),
         ("jfb", dict(tol=-1e-3), r"tol must be a positive finite number, got -0.001"),
         ("deq", dict(adjoint_tol=0.0), r"adjoint_tol must be a positive finite number"),
-        ("deq", dict(adjoint="lu"), r"adjoint must be one of 'fixed_point', 'gmres', 'dense'; got 'lu'"),
+        ("deq", dict(adjoint="lu"), r"adjoint must be one of 'fixed_point', 'gmres', 'auto', 'dense'; got 'lu'"),
         ("restarted_jfb", dict(extra_steps=-1), r"extra_steps must be an integer >= 0, got -1"),
         (
             "jfbb",

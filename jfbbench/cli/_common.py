@@ -71,3 +71,19 @@ def make_cluster(kw: dict):
         )
     except ValueError as exc:
         raise UsageFailure(str(exc)) from None
+
+
+def device_settings(device: str | None, dtype: str | None) -> dict:
+    """``--device`` / ``--dtype`` as problem settings (checked here: a one-line error for a
+    device that does not exist, or CUDA where there is none)."""
+    from .._validation import check_device, check_dtype
+
+    out: dict = {}
+    try:
+        if device is not None:
+            out["device"] = str(check_device(device, "--device"))
+        if dtype is not None:
+            out["dtype"] = str(check_dtype(dtype, "--dtype")).removeprefix("torch.")
+    except ValueError as err:
+        raise UsageFailure(str(err)) from None
+    return out

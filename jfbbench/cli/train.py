@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ._common import UsageFailure, cluster_options, make_cluster
+from ._common import UsageFailure, cluster_options, device_settings, make_cluster
 
 #: Options that take several values (a grid axis each), by TrainConfig field.
 GRID_FIELDS = ("problem", "estimator", "depth", "seed", "steps", "lr", "optimizer", "batch_size", "tol",
@@ -120,8 +120,8 @@ def out_paths(template: Path | None, configs: list[Any]) -> list[Path | None]:
     "--gap-every", default=None, type=int, help="Measure the gap to the DEQ gradient every N steps (0: never)."
 )
 @click.option("--tol", multiple=True, type=float, help="Forward (and DEQ adjoint) tolerance.")
-@click.option("--solver", multiple=True, help="picard or anderson (forward solves) [default: anderson].")
-@click.option("--adjoint", multiple=True, help="DEQ adjoint solver: gmres or fixed_point [default: gmres].")
+@click.option("--solver", multiple=True, help="picard, anderson, broyden or auto (forward solves) [default: anderson].")
+@click.option("--adjoint", multiple=True, help="DEQ adjoint solver: gmres, fixed_point or auto [default: gmres].")
 @click.option("--extra-steps", multiple=True, type=int, help="restarted_jfb: graph-free steps M [default: 0].")
 @click.option(
     "--warm-start",
@@ -135,6 +135,8 @@ def out_paths(template: Path | None, configs: list[Any]) -> list[Path | None]:
     type=float,
     help="Tolerance of the float64 DEQ the gradient gap is measured against (<= 1e-8).",
 )
+@click.option("--device", default=None, help="torch device of the problem, e.g. cuda (default: the problem's, cpu).")
+@click.option("--dtype", default=None, help="float32 or float64 (default: the problem's).")
 @click.option("--preset", default="default", show_default=True, help="default or quick.")
 @click.option("--quick", is_flag=True, help="Shorthand for --preset quick (seconds; for tests).")
 @click.option("--set", "settings", multiple=True, help="A problem setting KEY=VALUE, e.g. --set weights=per_pixel.")
@@ -168,7 +170,7 @@ def train_command(**kw: Any) -> None:
         gap_every=kw["gap_every"],
         warm_start=kw["warm_start"],
         reference_tol=kw["reference_tol"],
-        problem_kwargs=_parse_set(kw["settings"]),
+        problem_kwargs=_parse_set(kw["settings"]) | device_settings(kw["device"], kw["dtype"]),
     )
     try:
         for c in configs:

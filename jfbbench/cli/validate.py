@@ -21,6 +21,8 @@ FULL_TABLE = "validation.csv.gz"
     "--restart-depth", multiple=True, type=int, help="Depths of the restart sequences of B5 (default: 1 2 4 8)."
 )
 @click.option("--set", "settings", multiple=True, help="Problem settings as key=value (e.g. spectrum=nonnormal).")
+@click.option("--device", default=None, help="torch device of the problems, e.g. cuda (default: cpu).")
+@click.option("--dtype", default=None, help="float32 or float64 (default: each problem's).")
 @click.option(
     "--out", type=click.Path(path_type=Path), default=Path("results/validation"), show_default=True, help="A folder."
 )
@@ -29,7 +31,20 @@ FULL_TABLE = "validation.csv.gz"
 @click.option("--progress", is_flag=True, help="Print each configuration as it starts.")
 @click.pass_context
 def validate_command(
-    ctx, table, problem_names, lipschitz, seed, max_depth, restart_depth, settings, out, formats, no_plots, progress
+    ctx,
+    table,
+    problem_names,
+    lipschitz,
+    seed,
+    max_depth,
+    restart_depth,
+    settings,
+    device,
+    dtype,
+    out,
+    formats,
+    no_plots,
+    progress,
 ):
     """Check the bounds B1-B6 of THEORY.md: on a grid (every registered problem that claims a
     contraction, rho in 0.5 0.9 0.99, seeds 0 1, K = 1..64), or on an existing sweep TABLE.
@@ -43,12 +58,14 @@ def validate_command(
     from .. import validate as val
     from .._validation import check_lipschitz
     from ..sweep import parse_value as sweep_parse_value
-    from ._common import UsageFailure
+    from ._common import UsageFailure, device_settings
 
+    config = device_settings(device, dtype)
     try:
-        if table is not None and (problem_names or lipschitz or seed or restart_depth or settings):
-            raise ValueError("give either a sweep TABLE or grid options (--problem/--lipschitz/--seed/--set), not both")
-        config = {}
+        if table is not None and (problem_names or lipschitz or seed or restart_depth or settings or config):
+            raise ValueError(
+                "give either a sweep TABLE or grid options (--problem/--lipschitz/--seed/--set/--device/--dtype), not both"
+            )
         for item in settings:
             key, sep, value = item.partition("=")
             if not sep or not key.strip():

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from .._validation import check_choice, check_depth, check_tol, default_tol
-from ..solvers import fixed_point
+from ..solvers import FORWARD_METHODS, fixed_point
 
 Tensor = torch.Tensor
 
@@ -100,8 +100,10 @@ class Estimator:
     """Base of the estimators. ``gradient(problem, state=None) -> Estimate``.
 
     Subclasses implement :meth:`_gradient`. The forward solve's settings are ``tol`` (None:
-    1e-12 in float64, 1e-5 in float32), ``max_iter`` and ``solver`` (``picard`` or
-    ``anderson``).
+    1e-12 in float64, 1e-5 in float32), ``max_iter``, ``solver`` (``picard``, ``anderson``,
+    ``broyden`` or ``auto``: see :func:`jfbbench.solvers.fixed_point`), ``memory`` (of
+    Anderson and Broyden) and ``per_sample`` (each sample of a batched state, dimension 0,
+    stops at its own tolerance; None: whenever the state has a batch of more than one).
 
     ``warm_start=True`` (estimators that solve for x*: ``supports_warm_start``) starts the
     forward solve from the ``state`` passed in (the cold start when None) and returns the
@@ -109,6 +111,9 @@ class Estimator:
     restarts each solve where the previous one ended, as restarted JFB does. The instance
     is then ``stateful``.
     """
+
+    #: the forward solver when none is given
+    default_solver = "picard"
 
     name = "estimator"
     uses_depth = True
@@ -122,13 +127,19 @@ class Estimator:
         depth: int = 1,
         tol: float | None = None,
         max_iter: int = 20000,
-        solver: str = "picard",
+        solver: str | None = None,
+        memory: int | None = None,
+        per_sample: bool | None = None,
         warm_start: bool = False,
     ) -> None:
         self.depth = check_depth(depth)
         self.tol = check_tol(tol)
         self.max_iter = check_depth(max_iter, "max_iter")
-        self.solver = check_choice(solver, "solver", ("picard", "anderson"))
+        self.solver = check_choice(self.default_solver if solver is None else solver, "solver", FORWARD_METHODS)
+        self.memory = None if memory is None else check_depth(memory, "memory")
+        if per_sample not in (None, True, False):
+            raise ValueError(f"per_sample must be True, False or None, got {per_sample!r}")
+        self.per_sample = per_sample
         if not isinstance(warm_start, bool):
             raise ValueError(f"warm_start must be True or False, got {warm_start!r}")
         if warm_start and not self.supports_warm_start:
@@ -156,7 +167,15 @@ class Estimator:
         return self.tol if self.tol is not None else default_tol(x.dtype)
 
     def solve(self, op: Callable[[Tensor], Tensor], x0: Tensor) -> tuple[Tensor, dict]:
-        return fixed_point(op, x0, self.forward_tol(x0), self.max_iter, method=self.solver)
+        return fixed_point(
+            op,
+            x0,
+            self.forward_tol(x0),
+            self.max_iter,
+            method=self.solver,
+            memory=self.memory,
+            per_sample=self.per_sample,
+        )
 
     def gradient(self, problem: Any, state: Tensor | None = None) -> Estimate:
         params = check_parameters(problem)

@@ -7,21 +7,27 @@ from typing import Any
 import torch
 
 from .._validation import check_choice, check_depth, check_tol, default_tol
-from ..solvers import adjoint_fixed_point, dense_jacobian, gmres
+from ..solvers import ADJOINT_METHODS, adjoint_solve, dense_jacobian
 from .base import CountingOperator, Estimate, Estimator, flat_grad, start_point
 
-ADJOINT_SOLVERS = ("fixed_point", "gmres", "dense")
+ADJOINT_SOLVERS = (*ADJOINT_METHODS, "dense")
 
 
 class DEQ(Estimator):
     r"""Implicit gradient grad ell(theta) = B^T u with (I - J^T) u = v (Bai, Kolter, Koltun,
     *Deep Equilibrium Models*, NeurIPS 2019).
 
-    forward: x* = T(x*) to ``tol`` without a graph; backward: one application of T with the
+    forward: x* = T(x*) to ``tol`` without a graph (``solver``: ``"auto"`` by default,
+    ``"picard"``, ``"anderson"`` or ``"broyden"``); backward: one application of T with the
     graph at x*, then the adjoint system solved with vector-Jacobian products only
-    (``adjoint="fixed_point"``: u <- J^T u + v; ``"gmres"``: Krylov) or densely
-    (``"dense"``: form J, solve exactly; small n only). ``adjoint_tol`` (None: as ``tol``)
-    and ``adjoint_max_iter`` bound the adjoint solve. ``depth`` does not apply.
+    (``adjoint="auto"`` by default, ``"fixed_point"``: u <- J^T u + v; ``"gmres"``:
+    Krylov) or densely (``"dense"``: form J, solve exactly; small n only). ``adjoint_tol``
+    (None: as ``tol``) and ``adjoint_max_iter`` bound the adjoint solve. ``depth`` does
+    not apply.
+
+    ``auto`` measures the contraction rate of fixed-point steps and moves to Anderson
+    (forward) or GMRES (adjoint) where they will pay, back where they do not
+    (:func:`jfbbench.solvers.fixed_point`, :func:`jfbbench.solvers.adjoint_solve`).
 
     ``warm_start=True``: the state is the pair (x, u) of the previous call (or x alone, or
     None); the forward solve starts from x and the adjoint solve from u (u = 0, as in
@@ -30,6 +36,7 @@ class DEQ(Estimator):
 
     name = "deq"
     uses_depth = False
+    default_solver = "auto"
     supports_warm_start = True
 
     def __init__(
@@ -37,14 +44,18 @@ class DEQ(Estimator):
         depth: int = 1,
         tol: float | None = None,
         max_iter: int = 20000,
-        solver: str = "picard",
-        adjoint: str = "fixed_point",
+        solver: str | None = None,
+        adjoint: str = "auto",
         adjoint_tol: float | None = None,
         adjoint_max_iter: int = 20000,
         dense_max_dim: int = 4096,
+        memory: int | None = None,
+        per_sample: bool | None = None,
+        restart: int = 20,
         warm_start: bool = False,
     ) -> None:
-        super().__init__(depth, tol, max_iter, solver, warm_start)
+        super().__init__(depth, tol, max_iter, solver, memory, per_sample, warm_start)
+        self.restart = check_depth(restart, "restart")
         self.adjoint = check_choice(adjoint, "adjoint", ADJOINT_SOLVERS)
         self.adjoint_tol = check_tol(adjoint_tol, "adjoint_tol")
         self.adjoint_max_iter = check_depth(adjoint_max_iter, "adjoint_max_iter")
@@ -77,10 +88,17 @@ class DEQ(Estimator):
             u0 = start_point(problem, u0)
             if not bool(u0.any()):
                 u0 = None
-        if self.adjoint == "fixed_point":
-            u, adj = adjoint_fixed_point(vjp, v, tol, self.adjoint_max_iter, u0=u0)
-        elif self.adjoint == "gmres":
-            u, adj = gmres(lambda w: w - vjp(w), v, tol, self.adjoint_max_iter, u0=u0)
+        if self.adjoint != "dense":
+            u, adj = adjoint_solve(
+                vjp,
+                v,
+                tol,
+                self.adjoint_max_iter,
+                method=self.adjoint,
+                per_sample=self.per_sample,
+                u0=u0,
+                restart=self.restart,
+            )
         else:
             n = x.numel()
             if n > self.dense_max_dim:
@@ -110,6 +128,12 @@ class DEQ(Estimator):
             adjoint_iterations=adj["iterations"],
             adjoint_residual=adj["relative_residual"],
             adjoint_converged=bool(adj["converged"]),
+            forward_method=fwd.get("method"),
+            adjoint_method=adj.get("method", self.adjoint),
+            forward_iterations_mean=fwd.get("iterations_mean"),
+            forward_iterations_max=fwd.get("iterations_max"),
+            adjoint_iterations_mean=adj.get("iterations_mean"),
+            adjoint_iterations_max=adj.get("iterations_max"),
             workspace_bytes=max(fwd.get("workspace_bytes", 0), adj.get("workspace_bytes", 0)),
         )
         warm = (x.detach(), u.detach()) if self.warm_start else None

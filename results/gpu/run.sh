@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The GPU experiment: drunet_fb (forward-backward with a DRUNet, all its weights learned) on
+# 256 x 256 patches, peak CUDA memory and time of one gradient against the depth K for
+# unrolling, JFB-K, restarted JFB (after 4 calls at the same parameters) and DEQ (no depth:
+# one row), float32, on one GPU. Resumable (the sweep appends rows as they are measured and
+# skips the ones present); then the figures.
+#   results/gpu/run.sh                                   # on a machine with CUDA
+#   DEVICE=cpu PATCH=32 DEPTHS="1 2" OUT=/tmp/gpu results/gpu/run.sh   # a dry run without one
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DEVICE=${DEVICE:-cuda}
+DTYPE=${DTYPE:-float32}
+PATCH=${PATCH:-256}
+DEPTHS=${DEPTHS:-"1 2 4 8 16 32 64"}
+OUT=${OUT:-results/gpu}
+mkdir -p "$OUT"
+python -c "import torch, sys; sys.exit(0 if '$DEVICE' != 'cuda' or torch.cuda.is_available() else 'CUDA is not available: run this on a GPU machine (or DEVICE=cpu for a dry run)')"
+# shellcheck disable=SC2086
+jfbbench sweep --problem drunet_fb --estimator unrolled jfb restarted_jfb deq --depth $DEPTHS --seed 0 \
+  --restarts 4 --set "patch=$PATCH" --device "$DEVICE" --dtype "$DTYPE" --min-run-time 1 \
+  --out "$OUT/drunet_fb_memory.csv"
+jfbbench plot "$OUT/drunet_fb_memory.csv" --out "$OUT"
+python - "$OUT/drunet_fb_memory.csv" <<'PY'
+import sys
+
+import pandas as pd
+
+t = pd.read_csv(sys.argv[1])
+cols = ["estimator", "depth", "peak_memory_bytes", "memory_bytes", "time_s", "operator_evals", "vjp_evals", "converged"]
+print(t[[c for c in cols if c in t]].sort_values(["estimator", "depth"]).to_markdown(index=False))
+PY
