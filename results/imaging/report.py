@@ -10,8 +10,9 @@ Writes, beside this file, from the tables alone (the checkpoints only for the re
   the median gap to the tight DEQ gradient;
 - matched.csv / matched.md: for each setting, the T + VJP it needed to first reach a test PSNR
   that both it and DEQ (warm, then cold) reach, and the ratio of DEQ's cost to its;
-- curves_<problem>.png: l(theta) = L(x*(theta)) and test PSNR against the outer step and
-  against the cumulative T + VJP (mean over seeds);
+- curves_<problem>.png: l(theta) = L(x*(theta)) and test PSNR against the outer step, the
+  cumulative T + VJP and the training seconds (mean over seeds); unfinished runs are left
+  out (and listed);
 - gaps.png: the relative gap to the tight float64 DEQ gradient along training;
 - front/: the error-cost front of the training runs (``jfbbench front``);
 - reconstructions.png: one whole test picture, blurred and reconstructed with the initial
@@ -37,6 +38,8 @@ ORDER = [
     "deq warm", "deq cold", "jfb K=2 warm", "jfb K=2 cold", "unrolled K=2", "unrolled K=10",
     "restarted_jfb K=2", "restarted_jfb K=10",
 ]  # fmt: skip
+FINAL_STEPS = 40  # the large preset's steps
+WINDOW = 7  # steps of the running mean of l(theta) (batches of 4 of 7 or 14 training crops)
 PALETTE = dict(zip(ORDER, sns.color_palette("tab10", len(ORDER)), strict=True))
 DASHES = {o: (2, 2) if o.endswith("cold") else "" for o in ORDER}
 
@@ -56,7 +59,15 @@ def load() -> pd.DataFrame:
         return name
 
     df["label"] = df.apply(label, axis=1)
-    return df
+    # only finished runs (the last step reached, or a recorded divergence)
+    last = df.groupby(["problem", "label", "seed"])[["step"]].transform("max")["step"]
+    finished = df.groupby(["problem", "label", "seed"])["step"].transform(
+        lambda s: s.max() >= FINAL_STEPS
+    ) | df.groupby(["problem", "label", "seed"])["status"].transform(lambda s: (s != "ok").any())
+    skipped = df[~finished & (df["step"] == last)]
+    for r in skipped.itertuples():
+        print(f"left out (unfinished): {r.problem} {r.label} seed {r.seed} at step {r.step}")
+    return df[finished]
 
 
 def _ordered(labels) -> list[str]:
@@ -68,27 +79,36 @@ def curves(df: pd.DataFrame) -> None:
     for problem, d in df.groupby("problem"):
         order = _ordered(d["label"])
         seeds = d["seed"].nunique()
-        m = d.groupby(["label", "step"], as_index=False)[["cost", "test_psnr", "outer_loss"]].mean()
-        fig, axes = plt.subplots(2, 2, figsize=(12.5, 8))
+        m = d.groupby(["label", "step"], as_index=False)[["cost", "wall_time", "test_psnr", "outer_loss"]].mean()
+        # l(theta) is measured on each step's batch; a running mean over WINDOW steps (every
+        # training image seen about four times) shows its trend
+        d = d.sort_values("step").copy()
+        d["outer_loss"] = d.groupby(["label", "seed"])["outer_loss"].transform(lambda s: s.rolling(WINDOW, 1).mean())
+        m["outer_loss"] = m.groupby("label")["outer_loss"].transform(lambda s: s.rolling(WINDOW, 1).mean())
+        m = m[m["step"] > 0]
+        fig, axes = plt.subplots(2, 3, figsize=(17, 8))
         kw = dict(hue="label", hue_order=order, palette=PALETTE, style="label", dashes=DASHES, style_order=order)
-        sns.lineplot(d, x="step", y="outer_loss", errorbar=None, ax=axes[0, 0], legend=False, **kw)
-        sns.lineplot(m[m["step"] > 0], x="cost", y="outer_loss", ax=axes[0, 1], legend=False, **kw)
-        sns.lineplot(d, x="step", y="test_psnr", errorbar="sd", ax=axes[1, 0], **kw)
-        sns.lineplot(m[m["step"] > 0], x="cost", y="test_psnr", ax=axes[1, 1], legend=False, **kw)
+        for row, y in enumerate(("outer_loss", "test_psnr")):
+            sns.lineplot(d, x="step", y=y, errorbar="sd" if row else None, ax=axes[row, 0], legend=row == 1, **kw)
+            sns.lineplot(m, x="cost", y=y, ax=axes[row, 1], legend=False, **kw)
+            sns.lineplot(m, x="wall_time", y=y, ax=axes[row, 2], legend=False, **kw)
         for ax in axes[:, 1]:
             ax.set_xscale("log")
             ax.set_xlabel("cumulative T + VJP of the gradients")
+        for ax in axes[:, 2]:
+            ax.set_xscale("log")
+            ax.set_xlabel("training wall time (s, evaluation excluded)")
         for ax in axes[0]:
             ax.set_yscale("log")
-            ax.set_ylabel("l(θ) = L(x*(θ)) on the step's batch")
+            ax.set_ylabel(f"l(θ) = L(x*(θ)), step's batch, mean of {WINDOW} steps")
+        for ax in axes[1]:
+            ax.set_ylabel("test PSNR at x*(θ) (dB)")
         axes[1, 0].axhline(d["input_psnr"].iloc[0], color="grey", lw=0.8, ls=":")
-        axes[1, 0].set_ylabel("test PSNR at x*(θ) (dB; dotted: blurred input)")
-        axes[1, 1].set_ylabel("test PSNR (dB)")
-        axes[0, 0].set_title(f"{problem}: the same loss for every estimator (mean over {seeds} seeds)")
-        axes[1, 0].set_title("test PSNR (mean ± sd over seeds)")
+        axes[0, 0].set_title(f"{problem}: the same loss for every estimator (mean over {seeds} seed(s))")
+        axes[1, 0].set_title("test PSNR (mean ± sd over seeds; dotted: blurred input)")
         axes[1, 0].legend(fontsize=7, ncol=2)
         fig.tight_layout()
-        fig.savefig(HERE / f"curves_{problem}.png", dpi=110)
+        fig.savefig(HERE / f"curves_{problem}.png", dpi=100)
         plt.close(fig)
 
 
