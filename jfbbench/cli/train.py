@@ -161,7 +161,7 @@ def train_command(**kw: Any) -> None:
 
     if kw["threads"] < 1:
         raise UsageFailure(f"--threads must be >= 1, got {kw['threads']}")
-    kw["threads_per_worker"] = kw["threads"]
+    kw["threads_per_worker"] = kw["threads_per_worker"] or kw["threads"]  # the same setting, two names
     cluster = make_cluster(kw)
     preset = "quick" if kw["quick"] else kw["preset"]
     configs = grid_runs(
@@ -180,18 +180,21 @@ def train_command(**kw: Any) -> None:
     outs = out_paths(kw["out"], configs)
     single = len(configs) == 1 and cluster.local
     if cluster.local:
-        torch.set_num_threads(kw["threads"])
+        torch.set_num_threads(cluster.threads_per_worker)
     runs = [Run(c, o, progress=single and progress_enabled()) for c, o in zip(configs, outs, strict=True)]
     results: dict[str, Any] = {}
-    summary = run_tasks(
-        runs,
-        run_training,
-        lambda res: results.__setitem__(res["key"], res),
-        cluster,
-        failed_result=lambda run, error: dict(key=run.key(), error=error),
-        progress=False if single else None,
-        desc="train",
-    )
+    try:
+        summary = run_tasks(
+            runs,
+            run_training,
+            lambda res: results.__setitem__(res["key"], res),
+            cluster,
+            failed_result=lambda run, error: dict(key=run.key(), error=error),
+            progress=False if single else None,
+            desc="train",
+        )
+    except ValueError as err:  # the cluster cannot be reached
+        raise UsageFailure(str(err).splitlines()[0]) from None
     errors = [r["error"] for r in results.values() if "error" in r]
     if single and errors:
         raise UsageFailure(errors[0].removeprefix("error: ").partition(": ")[2] or errors[0])
