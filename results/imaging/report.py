@@ -160,11 +160,23 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
         )
         .reset_index()
     )  # fmt: skip
-    for ref in ("deq warm", "deq cold"):
-        base = agg[agg["setting"] == ref].set_index("problem")
+    for ref in ("deq warm", "deq cold"):  # paired by seed: only the seeds both have
+        base = per_seed[per_seed["setting"] == ref].set_index(["problem", "seed"])
+        key = list(zip(per_seed["problem"], per_seed["seed"], strict=True))
+        ok = [k in base.index for k in key]
         tag = ref.split()[1]
-        agg[f"delta_{tag}_deq_db"] = agg["final_psnr"] - agg["problem"].map(base["final_psnr"])
-        agg[f"cost_ratio_{tag}_deq"] = agg["problem"].map(base["cost"]) / agg["cost"]
+        per_seed[f"delta_{tag}"] = [
+            r.final_psnr - base.loc[k, "final_psnr"] if o else np.nan
+            for r, k, o in zip(per_seed.itertuples(), key, ok, strict=True)
+        ]
+        per_seed[f"ratio_{tag}"] = [
+            base.loc[k, "cost"] / r.cost if o and r.cost else np.nan
+            for r, k, o in zip(per_seed.itertuples(), key, ok, strict=True)
+        ]
+        paired = per_seed.groupby(["problem", "setting"])[[f"delta_{tag}", f"ratio_{tag}"]].mean()
+        idx = list(zip(agg["problem"], agg["setting"], strict=True))
+        agg[f"delta_{tag}_deq_db"] = [paired.loc[i, f"delta_{tag}"] for i in idx]
+        agg[f"cost_ratio_{tag}_deq"] = [paired.loc[i, f"ratio_{tag}"] for i in idx]
     agg["order"] = [ORDER.index(s) if s in ORDER else 99 for s in agg["setting"]]
     agg = agg.sort_values(["problem", "order"]).drop(columns="order")
     agg.to_csv(HERE / "final.csv", index=False)
@@ -192,13 +204,13 @@ def cost_to_reach(curve: pd.DataFrame, psnr: float) -> float:
 
 
 def matched(df: pd.DataFrame) -> pd.DataFrame:
-    """Cost at matched test PSNR: for each setting and each DEQ (warm, cold), the target is
-    the lower of the two final test PSNRs (means over seeds) less 0.01 dB; each pays the
-    cumulative T + VJP at which its mean curve first reaches the target."""
+    """Cost at matched test PSNR, per seed: for each setting and each DEQ (warm, cold) of the
+    same seed, the target is the lower of the two final test PSNRs less 0.01 dB; each pays the
+    cumulative T + VJP at which its curve first reaches the target. The table gives the
+    ratio DEQ / setting per seed and its mean and range over seeds."""
     rows = []
-    mean = df.groupby(["problem", "label", "step"], as_index=False)[["cost", "test_psnr"]].mean()
-    for problem, m in mean.groupby("problem"):
-        curves = {lab: c.sort_values("step") for lab, c in m.groupby("label")}
+    for (problem, seed), d in df.groupby(["problem", "seed"]):
+        curves = {lab: c.sort_values("step") for lab, c in d.groupby("label")}
         for lab, c in curves.items():
             for ref in ("deq warm", "deq cold"):
                 if ref not in curves or lab == ref:
@@ -206,19 +218,28 @@ def matched(df: pd.DataFrame) -> pd.DataFrame:
                 target = min(c["test_psnr"].iloc[-1], curves[ref]["test_psnr"].iloc[-1]) - 0.01
                 own, deq = cost_to_reach(c, target), cost_to_reach(curves[ref], target)
                 rows.append(
-                    dict(problem=problem, setting=lab, versus=ref, target_psnr=target, cost=own, deq_cost=deq,
-                         deq_over_setting=deq / own if own > 0 else float("nan"))
+                    dict(problem=problem, seed=seed, setting=lab, versus=ref, target_psnr=target, cost=own,
+                         deq_cost=deq, deq_over_setting=deq / own if own > 0 else float("nan"))
                 )  # fmt: skip
-    out = pd.DataFrame(rows)
+    per_seed = pd.DataFrame(rows)
+    out = (
+        per_seed.groupby(["problem", "setting", "versus"])
+        .agg(
+            seeds=("seed", "count"), target_psnr=("target_psnr", "mean"), cost=("cost", "mean"),
+            deq_cost=("deq_cost", "mean"), ratio=("deq_over_setting", "mean"),
+            ratio_min=("deq_over_setting", "min"), ratio_max=("deq_over_setting", "max"),
+        )
+        .reset_index()
+    )  # fmt: skip
     out.to_csv(HERE / "matched.csv", index=False)
     lines = [
-        "| problem | setting | vs | matched test PSNR (dB) | its T + VJP | DEQ's T + VJP | DEQ ÷ it |",
-        "|---|---|---|---|---|---|---|",
+        "| problem | setting | vs | seeds | matched test PSNR (dB) | its T + VJP | DEQ's T + VJP | DEQ ÷ it (range) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in out.itertuples():
         lines.append(
-            f"| {r.problem} | {r.setting} | {r.versus} | {r.target_psnr:.2f} | {r.cost:.0f} | {r.deq_cost:.0f} "
-            f"| {r.deq_over_setting:.2f} |"
+            f"| {r.problem} | {r.setting} | {r.versus} | {r.seeds} | {r.target_psnr:.2f} | {r.cost:.0f} | "
+            f"{r.deq_cost:.0f} | {r.ratio:.2f} ({r.ratio_min:.2f}–{r.ratio_max:.2f}) |"
         )
     (HERE / "matched.md").write_text("\n".join(lines) + "\n")
     return out
