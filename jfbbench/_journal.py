@@ -154,8 +154,9 @@ class GridRecord:
         tmp.write_text(json.dumps({"grids": grids}, indent=1, sort_keys=True) + "\n")
         os.replace(tmp, self.path)
 
-    def admit(self, settings: dict[str, Any], keys: Sequence[tuple], has_rows: bool, append: bool = False) -> None:
-        digest = hashlib.sha256(json.dumps(sorted(keys)).encode()).hexdigest()
+    def admit(self, settings: dict[str, Any], keys: Sequence[Any], has_rows: bool, append: bool = False) -> None:
+        """``keys``: what identifies the grid's table (its points' keys, its columns)."""
+        digest = hashlib.sha256(json.dumps(sorted(map(str, keys))).encode()).hexdigest()
         entry = {"settings": settings, "points": len(keys), "digest": digest}
         grids = self.grids()
         if any(g.get("digest") == digest for g in grids):

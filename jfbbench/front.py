@@ -262,16 +262,20 @@ def plot(summary: pd.DataFrame, cost: str, path_stem: Path, formats: Sequence[st
 
 def write(tables: Iterable[str | Path | pd.DataFrame], out: str | Path, formats: Sequence[str] = ("png", "pdf")):
     """Read the tables, write ``front.csv`` (every setting, with its front membership),
-    ``targets.csv`` (cheapest setting per target error, by T + VJP) and a figure per cost
-    axis (``front_cost``, ``front_seconds``, ``front_memory``) under ``out``. Returns the
-    summary, the targets table and the paths written."""
+    ``targets.csv`` (cheapest setting per target error, by T + VJP), ``targets_cold.csv``
+    (the same among the settings that start cold: one gradient at a new theta, no state) and
+    a figure per cost axis (``front_cost``, ``front_seconds``, ``front_memory``) under
+    ``out``. Returns the summary, the targets table and the paths written."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(read_points(tables))
     table = targets(summary)
-    written = [out / "front.csv", out / "targets.csv"]
+    cold = summary[~summary["warm_start"] & ~(summary["restarts"].fillna(0) > 0)]
+    cold = cold[~((cold["source"] == "training") & (cold["estimator"] == "restarted_jfb"))]
+    written = [out / "front.csv", out / "targets.csv", out / "targets_cold.csv"]
     summary.to_csv(written[0], index=False)
     table.to_csv(written[1], index=False)
+    targets(cold).to_csv(written[2], index=False)
     for col, _ in COSTS:
         written += plot(summary, col, out / f"front_{col}", formats)
     return summary, table, written

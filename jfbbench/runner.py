@@ -27,13 +27,13 @@ class Cluster:
     """Where to run: nothing set = this process; ``workers`` = a LocalCluster of that many
     processes on this machine; ``scheduler`` (an address such as ``tcp://host:8786``) or
     ``scheduler_file`` = an existing Dask cluster. ``threads_per_worker`` is torch's
-    intra-op thread count in each task; ``retries`` how often a task lost with its worker
-    is resubmitted."""
+    intra-op thread count in each task (on Dask: 1 when None; in this process: torch's own
+    setting when None); ``retries`` how often a task lost with its worker is resubmitted."""
 
     workers: int | None = None
     scheduler: str | None = None
     scheduler_file: str | None = None
-    threads_per_worker: int = 1
+    threads_per_worker: int | None = None
     retries: int = 2
 
     def __post_init__(self) -> None:
@@ -43,7 +43,9 @@ class Cluster:
             raise ValueError(f"give one of --workers, --scheduler, --scheduler-file, got {' and '.join(given)}")
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
             raise ValueError(f"--workers must be an integer >= 1, got {self.workers!r}")
-        if not isinstance(self.threads_per_worker, int) or self.threads_per_worker < 1:
+        if self.threads_per_worker is not None and (
+            not isinstance(self.threads_per_worker, int) or self.threads_per_worker < 1
+        ):
             raise ValueError(f"--threads-per-worker must be an integer >= 1, got {self.threads_per_worker!r}")
         if not isinstance(self.retries, int) or self.retries < 0:
             raise ValueError(f"--retries must be an integer >= 0, got {self.retries!r}")
@@ -113,12 +115,19 @@ def dask_client(cluster: Cluster):
     import dask
     from distributed import Client, LocalCluster
 
-    if cluster.scheduler_file is not None:
-        client = Client(scheduler_file=cluster.scheduler_file, timeout="30s")
-        local = None
-    elif cluster.scheduler is not None:
-        client = Client(cluster.scheduler, timeout="30s")
-        local = None
+    local = None
+    if not (cluster.scheduler is None and cluster.scheduler_file is None):
+        where = cluster.scheduler or f"in {cluster.scheduler_file}"
+        try:
+            if cluster.scheduler_file is not None:
+                client = Client(scheduler_file=cluster.scheduler_file, timeout="20s")
+            else:
+                client = Client(cluster.scheduler, timeout="20s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            text = str(exc).strip().splitlines()
+            raise ValueError(
+                f"cannot reach the Dask scheduler {where}: {text[0] if text else type(exc).__name__}"
+            ) from None
     else:
         with dask.config.set({"distributed.scheduler.allowed-failures": cluster.retries}):
             local = LocalCluster(
@@ -172,7 +181,7 @@ def run_tasks(
         if cluster.local or not tasks:
             bar.running = 1
             for task in tasks:
-                deliver(task, *call_task(fn, task, None))
+                deliver(task, *call_task(fn, task, cluster.threads_per_worker))
             return summary
         _run_on_dask(tasks, fn, deliver, cluster, summary, bar)
         return summary
@@ -191,7 +200,9 @@ def _run_on_dask(tasks, fn, deliver, cluster: Cluster, summary: Summary, bar: _B
             file=sys.stderr,
         )
         futures = {
-            client.submit(call_task, fn, task, cluster.threads_per_worker, retries=cluster.retries, pure=False): task
+            client.submit(
+                call_task, fn, task, cluster.threads_per_worker or 1, retries=cluster.retries, pure=False
+            ): task
             for task in tasks
         }
         last = 0.0

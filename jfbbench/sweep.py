@@ -310,9 +310,12 @@ class Grid:
         return out
 
     def record(self, timing: bool, min_run_time: float) -> dict[str, Any]:
-        """What the grid sidecar stores: the grid's settings, JSON-ready."""
+        """What the grid sidecar stores: the grid's settings and the table's columns (a
+        version of jfbbench that measures other columns makes another table), JSON-ready."""
         spec = asdict(self)
-        spec.update(timing=bool(timing), min_run_time=float(min_run_time) if timing else None)
+        spec.update(
+            timing=bool(timing), min_run_time=float(min_run_time) if timing else None, columns=table_columns(self)
+        )
         return json.loads(json.dumps(spec, default=str))
 
 
@@ -410,7 +413,8 @@ def run(
         journal.repair()
         points = grid.points(timing, min_run_time)
         record = GridRecord(out)
-        record.admit(grid.record(timing, min_run_time), [p.key() for p in points], bool(journal.rows()), append)
+        spec = grid.record(timing, min_run_time)
+        record.admit(spec, [p.key() for p in points] + spec["columns"], bool(journal.rows()), append)
         journal.widen()
         done = {tuple(r.get(c, "") for c in KEY_COLUMNS) for r in journal.rows()}
         i, n = shard

@@ -144,3 +144,23 @@ def test_cluster_options_are_checked():
         Cluster(workers=2, scheduler="tcp://127.0.0.1:1")
     with pytest.raises(ValueError, match="--workers must be an integer >= 1, got 0"):
         Cluster(workers=0)
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--workers", "0"], ["--workers must be an integer >= 1, got 0"]),
+        (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], ["give one of --workers, --scheduler"]),
+        (["--scheduler-file", "nope.json"], ["--scheduler-file 'nope.json' does not exist"]),
+        (["--threads-per-worker", "0", "--workers", "1"], ["--threads-per-worker must be an integer >= 1"]),
+    ],
+)
+def test_cluster_options_are_refused_in_one_line(tmp_path, args, words):
+    from click.testing import CliRunner
+
+    from jfbbench.cli import main
+
+    base = ["sweep", "--problem", "affine", "--estimator", "jfb", "--depth", "1", "--out", str(tmp_path / "t.csv")]
+    res = CliRunner().invoke(main, [*base, *args])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
+    assert all(w in res.output for w in words), res.output

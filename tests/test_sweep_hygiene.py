@@ -215,3 +215,15 @@ def test_two_sweeps_started_at_once_write_each_row_once(tmp_path):
 @pytest.fixture(autouse=True)
 def _one_thread():
     torch.set_num_threads(1)
+
+
+def test_a_table_with_other_columns_is_another_table(tmp_path, monkeypatch):
+    out = tmp_path / "t.csv"
+    args = [*BASE, "--estimator", "jfb", "--depth", "1", "--out", out]
+    assert sweep(*args).exit_code == 0
+    from jfbbench import sweep as sweep_mod
+
+    columns = sweep_mod.table_columns
+    monkeypatch.setattr(sweep_mod, "table_columns", lambda grid: [*columns(grid), "new_measurement"])
+    # rows of a version that did not measure new_measurement are not passed off as complete
+    one_line_error(sweep(*args), ["another grid", "columns", "--append"])

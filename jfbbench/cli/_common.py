@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 #: Options that take several space-separated values (``--depth 1 2 4``); each value is also
@@ -9,7 +11,7 @@ import click
 MULTI_VALUE_OPTIONS = {
     "--problem", "--lipschitz", "--estimator", "--depth", "--seed", "--restarts", "--dim", "--set", "--restart-depth",
     "--tol", "--extra-steps", "--estimator-set", "--steps", "--lr", "--optimizer", "--batch-size", "--solver",
-    "--adjoint",
+    "--adjoint", "--start",
 }  # fmt: skip
 
 
@@ -46,7 +48,10 @@ def cluster_options(fn):
             "--scheduler-file", type=click.Path(dir_okay=False), default=None, help="... or the one in this file."
         ),
         click.option(
-            "--threads-per-worker", type=int, default=1, show_default=True, help="torch threads per Dask task."
+            "--threads-per-worker",
+            type=int,
+            default=None,
+            help="torch threads per task [default: 1 on Dask, torch's default in this process].",
         ),
         click.option(
             "--retries", type=int, default=2, show_default=True, help="Reruns of a task lost with its worker."
@@ -61,6 +66,10 @@ def make_cluster(kw: dict):
     """The :class:`~jfbbench.runner.Cluster` of the options above (popped from ``kw``)."""
     from ..runner import Cluster
 
+    if kw.get("scheduler_file") is not None and not Path(kw["scheduler_file"]).is_file():
+        raise UsageFailure(
+            f"--scheduler-file {kw['scheduler_file']!r} does not exist (dask scheduler --scheduler-file writes it)"
+        )
     try:
         return Cluster(
             workers=kw.pop("workers"),

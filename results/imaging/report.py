@@ -10,8 +10,9 @@ Writes, beside this file, from the tables alone (the checkpoints only for the re
   the median gap to the tight DEQ gradient;
 - matched.csv / matched.md: for each setting, the T + VJP it needed to first reach a test PSNR
   that both it and DEQ (warm, then cold) reach, and the ratio of DEQ's cost to its;
-- curves_<problem>.png: l(theta) = L(x*(theta)) and test PSNR against the outer step and
-  against the cumulative T + VJP (mean over seeds);
+- curves_<problem>.png: l(theta) = L(x*(theta)) and test PSNR against the outer step, the
+  cumulative T + VJP and the training seconds (mean over seeds); unfinished runs are left
+  out (and listed);
 - gaps.png: the relative gap to the tight float64 DEQ gradient along training;
 - front/: the error-cost front of the training runs (``jfbbench front``);
 - reconstructions.png: one whole test picture, blurred and reconstructed with the initial
@@ -37,6 +38,8 @@ ORDER = [
     "deq warm", "deq cold", "jfb K=2 warm", "jfb K=2 cold", "unrolled K=2", "unrolled K=10",
     "restarted_jfb K=2", "restarted_jfb K=10",
 ]  # fmt: skip
+FINAL_STEPS = 40  # the large preset's steps
+WINDOW = 7  # steps of the running mean of l(theta) (batches of 4 of 7 or 14 training crops)
 PALETTE = dict(zip(ORDER, sns.color_palette("tab10", len(ORDER)), strict=True))
 DASHES = {o: (2, 2) if o.endswith("cold") else "" for o in ORDER}
 
@@ -56,7 +59,15 @@ def load() -> pd.DataFrame:
         return name
 
     df["label"] = df.apply(label, axis=1)
-    return df
+    # only finished runs (the last step reached, or a recorded divergence)
+    last = df.groupby(["problem", "label", "seed"])[["step"]].transform("max")["step"]
+    finished = df.groupby(["problem", "label", "seed"])["step"].transform(
+        lambda s: s.max() >= FINAL_STEPS
+    ) | df.groupby(["problem", "label", "seed"])["status"].transform(lambda s: (s != "ok").any())
+    skipped = df[~finished & (df["step"] == last)]
+    for r in skipped.itertuples():
+        print(f"left out (unfinished): {r.problem} {r.label} seed {r.seed} at step {r.step}")
+    return df[finished]
 
 
 def _ordered(labels) -> list[str]:
@@ -68,27 +79,36 @@ def curves(df: pd.DataFrame) -> None:
     for problem, d in df.groupby("problem"):
         order = _ordered(d["label"])
         seeds = d["seed"].nunique()
-        m = d.groupby(["label", "step"], as_index=False)[["cost", "test_psnr", "outer_loss"]].mean()
-        fig, axes = plt.subplots(2, 2, figsize=(12.5, 8))
+        m = d.groupby(["label", "step"], as_index=False)[["cost", "wall_time", "test_psnr", "outer_loss"]].mean()
+        # l(theta) is measured on each step's batch; a running mean over WINDOW steps (every
+        # training image seen about four times) shows its trend
+        d = d.sort_values("step").copy()
+        d["outer_loss"] = d.groupby(["label", "seed"])["outer_loss"].transform(lambda s: s.rolling(WINDOW, 1).mean())
+        m["outer_loss"] = m.groupby("label")["outer_loss"].transform(lambda s: s.rolling(WINDOW, 1).mean())
+        m = m[m["step"] > 0]
+        fig, axes = plt.subplots(2, 3, figsize=(17, 8))
         kw = dict(hue="label", hue_order=order, palette=PALETTE, style="label", dashes=DASHES, style_order=order)
-        sns.lineplot(d, x="step", y="outer_loss", errorbar=None, ax=axes[0, 0], legend=False, **kw)
-        sns.lineplot(m[m["step"] > 0], x="cost", y="outer_loss", ax=axes[0, 1], legend=False, **kw)
-        sns.lineplot(d, x="step", y="test_psnr", errorbar="sd", ax=axes[1, 0], **kw)
-        sns.lineplot(m[m["step"] > 0], x="cost", y="test_psnr", ax=axes[1, 1], legend=False, **kw)
+        for row, y in enumerate(("outer_loss", "test_psnr")):
+            sns.lineplot(d, x="step", y=y, errorbar="sd" if row else None, ax=axes[row, 0], legend=row == 1, **kw)
+            sns.lineplot(m, x="cost", y=y, ax=axes[row, 1], legend=False, **kw)
+            sns.lineplot(m, x="wall_time", y=y, ax=axes[row, 2], legend=False, **kw)
         for ax in axes[:, 1]:
             ax.set_xscale("log")
             ax.set_xlabel("cumulative T + VJP of the gradients")
+        for ax in axes[:, 2]:
+            ax.set_xscale("log")
+            ax.set_xlabel("training wall time (s, evaluation excluded)")
         for ax in axes[0]:
             ax.set_yscale("log")
-            ax.set_ylabel("l(θ) = L(x*(θ)) on the step's batch")
+            ax.set_ylabel(f"l(θ) = L(x*(θ)), step's batch, mean of {WINDOW} steps")
+        for ax in axes[1]:
+            ax.set_ylabel("test PSNR at x*(θ) (dB)")
         axes[1, 0].axhline(d["input_psnr"].iloc[0], color="grey", lw=0.8, ls=":")
-        axes[1, 0].set_ylabel("test PSNR at x*(θ) (dB; dotted: blurred input)")
-        axes[1, 1].set_ylabel("test PSNR (dB)")
-        axes[0, 0].set_title(f"{problem}: the same loss for every estimator (mean over {seeds} seeds)")
-        axes[1, 0].set_title("test PSNR (mean ± sd over seeds)")
+        axes[0, 0].set_title(f"{problem}: the same loss for every estimator (mean over {seeds} seed(s))")
+        axes[1, 0].set_title("test PSNR (mean ± sd over seeds; dotted: blurred input)")
         axes[1, 0].legend(fontsize=7, ncol=2)
         fig.tight_layout()
-        fig.savefig(HERE / f"curves_{problem}.png", dpi=110)
+        fig.savefig(HERE / f"curves_{problem}.png", dpi=100)
         plt.close(fig)
 
 
@@ -140,11 +160,23 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
         )
         .reset_index()
     )  # fmt: skip
-    for ref in ("deq warm", "deq cold"):
-        base = agg[agg["setting"] == ref].set_index("problem")
+    for ref in ("deq warm", "deq cold"):  # paired by seed: only the seeds both have
+        base = per_seed[per_seed["setting"] == ref].set_index(["problem", "seed"])
+        key = list(zip(per_seed["problem"], per_seed["seed"], strict=True))
+        ok = [k in base.index for k in key]
         tag = ref.split()[1]
-        agg[f"delta_{tag}_deq_db"] = agg["final_psnr"] - agg["problem"].map(base["final_psnr"])
-        agg[f"cost_ratio_{tag}_deq"] = agg["problem"].map(base["cost"]) / agg["cost"]
+        per_seed[f"delta_{tag}"] = [
+            r.final_psnr - base.loc[k, "final_psnr"] if o else np.nan
+            for r, k, o in zip(per_seed.itertuples(), key, ok, strict=True)
+        ]
+        per_seed[f"ratio_{tag}"] = [
+            base.loc[k, "cost"] / r.cost if o and r.cost else np.nan
+            for r, k, o in zip(per_seed.itertuples(), key, ok, strict=True)
+        ]
+        paired = per_seed.groupby(["problem", "setting"])[[f"delta_{tag}", f"ratio_{tag}"]].mean()
+        idx = list(zip(agg["problem"], agg["setting"], strict=True))
+        agg[f"delta_{tag}_deq_db"] = [paired.loc[i, f"delta_{tag}"] for i in idx]
+        agg[f"cost_ratio_{tag}_deq"] = [paired.loc[i, f"ratio_{tag}"] for i in idx]
     agg["order"] = [ORDER.index(s) if s in ORDER else 99 for s in agg["setting"]]
     agg = agg.sort_values(["problem", "order"]).drop(columns="order")
     agg.to_csv(HERE / "final.csv", index=False)
@@ -172,13 +204,13 @@ def cost_to_reach(curve: pd.DataFrame, psnr: float) -> float:
 
 
 def matched(df: pd.DataFrame) -> pd.DataFrame:
-    """Cost at matched test PSNR: for each setting and each DEQ (warm, cold), the target is
-    the lower of the two final test PSNRs (means over seeds) less 0.01 dB; each pays the
-    cumulative T + VJP at which its mean curve first reaches the target."""
+    """Cost at matched test PSNR, per seed: for each setting and each DEQ (warm, cold) of the
+    same seed, the target is the lower of the two final test PSNRs less 0.01 dB; each pays the
+    cumulative T + VJP at which its curve first reaches the target. The table gives the
+    ratio DEQ / setting per seed and its mean and range over seeds."""
     rows = []
-    mean = df.groupby(["problem", "label", "step"], as_index=False)[["cost", "test_psnr"]].mean()
-    for problem, m in mean.groupby("problem"):
-        curves = {lab: c.sort_values("step") for lab, c in m.groupby("label")}
+    for (problem, seed), d in df.groupby(["problem", "seed"]):
+        curves = {lab: c.sort_values("step") for lab, c in d.groupby("label")}
         for lab, c in curves.items():
             for ref in ("deq warm", "deq cold"):
                 if ref not in curves or lab == ref:
@@ -186,19 +218,28 @@ def matched(df: pd.DataFrame) -> pd.DataFrame:
                 target = min(c["test_psnr"].iloc[-1], curves[ref]["test_psnr"].iloc[-1]) - 0.01
                 own, deq = cost_to_reach(c, target), cost_to_reach(curves[ref], target)
                 rows.append(
-                    dict(problem=problem, setting=lab, versus=ref, target_psnr=target, cost=own, deq_cost=deq,
-                         deq_over_setting=deq / own if own > 0 else float("nan"))
+                    dict(problem=problem, seed=seed, setting=lab, versus=ref, target_psnr=target, cost=own,
+                         deq_cost=deq, deq_over_setting=deq / own if own > 0 else float("nan"))
                 )  # fmt: skip
-    out = pd.DataFrame(rows)
+    per_seed = pd.DataFrame(rows)
+    out = (
+        per_seed.groupby(["problem", "setting", "versus"])
+        .agg(
+            seeds=("seed", "count"), target_psnr=("target_psnr", "mean"), cost=("cost", "mean"),
+            deq_cost=("deq_cost", "mean"), ratio=("deq_over_setting", "mean"),
+            ratio_min=("deq_over_setting", "min"), ratio_max=("deq_over_setting", "max"),
+        )
+        .reset_index()
+    )  # fmt: skip
     out.to_csv(HERE / "matched.csv", index=False)
     lines = [
-        "| problem | setting | vs | matched test PSNR (dB) | its T + VJP | DEQ's T + VJP | DEQ ÷ it |",
-        "|---|---|---|---|---|---|---|",
+        "| problem | setting | vs | seeds | matched test PSNR (dB) | its T + VJP | DEQ's T + VJP | DEQ ÷ it (range) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in out.itertuples():
         lines.append(
-            f"| {r.problem} | {r.setting} | {r.versus} | {r.target_psnr:.2f} | {r.cost:.0f} | {r.deq_cost:.0f} "
-            f"| {r.deq_over_setting:.2f} |"
+            f"| {r.problem} | {r.setting} | {r.versus} | {r.seeds} | {r.target_psnr:.2f} | {r.cost:.0f} | "
+            f"{r.deq_cost:.0f} | {r.ratio:.2f} ({r.ratio_min:.2f}–{r.ratio_max:.2f}) |"
         )
     (HERE / "matched.md").write_text("\n".join(lines) + "\n")
     return out

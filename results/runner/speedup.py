@@ -2,8 +2,9 @@
 
     python results/runner/speedup.py --workers 2 --repeats 2
 
-Each repeat runs `jfbbench sweep` (the default grid, fresh tables under a temporary
-directory) in-process and with `--workers N`, alternating, and records the wall time of the
+Each repeat runs `jfbbench sweep --threads-per-worker 1` (the default grid, one torch thread
+per task, fresh tables under a temporary directory) in-process and with `--workers N`,
+alternating, and records the wall time of the
 whole command (imports, cluster start and stop included), the machine's load average and the
 row count to results/runner/speedup.csv. The in-process table of the last repeat is copied to
 results/sweep.csv (with its grid record) when --keep is given.
@@ -43,7 +44,9 @@ def main() -> None:
             for mode, extra in (("in-process", []), (f"--workers {args.workers}", ["--workers", str(args.workers)])):
                 out = Path(tmp) / f"{rep}-{mode.replace(' ', '')}.csv"
                 load = os.getloadavg()[0]
-                wall = timed([sys.executable, "-m", "jfbbench", "sweep", "--out", str(out), *extra])
+                wall = timed(
+                    [sys.executable, "-m", "jfbbench", "sweep", "--out", str(out), "--threads-per-worker", "1", *extra]
+                )
                 table = pd.read_csv(out)
                 rows.append(
                     dict(
