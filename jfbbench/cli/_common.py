@@ -51,7 +51,8 @@ def cluster_options(fn):
             "--threads-per-worker",
             type=int,
             default=None,
-            help="torch threads per task [default: 1 on Dask, torch's default in this process].",
+            help="torch threads per task [default: 1], in this process as on Dask (the grid's problems are small; "
+            "more threads than free cores slow every task down).",
         ),
         click.option(
             "--retries", type=int, default=2, show_default=True, help="Reruns of a task lost with its worker."
@@ -75,7 +76,7 @@ def make_cluster(kw: dict):
             workers=kw.pop("workers"),
             scheduler=kw.pop("scheduler"),
             scheduler_file=kw.pop("scheduler_file"),
-            threads_per_worker=kw.pop("threads_per_worker"),
+            threads_per_worker=kw.pop("threads_per_worker") or 1,
             retries=kw.pop("retries"),
         )
     except ValueError as exc:
