@@ -39,3 +39,18 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _registries_restored():
+    """A test that registers a problem or estimator leaves the registries as it found them,
+    so no test depends on which tests ran before it."""
+    from jfbbench import estimators, problems
+
+    saved = [(r, dict(r._factories), dict(r._origins)) for r in (problems._REGISTRY, estimators._REGISTRY)]
+    yield
+    for registry, factories, origins in saved:
+        registry._factories.clear()
+        registry._factories.update(factories)
+        registry._origins.clear()
+        registry._origins.update(origins)

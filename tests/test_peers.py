@@ -6,7 +6,7 @@ import torch
 from conftest import rel
 from test_estimators import FAMILIES, RHOS, make
 
-from jfbbench import estimators
+from jfbbench import estimators, problems
 from jfbbench.estimators import peers
 
 INSTALL = "pip install 'jfbbench[peers]'"
@@ -137,6 +137,7 @@ def test_absent_library_gives_an_install_hint():
     [
         ("torchdeq_phantom", dict(damping=0), r"damping must lie in the half-open interval \(0, 1\], got 0"),
         ("torchdeq_ift", dict(backward_solver="lu"), r"backward_solver must be one of .*; got 'lu'"),
+        ("torchdeq_ift", dict(solver="auto"), r"solver must be one of 'picard', 'anderson', 'broyden'; got 'auto'"),
         ("torchopt_implicit", dict(linear_solver="cg"), r"linear_solver must be one of 'normal_cg', 'inv', 'neumann'"),
     ],
 )
@@ -161,3 +162,12 @@ def test_torchopt_runs_under_saved_tensor_hooks_and_restores_them(torchopt):
         g = estimators.make("torchopt_implicit").gradient(p).grad
         assert torch._C._autograd._top_saved_tensors_default_hooks(False)[0] is pack
     assert saved and rel(g, estimators.make("deq").gradient(p).grad) <= 1e-6
+
+
+def test_torchdeq_broyden_forward_agrees_with_ours():
+    if "torchdeq_ift" not in estimators.names():
+        pytest.skip(f"TorchDEQ is not installed ({INSTALL})")
+    p = problems.make("affine", lipschitz=0.9, dim=12, batch=2)
+    ours = estimators.make("deq", solver="broyden", tol=1e-10).gradient(p)
+    theirs = estimators.make("torchdeq_ift", solver="broyden", tol=1e-10).gradient(p)
+    assert float((ours.grad - theirs.grad).norm() / ours.grad.norm()) < 1e-6

@@ -164,7 +164,9 @@ def circle_and_line(rho=0.99, dim=80):
 def test_auto_uses_krylov_methods_where_they_pay_and_not_where_they_do_not():
     circle, line = circle_and_line()
     on_line = estimators.make("deq").gradient(line).stats
-    assert on_line["forward_method"] == "anderson" and on_line["adjoint_method"] == "gmres"
+    # (on so small a problem the forward solve may give Anderson up after it did most of the
+    # work: its own work per step is several times one T there)
+    assert "anderson" in on_line["forward_switches"] and on_line["adjoint_method"] == "gmres"
     fixed = estimators.make("deq", solver="picard", adjoint="fixed_point").gradient(line).stats
     assert on_line["operator_evals"] < fixed["operator_evals"] / 2
     assert on_line["vjp_evals"] < fixed["vjp_evals"] / 2
@@ -281,3 +283,11 @@ def test_bad_estimator_solver_settings_are_refused():
         estimators.make("deq", per_sample="yes")
     with pytest.raises(ValueError, match=r"solver must be one of 'picard', 'anderson', 'broyden', 'auto'; got 'lbfgs'"):
         estimators.make("jfb", solver="lbfgs")
+
+
+@pytest.mark.parametrize("method", FORWARD)
+def test_a_zero_tolerance_runs_to_max_iter(method):
+    p = problems.make("affine", lipschitz=0.9, dim=10, batch=2)
+    with pytest.warns(ConvergenceWarning):
+        _, st = fixed_point(p.operator, p.initial_point(), 0.0, 30, method=method)
+    assert st["iterations"] == 30 and not st["converged"]

@@ -46,3 +46,14 @@ def test_a_grid_needs_an_out_that_tells_the_runs_apart(tmp_path):
     res = train(*QUICK, "--estimator", "jfb", "--depth", "1", "2", "--out", tmp_path / "one.csv")
     assert res.exit_code == 2 and "must tell the runs apart: add {depth}" in res.output
     assert "Traceback" not in res.output and not (tmp_path / "one.csv").exists()
+
+
+def test_start_cold_and_warm_runs_both_for_the_estimators_that_can(tmp_path):
+    template = str(tmp_path / "{estimator}-K{depth}-{start}-s{seed}.csv")
+    res = train(*QUICK, "--estimator", "deq", "unrolled", "--depth", "2", "--start", "cold", "warm", "--out", template)
+    assert res.exit_code == 0, res.output
+    made = sorted(p.name for p in tmp_path.glob("*.csv"))
+    assert made == ["deq-K1-cold-s0.csv", "deq-K1-warm-s0.csv", "unrolled-K2-cold-s0.csv"]
+    warm, cold = (pd.read_csv(tmp_path / f"deq-K1-{s}-s0.csv") for s in ("warm", "cold"))
+    assert warm["warm_start"].all() and not cold["warm_start"].any()
+    assert "deq warm K=1" in res.output

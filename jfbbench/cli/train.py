@@ -13,9 +13,12 @@ import click
 
 from ._common import UsageFailure, cluster_options, device_settings, make_cluster
 
-#: Options that take several values (a grid axis each), by TrainConfig field.
-GRID_FIELDS = ("problem", "estimator", "depth", "seed", "steps", "lr", "optimizer", "batch_size", "tol",
-               "solver", "adjoint", "extra_steps")  # fmt: skip
+#: Options that take several values (a grid axis each), by TrainConfig field, in the order the
+#: runs are made (all of seed 0 first, so a partial grid covers every setting).
+GRID_FIELDS = ("seed", "problem", "estimator", "depth", "warm_start", "steps", "lr", "optimizer", "batch_size",
+               "tol", "solver", "adjoint", "extra_steps")  # fmt: skip
+#: ``--out`` fields besides GRID_FIELDS: ``{start}`` is ``warm`` or ``cold``.
+EXTRA_FIELDS = {"preset": lambda c: c.preset, "start": lambda c: "warm" if c.warm_start else "cold"}
 
 
 def _parse_set(items: tuple[str, ...]) -> dict[str, Any]:
@@ -67,7 +70,7 @@ def run_training(run: Run) -> dict[str, Any]:
 
 def grid_runs(kw: dict[str, Any], **fixed: Any) -> list[Any]:
     """The TrainConfigs of the product of the options' values; an estimator without a depth
-    (``deq``) runs once, at depth 1."""
+    (``deq``) runs once, at depth 1, and one that cannot warm-start runs cold only."""
     from .. import estimators
     from ..train import TrainConfig
 
@@ -78,6 +81,8 @@ def grid_runs(kw: dict[str, Any], **fixed: Any) -> list[Any]:
         name = settings["estimator"]
         if name in estimators.names() and not getattr(estimators.factory(name), "uses_depth", True):
             settings["depth"] = 1
+        if name in estimators.names() and not getattr(estimators.factory(name), "supports_warm_start", False):
+            settings["warm_start"] = False
         key = tuple(sorted(settings.items()))
         if key in seen:
             continue
@@ -92,17 +97,22 @@ def out_paths(template: Path | None, configs: list[Any]) -> list[Path | None]:
     if template is None:
         return [None] * len(configs)
     fields = {name for _, name, _, _ in string.Formatter().parse(str(template)) if name}
-    unknown = sorted(fields - set(GRID_FIELDS) - {"preset"})
+    allowed = [*GRID_FIELDS, *EXTRA_FIELDS]
+    unknown = sorted(fields - set(allowed))
     if unknown:
-        raise UsageFailure(f"--out {str(template)!r} names unknown fields {unknown}; allowed: {', '.join(GRID_FIELDS)}")
+        raise UsageFailure(f"--out {str(template)!r} names unknown fields {unknown}; allowed: {', '.join(allowed)}")
     varying = [f for f in GRID_FIELDS if len({getattr(c, f) for c in configs}) > 1]
-    missing = [f for f in varying if f not in fields]
+    missing = [f for f in varying if f not in fields and not (f == "warm_start" and "start" in fields)]
     if missing:
         raise UsageFailure(
             f"--out {str(template)!r} must tell the runs apart: add {', '.join('{' + f + '}' for f in missing)} "
             f"(e.g. --out 'runs/{{problem}}/{{estimator}}-K{{depth}}-s{{seed}}.csv')"
         )
-    return [Path(str(template).format(**{f: getattr(c, f) for f in fields})) for c in configs]
+
+    def value(c: Any, f: str) -> Any:
+        return EXTRA_FIELDS[f](c) if f in EXTRA_FIELDS else getattr(c, f)
+
+    return [Path(str(template).format(**{f: value(c, f) for f in fields})) for c in configs]
 
 
 @click.command("train")
@@ -129,6 +139,12 @@ def out_paths(template: Path | None, configs: list[Any]) -> list[Path | None]:
     help="deq, jfb, phantom, neumann: start each forward (and DEQ adjoint) solve from the sample's last solution.",
 )
 @click.option(
+    "--start",
+    multiple=True,
+    type=click.Choice(["cold", "warm"]),
+    help="cold and/or warm (--start cold warm: both; warm as --warm-start, for the estimators that can).",
+)
+@click.option(
     "--reference-tol",
     default=1e-8,
     show_default=True,
@@ -152,8 +168,9 @@ def out_paths(template: Path | None, configs: list[Any]) -> list[Path | None]:
 def train_command(**kw: Any) -> None:
     """Bilevel training: one gradient per outer step from the chosen estimator; learning
     curves (outer loss, test PSNR, wall time, operator/VJP counts, gap to DEQ) to --out.
-    Every option but --set, --gap-every, --preset, --warm-start and --reference-tol takes several values: one run per
-    combination, each its own resumable table, run here or on Dask (--workers, --scheduler)."""
+    Every option but --set, --gap-every, --preset and --reference-tol takes several values:
+    one run per combination, each its own resumable table, run here or on Dask (--workers,
+    --scheduler)."""
     import torch
 
     from ..runner import run_tasks
@@ -164,11 +181,12 @@ def train_command(**kw: Any) -> None:
     kw["threads_per_worker"] = kw["threads_per_worker"] or kw["threads"]  # the same setting, two names
     cluster = make_cluster(kw)
     preset = "quick" if kw["quick"] else kw["preset"]
+    starts = dict.fromkeys([*kw.pop("start"), *(["warm"] if kw.pop("warm_start") else [])])
+    kw["warm_start"] = tuple(s == "warm" for s in starts)
     configs = grid_runs(
         kw,
         preset=preset,
         gap_every=kw["gap_every"],
-        warm_start=kw["warm_start"],
         reference_tol=kw["reference_tol"],
         problem_kwargs=_parse_set(kw["settings"]) | device_settings(kw["device"], kw["dtype"]),
     )

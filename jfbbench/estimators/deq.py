@@ -130,6 +130,8 @@ class DEQ(Estimator):
             adjoint_converged=bool(adj["converged"]),
             forward_method=fwd.get("method"),
             adjoint_method=adj.get("method", self.adjoint),
+            forward_switches="/".join(fwd.get("switches", [])),
+            adjoint_switches="/".join(adj.get("switches", [])),
             forward_iterations_mean=fwd.get("iterations_mean"),
             forward_iterations_max=fwd.get("iterations_max"),
             adjoint_iterations_mean=adj.get("iterations_mean"),

@@ -48,7 +48,7 @@ from .phantom import Phantom
 PEER_LIBRARIES = {"torchdeq_ift": "torchdeq", "torchdeq_phantom": "torchdeq", "torchopt_implicit": "torchopt"}
 
 #: our forward solver names -> TorchDEQ's
-TORCHDEQ_SOLVERS = {"picard": "fixed_point_iter", "anderson": "anderson"}
+TORCHDEQ_SOLVERS = {"picard": "fixed_point_iter", "anderson": "anderson", "broyden": "broyden"}
 TORCHDEQ_BACKWARD_SOLVERS = ("fixed_point_iter", "anderson", "broyden")
 TORCHOPT_LINEAR_SOLVERS = ("normal_cg", "inv", "neumann")
 
@@ -89,6 +89,7 @@ class _TorchDEQBase(Estimator):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        check_choice(self.solver, "solver", tuple(TORCHDEQ_SOLVERS))
         self._torchdeq = require("torchdeq", self.name)
 
     def _deq_kwargs(self, x: torch.Tensor) -> dict[str, Any]:
