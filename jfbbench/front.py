@@ -79,6 +79,7 @@ def points_from_training(df: pd.DataFrame) -> pd.DataFrame:
     measured), in the front's columns: the cost is that step's gradient's."""
     df = df[df["step"] > 0]
     df = df[df["grad_gap"].notna()]
+    tol = _column(df, "tol").where(df["estimator"].map(_solves), np.nan)  # the evaluation's tol otherwise
     panel = df["problem"].astype(str) + " (training" + (", " + df["preset"].astype(str) if "preset" in df else "") + ")"
     return pd.DataFrame(
         dict(
@@ -86,7 +87,7 @@ def points_from_training(df: pd.DataFrame) -> pd.DataFrame:
             source="training",
             estimator=df["estimator"],
             depth=_column(df, "depth"),
-            tol=_column(df, "tol"),
+            tol=tol,
             warm_start=_column(df, "warm_start", False),
             restarts=np.nan,
             error=df["grad_gap"],
@@ -121,6 +122,16 @@ def read_points(tables: Iterable[str | Path | pd.DataFrame]) -> pd.DataFrame:
     for col in ("depth", "tol", "restarts"):
         out[col] = pd.to_numeric(out[col], errors="coerce")
     return out
+
+
+def _solves(name: str) -> bool:
+    """Whether the estimator ``name`` solves to a tolerance (True for unknown names)."""
+    from . import estimators
+
+    try:
+        return bool(getattr(estimators.factory(name), "solves", True))
+    except ValueError:
+        return True
 
 
 def _truthy(v: object) -> bool:

@@ -320,6 +320,6 @@ if __name__ == "__main__":
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(final_table(table).to_string(index=False))
         print(matched(table).to_string(index=False))
-    front.write(sorted((HERE / "train").glob("*/*.csv")), HERE / "front", formats=("png",))
+    front.write([table], HERE / "front", formats=("png",))  # the finished runs
     if "--no-reconstructions" not in sys.argv:
         reconstructions()
