@@ -71,12 +71,13 @@ def make_cluster(kw: dict):
         raise UsageFailure(
             f"--scheduler-file {kw['scheduler_file']!r} does not exist (dask scheduler --scheduler-file writes it)"
         )
+    threads = kw.pop("threads_per_worker")
     try:
         return Cluster(
             workers=kw.pop("workers"),
             scheduler=kw.pop("scheduler"),
             scheduler_file=kw.pop("scheduler_file"),
-            threads_per_worker=kw.pop("threads_per_worker") or 1,
+            threads_per_worker=1 if threads is None else threads,
             retries=kw.pop("retries"),
         )
     except ValueError as exc:
