@@ -26,13 +26,11 @@ PyTorch runs on one thread (timings then move with the code, not with the machin
 
 from __future__ import annotations
 
-import csv
-import os
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
+from _table import report_table
 
 from jfbbench import estimators, problems
 from jfbbench.measure import time_call
@@ -70,30 +68,16 @@ def overhead_table(request):
     summary and, with ``JFBBENCH_OVERHEAD_CSV=path``, written there as CSV."""
     rows: list[dict] = []
     yield rows
-    if not rows:
-        return
-    lines = [f"{'case':13s} {'estimator':14s} {'K':>3s} {'time ms':>9s} {'ref ms':>9s} {'ratio':>6s}"]
-    lines += [
-        f"{r['case']:13s} {r['estimator']:14s} {r['depth']:3d} {1e3 * r['time_s']:9.3f} "
-        f"{1e3 * r['reference_s']:9.3f} {r['ratio']:6.3f}"
-        for r in rows
-    ]
-    path = os.environ.get("JFBBENCH_OVERHEAD_CSV")
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        lines.append(f"written to {path}")
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    reporter = request.config.pluginmanager.getplugin("terminalreporter")
-    if capture is not None and reporter is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line("")
-            reporter.write_sep("=", "estimator overhead: one gradient / its operator work (target <= 1.25)")
-            for line in lines:
-                reporter.write_line(line)
+    report_table(
+        request,
+        rows,
+        "JFBBENCH_OVERHEAD_CSV",
+        "estimator overhead: one gradient / its operator work (target <= 1.25)",
+        f"{'case':13s} {'estimator':14s} {'K':>3s} {'time ms':>9s} {'ref ms':>9s} {'ratio':>6s}",
+        lambda r: (
+            f"{r['case']:13s} {r['estimator']:14s} {r['depth']:3d} {1e3 * r['time_s']:9.3f} {1e3 * r['reference_s']:9.3f} {r['ratio']:6.3f}"
+        ),
+    )
 
 
 class Case:

@@ -20,13 +20,11 @@ PyTorch runs on one thread.
 
 from __future__ import annotations
 
-import csv
-import os
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
+from _table import report_table
 
 from jfbbench import problems
 from jfbbench.measure import time_call
@@ -57,32 +55,20 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def overhead_table(request):
+    """The rows of the table; at the end of the module they are printed in the terminal
+    summary and, with ``JFBBENCH_SOLVER_OVERHEAD_CSV=path``, written there as CSV."""
     rows: list[dict] = []
     yield rows
-    if not rows:
-        return
-    lines = [f"{'case':22s} {'method':9s} {'per iter ms':>11s} {'unit ms':>8s} {'overhead':>8s}"]
-    lines += [
-        f"{r['case']:22s} {r['method']:9s} {1e3 * r['per_iteration_s']:11.3f} {1e3 * r['unit_s']:8.3f} "
-        f"{r['overhead']:8.3f}"
-        for r in rows
-    ]
-    path = os.environ.get("JFBBENCH_SOLVER_OVERHEAD_CSV")
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        lines.append(f"written to {path}")
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    reporter = request.config.pluginmanager.getplugin("terminalreporter")
-    if capture is not None and reporter is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line("")
-            reporter.write_sep("=", "solver work per iteration / one T or VJP (target <= 0.2 for anderson, gmres)")
-            for line in lines:
-                reporter.write_line(line)
+    report_table(
+        request,
+        rows,
+        "JFBBENCH_SOLVER_OVERHEAD_CSV",
+        "solver work per iteration / one T or VJP (target <= 0.2 for anderson, gmres)",
+        f"{'case':22s} {'method':9s} {'per iter ms':>11s} {'unit ms':>8s} {'overhead':>8s}",
+        lambda r: (
+            f"{r['case']:22s} {r['method']:9s} {1e3 * r['per_iteration_s']:11.3f} {1e3 * r['unit_s']:8.3f} {r['overhead']:8.3f}"
+        ),
+    )
 
 
 def build(case: str):
