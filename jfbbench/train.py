@@ -20,7 +20,7 @@ Each step appends one row to a tidy table, every quantity at theta_n, *after* th
   ``step_cost`` = T + VJP, their running sums ``operator_evals``, ``vjp_evals``, ``cost``,
   the training wall time (evaluation excluded), ``state_bytes`` (the per-sample states kept)
   and, every ``gap_every`` steps, ``peak_memory_bytes`` of the gradient call (allocator
-  peak, :func:`~jfbbench.measure.cpu_peak_bytes`, measured on a repeat of the call);
+  peak (:func:`~jfbbench.measure.peak_bytes`: the CPU allocator's, or CUDA's on a GPU), measured on a repeat of the call);
 - every ``gap_every`` steps, the relative gap ||g - g_DEQ|| / ||g_DEQ|| between the
   estimator's gradient and a tight DEQ gradient at the same theta_{n-1} on the same batch:
   float64, tolerance ``reference_tol`` (<= 1e-8), its convergence in ``reference_converged``.
@@ -50,7 +50,7 @@ import torch
 from . import estimators, problems
 from ._journal import CsvJournal
 from ._validation import check_choice, check_depth, check_nonnegative_int, check_seed, check_tol
-from .measure import compare, cpu_peak_bytes
+from .measure import compare, peak_bytes
 from .solvers import ConvergenceWarning, fixed_point
 
 OPTIMIZERS = ("adam", "sgd")
@@ -411,7 +411,7 @@ class Trainer:
         """The gap between ``grad`` and a tight float64 DEQ gradient at the same theta on the
         batch ``idx``, and the peak memory of a repeat of the estimator's call."""
         p = self.problem
-        _, peak = cpu_peak_bytes(lambda: self._repeat(state))
+        _, peak = peak_bytes(lambda: self._repeat(state), torch.device(p.device))
         p.select("train", idx)
         ref, st = self.reference_gradient(idx)
         cmp = compare(grad.to(ref.dtype), ref)
