@@ -66,7 +66,7 @@ class ImagingProblem(Problem):
     patch), ``blur`` (Gaussian standard deviation in pixels, or the motion length in tenths of
     the psf), ``noise`` (standard deviation of the Gaussian noise, in [0, 0.5)),
     ``patch`` (side, >= 8), ``train_per_image`` and ``test_per_image`` (crops per picture),
-    ``images`` (the image set of :mod:`jfbbench.data`: ``default`` or ``grey``).
+    ``images`` (the image set of :mod:`jfbbench.data`: ``default``, ``grey`` or ``grey256``).
     The ``seed`` draws the crops, the noise and (for ``motion``) the kernel.
     """
 
