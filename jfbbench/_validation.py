@@ -4,6 +4,7 @@ and what is allowed."""
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import torch
@@ -87,7 +88,24 @@ def check_device(value: Any, name: str = "device") -> torch.device:
             raise ValueError(f"{name} must be a torch device such as 'cpu' or 'cuda', got {value!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"{name}={value!r} was asked for, but CUDA is not available on this machine")
+    if device.type == "cuda":
+        ieee_float32()
     return device
+
+
+def ieee_float32() -> None:
+    """Make float32 on CUDA mean float32: TensorFloat-32 off for cuDNN convolutions (on by
+    default on Ampere and later GPUs) and for matrix products. TF32 keeps 10 bits of mantissa:
+    it would floor every relative gradient error near 1e-3 and keep float32 solves from
+    their tolerance. Set ``JFBBENCH_TF32=1`` to leave PyTorch's settings alone."""
+    if os.environ.get("JFBBENCH_TF32") == "1":
+        return
+    if hasattr(torch.backends.cudnn, "fp32_precision"):  # PyTorch >= 2.9: the new settings only
+        torch.backends.cudnn.fp32_precision = "ieee"
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+    else:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def check_seed(value: Any, name: str = "seed") -> int:

@@ -23,5 +23,18 @@ def test_grey_crops_of_128_pixels_and_a_problem_built_on_them():
     assert p.n_images("train") == len(data.GREY_SPLIT["train"]) and p.config["images"] == "grey"
     with pytest.raises(ValueError, match=r"patch size must be an integer in \[8, 128\] for images='default'"):
         data.patches("train", 129)
-    with pytest.raises(ValueError, match="images must be one of 'default', 'grey'; got 'colour'"):
+    with pytest.raises(ValueError, match="images must be one of 'default', 'grey', 'grey256'; got 'colour'"):
         data.patches("train", 32, images="colour")
+
+
+def test_grey256_gives_crops_of_256_pixels_in_both_splits_and_grey_does_not():
+    split = data.GREY256_SPLIT
+    assert set(split["train"]) < set(data.GREY_SPLIT["train"]) and split["test"] == data.GREY_SPLIT["test"]
+    assert not set(split["test"]) & set(data.SPLIT["train"])
+    for name in split["train"] + split["test"]:
+        assert min(data.load_image(name, "grey256").shape) == 256
+    for part in ("train", "test"):
+        x = data.patches(part, 256, seed=2, images="grey256")
+        assert tuple(x.shape) == (len(split[part]), 1, 256, 256)
+    with pytest.raises(ValueError, match=r"patch size must be an integer in \[8, 172\] for images='grey'"):
+        data.patches("train", 256, images="grey")

@@ -66,7 +66,7 @@ class ImagingProblem(Problem):
     patch), ``blur`` (Gaussian standard deviation in pixels, or the motion length in tenths of
     the psf), ``noise`` (standard deviation of the Gaussian noise, in [0, 0.5)),
     ``patch`` (side, >= 8), ``train_per_image`` and ``test_per_image`` (crops per picture),
-    ``images`` (the image set of :mod:`jfbbench.data`: ``default`` or ``grey``).
+    ``images`` (the image set of :mod:`jfbbench.data`: ``default``, ``grey`` or ``grey256``).
     The ``seed`` draws the crops, the noise and (for ``motion``) the kernel.
     """
 
@@ -106,14 +106,18 @@ class ImagingProblem(Problem):
 
         self.kernel = self._to(blur_kernel(kernel, kernel_size, blur, self.seed))
         self.physics = Blur(filter=self.kernel, padding="circular", device=self.device)
-        noise_model = GaussianNoise(sigma=noise, rng=torch.Generator(device=self.device).manual_seed(self.seed + 1))
+        # the data are drawn on the CPU (its generator), then moved: the same seed gives the
+        # same measurements y on every device
+        on_cpu = Blur(filter=self.kernel.cpu(), padding="circular", device="cpu")
+        noise_model = GaussianNoise(sigma=noise, rng=torch.Generator(device="cpu").manual_seed(self.seed + 1))
         self._data: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for split, per in (("train", train_per_image), ("test", test_per_image)):
-            x_true = self._to(data.patches(split, patch, per, seed=self.seed, dtype=torch.float64, images=images))
+            x_true = data.patches(split, patch, per, seed=self.seed, dtype=torch.float64, images=images)
+            x_true = x_true.to(dtype=self.dtype)
             with torch.no_grad():
-                y = self.physics.A(x_true)
+                y = on_cpu.A(x_true)
                 y = noise_model(y) if noise > 0 else y
-            self._data[split] = (x_true, y.detach())
+            self._data[split] = (self._to(x_true), self._to(y.detach()))
         # ||A||_2 of a circular convolution: the largest modulus of the kernel's DFT
         padded = torch.zeros(patch, patch, dtype=torch.float64)
         k = self.kernel.detach().to(torch.float64)[0, 0]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU experiment: drunet_fb (forward-backward with a DRUNet, all its weights learned) on
-# the largest patches the bundled pictures give (PATCH=172, the "grey" image set: its
-# smallest picture is 172 px, so 256 x 256 crops need pictures of your own), peak CUDA memory and time of one gradient against the depth K for
+# 256 x 256 crops (the "grey256" image set: the bundled grey pictures of at least 256 px, five
+# training pictures, so a batch of 5), peak CUDA memory and time of one gradient against the depth K for
 # unrolling, JFB-K, restarted JFB (after 4 calls at the same parameters) and DEQ (no depth:
 # one row), float32, on one GPU. Resumable (the sweep appends rows as they are measured and
 # skips the ones present); then the figures.
@@ -11,14 +11,15 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 DEVICE=${DEVICE:-cuda}
 DTYPE=${DTYPE:-float32}
-PATCH=${PATCH:-172}
+PATCH=${PATCH:-256}
+IMAGES=${IMAGES:-grey256}
 DEPTHS=${DEPTHS:-"1 2 4 8 16 32 64"}
 OUT=${OUT:-results/gpu}
 mkdir -p "$OUT"
 python -c "import torch, sys; sys.exit(0 if '$DEVICE' != 'cuda' or torch.cuda.is_available() else 'CUDA is not available: run this on a GPU machine (or DEVICE=cpu for a dry run)')"
 # shellcheck disable=SC2086
 jfbbench sweep --problem drunet_fb --estimator unrolled jfb restarted_jfb deq --depth $DEPTHS --seed 0 \
-  --restarts 4 --set "patch=$PATCH" --set images=grey --device "$DEVICE" --dtype "$DTYPE" --min-run-time 1 \
+  --restarts 4 --set "patch=$PATCH" --set "images=$IMAGES" --device "$DEVICE" --dtype "$DTYPE" --min-run-time 1 \
   --out "$OUT/drunet_fb_memory.csv"
 jfbbench plot "$OUT/drunet_fb_memory.csv" --out "$OUT"
 python - "$OUT/drunet_fb_memory.csv" <<'PY'
