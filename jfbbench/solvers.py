@@ -116,23 +116,16 @@ class _Progress:
         return self.update(res, rel, evals)
 
     def update(self, res: Tensor, rel: Tensor, evals: int) -> tuple[bool, bool]:
-        self.counts = torch.where(self.active, torch.full_like(self.counts, evals), self.counts)
+        self.counts = torch.where(self.active, evals, self.counts)
         self.res, self.rel = res, rel
         self.active = ~((rel <= self.tol) | (res == 0))
-        worst = torch.where(torch.isfinite(rel), rel, torch.full_like(rel, math.inf)).max()
-        flags = torch.stack(
-            [
-                self.active.any().to(rel.dtype),
-                torch.isfinite(rel).all().to(rel.dtype),
-                worst,
-                self.active.all().to(rel.dtype),
-                torch.linalg.vector_norm(res),
-            ]
-        )
-        any_active, finite, worst_f, all_active, total = flags.tolist()  # the one host synchronisation
-        self.all_active = bool(all_active)
-        self.history.append((evals, worst_f, total))
-        return bool(any_active), bool(finite)
+        rels, ress = torch.stack([rel, res]).tolist()  # the one host synchronisation
+        active = [not (r <= self.tol or q == 0) for r, q in zip(rels, ress, strict=True)]
+        self.all_active = all(active)
+        finite = all(map(math.isfinite, rels))
+        worst = max(r if math.isfinite(r) else math.inf for r in rels)
+        self.history.append((evals, worst, math.hypot(*ress)))
+        return any(active), finite
 
     def rate(self, since: int, window: int | None = None) -> float:
         """Measured contraction per iteration of the residual (its norm over the whole
@@ -180,43 +173,45 @@ ORTHOGONALITY = 64
 
 
 def _orthogonalise(
-    Q: Tensor, w: Tensor, loss: float | None, floor: Tensor
-) -> tuple[Tensor, Tensor, Tensor, float | None, int]:
-    """w minus its projection on the orthonormal rows of Q (S, k, n), per sample, by
-    classical Gram-Schmidt, with a second pass where one is not enough ("twice is enough":
-    Giraud, Langou, Rozloznik, Comput. Math. Appl. 2005).
+    Q: Tensor, w: Tensor, out: Tensor, loss: float | None, floor: Tensor
+) -> tuple[Tensor, Tensor, float | None, int]:
+    """w minus its projection on the orthonormal rows of Q (S, k, n), per sample, written
+    into ``out`` (S, n), by classical Gram-Schmidt, with a second pass where one is not
+    enough ("twice is enough": Giraud, Langou, Rozloznik, Comput. Math. Appl. 2005).
 
     ``loss``: a bound on the basis's loss of orthogonality so far (None: always two passes,
     no host synchronisation, as on a GPU). One pass leaves w' = w - Q^T h with
     |Q w'| <= loss ||h|| + eps ||w||, so the new vector's loss is at most
-    (loss + eps) ||h|| / ||w'|| + eps (||w|| <= ||h|| + ||w'||). Where that bound stays under
-    ``ORTHOGONALITY`` eps, one pass is kept; else the second pass's inner products
-    h2 = Q w' are taken, which measure that loss (||h2|| / ||w'||), and w' is corrected by
-    them only where the measured loss is above the limit. The ratios are read on the host
-    (free on a CPU) over the samples whose w' is above ``floor`` (the others leave the
-    basis). The classical rule (twice when ||w'|| < ||w|| / sqrt(2)) fires at almost every
-    step of GMRES on I - J^T, where w holds the previous basis vector: ||h|| ~ 1 >= ||w'||.
+    (loss + eps) ||h|| / ||w'|| + eps (||w|| <= ||h|| + ||w'||; rounding constants taken as
+    1). Where that bound stays under ``ORTHOGONALITY`` eps, one pass is kept; else the second
+    pass's inner products h2 = Q w' are taken, which measure that loss (||h2|| / ||w'||), and
+    w' is corrected by them only where the measured loss is above the limit. The ratios are
+    read on the host (free on a CPU) over the samples whose w' is above ``floor`` (the
+    others leave the basis). The classical rule (twice when ||w'|| < ||w|| / sqrt(2)) fires
+    at almost every step of GMRES on I - J^T, where w holds the previous basis vector:
+    ||h|| ~ 1 >= ||w'||.
 
-    Returns (w', h, ||w'||, the new bound, passes over Q: 2, 3 or 4).
+    Returns (h, ||w'||, the new bound, passes over Q: 2, 3 or 4).
     """
     eps = torch.finfo(w.dtype).eps
+    o = out.unsqueeze(1)
     h = _dots(Q, w)
-    w = torch.baddbmm(w.unsqueeze(1), h.unsqueeze(1), Q, alpha=-1).squeeze(1)
-    hn = torch.linalg.vector_norm(w, dim=1)
+    torch.baddbmm(w.unsqueeze(1), h.unsqueeze(1), Q, alpha=-1, out=o)
+    hn = torch.linalg.vector_norm(out, dim=1)
     if loss is not None:
         bound = (loss + eps) * _worst_ratio(h, hn, floor) + eps
         if bound <= ORTHOGONALITY * eps:
-            return w, h, hn, max(loss, bound), 2
-    h2 = _dots(Q, w)
+            return h, hn, max(loss, bound), 2
+    h2 = _dots(Q, out)
     if loss is not None:
         measured = _worst_ratio(h2, hn, floor) + eps
         if measured <= ORTHOGONALITY * eps:
-            return w, h, hn, max(loss, measured), 3
-    w = torch.baddbmm(w.unsqueeze(1), h2.unsqueeze(1), Q, alpha=-1).squeeze(1)
-    hn2 = torch.linalg.vector_norm(w, dim=1)
+            return h, hn, max(loss, measured), 3
+    o.baddbmm_(h2.unsqueeze(1), Q, alpha=-1)
+    hn2 = torch.linalg.vector_norm(out, dim=1)
     if loss is not None:
         loss = max(loss, (loss + eps) * _worst_ratio(h2, hn2, floor) + eps)
-    return w, h + h2, hn2, loss, 4
+    return h + h2, hn2, loss, 4
 
 
 def _worst_ratio(h: Tensor, hn: Tensor, floor: Tensor) -> float:
@@ -679,6 +674,19 @@ def _gmres(
         counts = torch.zeros(samples, dtype=torch.long, device=device)
         always_twice = device.type != "cpu"
         reorthogonalised = 0
+        #: per step k: the basis so far as an (S, k + 1, n) batch, its row k and row k + 1,
+        #: the block of Om that rotates the new column, Om's rows k and k + 1, R's column k
+        views = [
+            (
+                Q[: k + 1].transpose(0, 1),
+                Q[k],
+                Q[k + 1],
+                Om[:, : k + 1, : k + 1],
+                Om[:, k : k + 2, : k + 2],
+                R[:, : k + 1, k],
+            )
+            for k in range(m_max)
+        ]
 
         def solution(beta: Tensor, k: int) -> Tensor:
             """u + Q_k y with y = argmin ||beta e_1 - H_k y||, from the rotated triangle R_k.
@@ -707,13 +715,16 @@ def _gmres(
             Om.copy_(eye)
             R.zero_()
             loss = None if always_twice else eps
+            floor = eps * beta
+            was_alive = []
             k_done = 0
             for k in range(m):
-                Qk = Q[: k + 1].transpose(0, 1)
-                w = mv(Q[k])
+                Qk, q, q_next, om_k, om_rows, r_col = views[k]
+                w = mv(q)
                 evals += 1
-                counts += alive
-                w, h, hn, loss, passes = _orthogonalise(Qk, w, loss, eps * beta)
+                was_alive.append(alive)
+                # w' = w - Qk^T h goes straight into the next basis row, normalised there
+                h, hn, loss, passes = _orthogonalise(Qk, w, q_next, loss, floor)
                 reorthogonalised += passes == 4
                 if H is not None:
                     H[:, : k + 1, k] = h
@@ -722,24 +733,25 @@ def _gmres(
                 # entry with one more: rows k, k + 1 of Om (row k + 1 still e_{k+1}) turn by
                 # [[c, s], [-s, c]]; a column that is all zero (a frozen sample) gets c = s = 0,
                 # a zero pivot that ``solution`` discards
-                col = torch.bmm(Om[:, : k + 1, : k + 1], h.unsqueeze(2)).squeeze(2)
-                rr = torch.hypot(col[:, k], hn)
+                col = torch.bmm(om_k, h.unsqueeze(2)).squeeze(2)
+                a = col[:, k]
+                rr = torch.hypot(a, hn)
                 inv = rr.clamp_min(tiny).reciprocal_()
-                c, s = col[:, k] * inv, hn * inv
-                col[:, k] = rr
-                R[:, : k + 1, k] = col
-                rot = torch.stack([c, s, -s, c], dim=1).view(-1, 2, 2)
-                Om[:, k : k + 2, : k + 2] = torch.bmm(rot, Om[:, k : k + 2, : k + 2])
+                c, s = a * inv, hn * inv
+                a.copy_(rr)
+                r_col.copy_(col)
+                om_rows.copy_(torch.bmm(torch.stack([c, s, -s, c], dim=1).view(-1, 2, 2), om_rows))
                 k_done = k + 1
                 # a basis that ran out (lucky breakdown) or a frozen sample adds zero vectors
-                alive = alive & (hn > eps * beta)
+                alive = alive & (hn > floor)
                 if (k + 1) % check_every == 0 or k + 1 == m:
                     estimate = beta * Om[:, k + 1, 0].abs()
                     ref = bn if relative_to == "rhs" else scale(solution(beta, k_done))
                     alive = alive & (estimate > tol * ref)
                     if not bool(alive.any()):
                         break
-                torch.mul(w, (alive / hn.clamp_min(tiny)).unsqueeze(1), out=Q[k + 1])
+                q_next.mul_((alive / hn.clamp_min(tiny)).unsqueeze(1))
+            counts += torch.stack(was_alive).sum(dim=0)
             u = solution(beta, k_done)
             r = B - mv(u)
             evals += 1

@@ -304,9 +304,10 @@ def _arnoldi(a: torch.Tensor, steps: int, loss: float | None) -> tuple[float, li
     passes = []
     for k in range(steps):
         w = torch.bmm(a, q[:, k].unsqueeze(2)).squeeze(2)
-        w, _, hn, loss, p = solvers._orthogonalise(q[:, : k + 1], w, loss, torch.zeros(s, dtype=torch.float64))
+        out = torch.empty(s, n, dtype=torch.float64)
+        _, hn, loss, p = solvers._orthogonalise(q[:, : k + 1], w, out, loss, torch.zeros(s, dtype=torch.float64))
         passes.append(p)
-        q[:, k + 1] = w / hn.unsqueeze(1)
+        q[:, k + 1] = out / hn.unsqueeze(1)
     gram = torch.bmm(q, q.transpose(1, 2)) - torch.eye(steps + 1, dtype=torch.float64)
     return float(gram.abs().max()), passes
 
