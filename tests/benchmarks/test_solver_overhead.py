@@ -9,8 +9,8 @@ A = I - J^T), in alternation (``ROUNDS`` blocks each, ``jfbbench.measure.time_ca
 
 the extra time per iteration as a fraction of one T (one VJP). Target: <= 0.2 for Anderson
 and GMRES at n x batch >= 1e4. ``picard`` is the control (its own work is a comparison every
-``check_every`` steps: it should read about 0). Kept out of the default run (marker
-``benchmark``)::
+``check_every`` steps: it should read about 0). ``second_passes``: the GMRES steps whose
+Gram-Schmidt took a second full pass. Kept out of the default run (marker ``benchmark``)::
 
     pytest -m benchmark tests/benchmarks/test_solver_overhead.py
     JFBBENCH_SOLVER_OVERHEAD_CSV=results/benchmarks/solver_overhead.csv pytest -m benchmark tests/benchmarks/test_solver_overhead.py
@@ -132,6 +132,7 @@ def test_solver_overhead_per_iteration(benchmark, overhead_table, case, method):
         unit="vjp" if method == "gmres" else "T",
         iterations=stats["iterations"],
         workspace_bytes=stats["workspace_bytes"],
+        second_passes=stats.get("reorthogonalised", 0),
         threads=1,
         per_iteration_s=per_iteration,
         unit_s=unit,
