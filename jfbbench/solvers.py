@@ -58,9 +58,10 @@ ADJOINT_METHODS = ("fixed_point", "gmres", "auto")
 KRYLOV_GAIN = 1.1
 #: Anderson is kept by ``auto`` only where its measured rate is at least this power of the
 #: rate of the fixed-point steps just before it: it must cut the steps by a third, to pay for
-#: its own work per step (10-20% of one T at n x batch >= 1e4) against a fixed-point rate
-#: that is optimistic (measured early, when the fast components die first). On a spectrum
-#: near a circle (a tight tanh layer) it saves a few per cent of the steps: given up there
+#: its own work per step (0.4-0.5 of one T at n x batch >= 1e4, memory 10) against a
+#: fixed-point rate that is optimistic (measured early, when the fast components die first).
+#: On a spectrum near a circle (a tight tanh layer) it saves a few per cent of the steps:
+#: given up there
 ANDERSON_GAIN = 1.5
 #: iterations over which ``auto`` measures a rate
 RATE_WINDOW = 8
