@@ -10,7 +10,8 @@ its result and a dict of statistics, in the manner of TorchDEQ's solvers:
 - ``workspace_bytes``: the bytes of the solver's own buffers (Anderson's history, the
   GMRES basis and Hessenberg, Broyden's low-rank factors), not counting x itself;
 - ``method``: the method that finished the solve (``auto`` switches between them) and
-  ``switches``: the methods in the order they ran.
+  ``switches``: the methods in the order they ran;
+- ``reorthogonalised`` (GMRES): the steps whose Gram-Schmidt took a second pass.
 
 A solve that stops at ``max_iter`` says ``converged=False`` and warns.
 
@@ -22,9 +23,11 @@ the samples). ``per_sample=False`` treats the state as one vector. ``None`` mean
 whenever the state has a batch dimension (``ndim >= 2``) of more than one sample.
 
 **Overhead.** No Python loop runs over basis vectors or history entries: Gram-Schmidt is
-classical with one reorthogonalisation (two pairs of batched matmuls), the Hessenberg's QR is
-updated with Givens rotations held as one small orthogonal matrix per sample, Anderson keeps
-the Gram matrix of its residual history up to date with one batched product per step.
+classical (one pair of batched matmuls), with a second pass only where a bound on the basis's
+loss of orthogonality asks for it (on a CPU; always on other devices, which keeps them free of
+host synchronisations), the Hessenberg's QR is updated with Givens rotations held as one small
+orthogonal matrix per sample, Anderson keeps the Gram matrix of its residual history up to
+date with one batched product per step and writes f(x) - x straight into that history.
 Convergence is read on the host every ``check_every`` iterations only (the per-sample masks
 and residual estimates stay on the device in between), so a CUDA solve synchronises once per
 ``check_every`` steps; the fixed-point loops check sooner where the measured rate says the
@@ -171,6 +174,56 @@ def _comb(c: Tensor, Q: Tensor) -> Tensor:
     return torch.bmm(c.unsqueeze(1), Q).squeeze(1)
 
 
+#: the largest loss of orthogonality of the GMRES basis (max |<q_i, q_j>|, in machine
+#: epsilons) that Gram-Schmidt lets stand without a second pass
+ORTHOGONALITY = 64
+
+
+def _orthogonalise(
+    Q: Tensor, w: Tensor, loss: float | None, floor: Tensor
+) -> tuple[Tensor, Tensor, Tensor, float | None, int]:
+    """w minus its projection on the orthonormal rows of Q (S, k, n), per sample, by
+    classical Gram-Schmidt, with a second pass where one is not enough ("twice is enough":
+    Giraud, Langou, Rozloznik, Comput. Math. Appl. 2005).
+
+    ``loss``: a bound on the basis's loss of orthogonality so far (None: always two passes,
+    no host synchronisation, as on a GPU). One pass leaves w' = w - Q^T h with
+    |Q w'| <= loss ||h|| + eps ||w||, so the new vector's loss is at most
+    (loss + eps) ||h|| / ||w'|| + eps (||w|| <= ||h|| + ||w'||). Where that bound stays under
+    ``ORTHOGONALITY`` eps, one pass is kept; else the second pass's inner products
+    h2 = Q w' are taken, which measure that loss (||h2|| / ||w'||), and w' is corrected by
+    them only where the measured loss is above the limit. The ratios are read on the host
+    (free on a CPU) over the samples whose w' is above ``floor`` (the others leave the
+    basis). The classical rule (twice when ||w'|| < ||w|| / sqrt(2)) fires at almost every
+    step of GMRES on I - J^T, where w holds the previous basis vector: ||h|| ~ 1 >= ||w'||.
+
+    Returns (w', h, ||w'||, the new bound, passes over Q: 2, 3 or 4).
+    """
+    eps = torch.finfo(w.dtype).eps
+    h = _dots(Q, w)
+    w = torch.baddbmm(w.unsqueeze(1), h.unsqueeze(1), Q, alpha=-1).squeeze(1)
+    hn = torch.linalg.vector_norm(w, dim=1)
+    if loss is not None:
+        bound = (loss + eps) * _worst_ratio(h, hn, floor) + eps
+        if bound <= ORTHOGONALITY * eps:
+            return w, h, hn, max(loss, bound), 2
+    h2 = _dots(Q, w)
+    if loss is not None:
+        measured = _worst_ratio(h2, hn, floor) + eps
+        if measured <= ORTHOGONALITY * eps:
+            return w, h, hn, max(loss, measured), 3
+    w = torch.baddbmm(w.unsqueeze(1), h2.unsqueeze(1), Q, alpha=-1).squeeze(1)
+    hn2 = torch.linalg.vector_norm(w, dim=1)
+    if loss is not None:
+        loss = max(loss, (loss + eps) * _worst_ratio(h2, hn2, floor) + eps)
+    return w, h + h2, hn2, loss, 4
+
+
+def _worst_ratio(h: Tensor, hn: Tensor, floor: Tensor) -> float:
+    """max over the samples with hn > floor of ||h|| / hn (0 if none), on the host."""
+    return float(torch.where(hn > floor, torch.linalg.vector_norm(h, dim=1) / hn, 0.0).max())
+
+
 def _count_stats(counts: Tensor) -> dict:
     c = counts.tolist()
     return dict(iterations_mean=sum(c) / len(c), iterations_max=max(c), iterations_per_sample=c)
@@ -242,32 +295,44 @@ class _Anderson:
         self.H = torch.zeros(s, memory, memory, dtype=x.dtype, device=x.device)
         self.k = 0
         self.reg = reg if reg is not None else (1e-10 if x.dtype == torch.float64 else 1e-5)
+        eye = torch.eye(memory, dtype=x.dtype, device=x.device)
+        #: lam I, and the weights of a plain fixed-point step (row j: the step from slot j)
+        self.ridge, self.onehot = self.reg * eye, eye
+        self.tiny = torch.finfo(x.dtype).tiny
+        #: per slot: its rows of F, G (as (S, n) and (S, 1, n)), its row and column of H
+        self.slots = [
+            (self.F[:, j], self.G[:, j], self.G[:, j : j + 1], self.H[:, j : j + 1], self.H[:, :, j])
+            for j in range(memory)
+        ]
+        self.Gt = self.G.transpose(1, 2)
         self.workspace_bytes = (self.F.numel() + self.G.numel() + self.H.numel()) * x.element_size()
 
     def step(self, x: Tensor, fx: Tensor) -> Tensor:
         slot = self.k % self.m
         self.k += 1
-        g = fx - x
-        self.F[:, slot] = fx
-        self.G[:, slot] = g
-        row = _dots(self.G, g)  # (S, m): <g_j, g>
-        self.H[:, slot, :] = row
-        self.H[:, :, slot] = row
         n = min(self.k, self.m)
+        f_row, g_row, g3, h_row, h_col = self.slots[slot]
+        torch.sub(fx, x, out=g_row)  # g = f(x) - x, written into its slot of the history
+        f_row.copy_(fx)
+        full = n == self.m
+        row = torch.bmm(g3, self.Gt if full else self.Gt[:, :, :n])  # (S, 1, n): <g, g_j>
+        if full:
+            h_row.copy_(row)
+            h_col.copy_(row.squeeze(1))
+        else:
+            h_row[:, :, :n] = row
+            h_col[:, :n] = row.squeeze(1)
         if n == 1:
             return fx
-        h = self.H[:, :n, :n]
-        d = torch.diagonal(h, dim1=1, dim2=2).clamp_min(torch.finfo(x.dtype).tiny).sqrt()
-        c = h / (d.unsqueeze(2) * d.unsqueeze(1))
-        c = c + self.reg * torch.eye(n, dtype=x.dtype, device=x.device)
-        z, info = torch.linalg.solve_ex(c, (1.0 / d).unsqueeze(2))
-        alpha = z.squeeze(2) / d
+        h = self.H if full else self.H[:, :n, :n]
+        dinv = torch.diagonal(h, dim1=1, dim2=2).clamp_min(self.tiny).rsqrt().unsqueeze(2)  # (S, n, 1)
+        c = torch.addcmul(self.ridge if full else self.ridge[:n, :n], h, dinv * dinv.transpose(1, 2))
+        z, info = torch.linalg.solve_ex(c, dinv)
+        alpha = z.mul_(dinv).squeeze(2)
         alpha = alpha / alpha.sum(dim=1, keepdim=True)
-        ok = (info == 0) & torch.isfinite(alpha).all(dim=1)
-        picard = torch.zeros_like(alpha)
-        picard[:, slot] = 1.0
-        alpha = torch.where(ok.unsqueeze(1), alpha, picard)
-        return _comb(alpha, self.F[:, :n])
+        ok = (info == 0) & torch.isfinite(alpha.sum(dim=1))  # any entry inf or nan makes the sum so
+        alpha = torch.where(ok.unsqueeze(1), alpha, self.onehot[slot, :n])
+        return _comb(alpha, self.F if full else self.F[:, :n])
 
 
 class _Broyden:
@@ -538,9 +603,11 @@ def gmres(
     """Restarted GMRES (Saad and Schultz 1986) for A u = b with ``matvec(w) = A w`` (any
     tensor shape), from ``u0`` (default 0), one Krylov basis per sample with ``per_sample``.
 
-    Classical Gram-Schmidt with one reorthogonalisation; the least-squares problem on the
-    small Hessenberg matrix is kept triangular by Givens rotations, which give the residual
-    norm at every step without a host synchronisation. Stops when ||b - A u|| <= tol ||b||
+    Classical Gram-Schmidt, with a second pass where a bound on the basis's loss of
+    orthogonality asks for it (read on the host on a CPU, where that costs nothing; always
+    on other devices: ``_orthogonalise``); the least-squares problem on the small Hessenberg
+    matrix is kept triangular by Givens rotations, which give the residual norm at every step
+    without a host synchronisation. Stops when ||b - A u|| <= tol ||b||
     (``relative_to="rhs"``) or <= tol ||u|| (``"solution"``: the criterion of the adjoint
     fixed-point iteration, whose step is the residual), per sample, read every
     ``check_every`` matvecs and confirmed by the true residual at the end of each cycle;
@@ -600,13 +667,18 @@ def _gmres(
             else:
                 r = r0.detach().reshape(samples, -1)
         m_max = max(1, min(restart, max_iter))
-        Q = torch.zeros(samples, m_max + 1, n, dtype=dtype, device=device)
+        # the basis, one row of samples per vector (each vector contiguous: the matvec reads it
+        # in place); Q[:k].transpose(0, 1) is the (S, k, n) batch of the Gram-Schmidt products.
+        # Rows are written before they are read
+        Q = torch.empty(m_max + 1, samples, n, dtype=dtype, device=device)
         R = torch.zeros(samples, m_max, m_max, dtype=dtype, device=device)
         Om = torch.zeros(samples, m_max + 1, m_max + 1, dtype=dtype, device=device)
         H = torch.zeros(samples, m_max + 1, m_max, dtype=dtype, device=device) if judge else None
         workspace = (Q.numel() + R.numel() + Om.numel() + (H.numel() if H is not None else 0)) * B.element_size()
         eye = torch.eye(m_max + 1, dtype=dtype, device=device)
         counts = torch.zeros(samples, dtype=torch.long, device=device)
+        always_twice = device.type != "cpu"
+        reorthogonalised = 0
 
         def solution(beta: Tensor, k: int) -> Tensor:
             """u + Q_k y with y = argmin ||beta e_1 - H_k y||, from the rotated triangle R_k.
@@ -618,7 +690,7 @@ def _gmres(
             rk = rk + torch.diag_embed(torch.where(bad, 1.0 - diag, torch.zeros_like(diag)))
             g = torch.where(bad, torch.zeros_like(g), g)
             y = torch.linalg.solve_triangular(rk, g.unsqueeze(2), upper=True).squeeze(2)
-            return u + _comb(y, Q[:, :k])
+            return u + _comb(y, Q[:k].transpose(0, 1))
 
         handover = False
         res = torch.linalg.vector_norm(r, dim=1)
@@ -631,38 +703,33 @@ def _gmres(
             m = min(m_max, max_iter - evals)
             beta = res
             alive = active.clone()
-            Q[:, 0] = r * (alive / torch.where(beta > 0, beta, torch.ones_like(beta))).unsqueeze(1)
+            torch.mul(r, (alive / beta.clamp_min(tiny)).unsqueeze(1), out=Q[0])
             Om.copy_(eye)
             R.zero_()
+            loss = None if always_twice else eps
             k_done = 0
             for k in range(m):
-                w = mv(Q[:, k])
+                Qk = Q[: k + 1].transpose(0, 1)
+                w = mv(Q[k])
                 evals += 1
                 counts += alive
-                Qk = Q[:, : k + 1]
-                h = _dots(Qk, w)  # classical Gram-Schmidt, then once more
-                w = w - _comb(h, Qk)
-                h2 = _dots(Qk, w)
-                w = w - _comb(h2, Qk)
-                h = h + h2
-                hn = torch.linalg.vector_norm(w, dim=1)
+                w, h, hn, loss, passes = _orthogonalise(Qk, w, loss, eps * beta)
+                reorthogonalised += passes == 4
                 if H is not None:
                     H[:, : k + 1, k] = h
                     H[:, k + 1, k] = hn
-                # rotate the new Hessenberg column by the rotations so far, then zero its last entry
+                # rotate the new Hessenberg column by the rotations so far, then zero its last
+                # entry with one more: rows k, k + 1 of Om (row k + 1 still e_{k+1}) turn by
+                # [[c, s], [-s, c]]; a column that is all zero (a frozen sample) gets c = s = 0,
+                # a zero pivot that ``solution`` discards
                 col = torch.bmm(Om[:, : k + 1, : k + 1], h.unsqueeze(2)).squeeze(2)
-                a = col[:, k]
-                rr = torch.hypot(a, hn)
-                safe = torch.where(rr > 0, rr, torch.ones_like(rr))
-                c = torch.where(rr > 0, a / safe, torch.ones_like(rr))
-                s = hn / safe
+                rr = torch.hypot(col[:, k], hn)
+                inv = rr.clamp_min(tiny).reciprocal_()
+                c, s = col[:, k] * inv, hn * inv
                 col[:, k] = rr
                 R[:, : k + 1, k] = col
-                row = Om[:, k, : k + 2].clone()
-                Om[:, k, : k + 2] = c.unsqueeze(1) * row
-                Om[:, k, k + 1] += s
-                Om[:, k + 1, : k + 2] = -s.unsqueeze(1) * row
-                Om[:, k + 1, k + 1] += c
+                rot = torch.stack([c, s, -s, c], dim=1).view(-1, 2, 2)
+                Om[:, k : k + 2, : k + 2] = torch.bmm(rot, Om[:, k : k + 2, : k + 2])
                 k_done = k + 1
                 # a basis that ran out (lucky breakdown) or a frozen sample adds zero vectors
                 alive = alive & (hn > eps * beta)
@@ -672,7 +739,7 @@ def _gmres(
                     alive = alive & (estimate > tol * ref)
                     if not bool(alive.any()):
                         break
-                Q[:, k + 1] = w * (alive / torch.where(hn > 0, hn, torch.ones_like(hn))).unsqueeze(1)
+                torch.mul(w, (alive / hn.clamp_min(tiny)).unsqueeze(1), out=Q[k + 1])
             u = solution(beta, k_done)
             r = B - mv(u)
             evals += 1
@@ -694,6 +761,7 @@ def _gmres(
             workspace_bytes=workspace,
             method="gmres",
             handover=handover,
+            reorthogonalised=reorthogonalised,
             **_count_stats(counts),
         )
         return u.reshape(shape), stats

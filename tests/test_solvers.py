@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import newton_fixed_point, rel
 
-from jfbbench import ConvergenceWarning, estimators, problems
+from jfbbench import ConvergenceWarning, estimators, problems, solvers
 from jfbbench.solvers import adjoint_solve, dense_jacobian, fixed_point, gmres
 
 FORWARD = ["picard", "anderson", "broyden", "auto"]
@@ -291,3 +291,67 @@ def test_a_zero_tolerance_runs_to_max_iter(method):
     with pytest.warns(ConvergenceWarning):
         _, st = fixed_point(p.operator, p.initial_point(), 0.0, 30, method=method)
     assert st["iterations"] == 30 and not st["converged"]
+
+
+def _arnoldi(a: torch.Tensor, steps: int, loss: float | None) -> tuple[float, list[int]]:
+    """An Arnoldi basis of ``a`` (S, n, n) built with the solvers' Gram-Schmidt: its loss of
+    orthogonality max |Q Q^T - I| and the passes over the basis of each step."""
+    s, n, _ = a.shape
+    torch.manual_seed(0)
+    q = torch.zeros(s, steps + 1, n, dtype=torch.float64)
+    b = torch.randn(s, n, dtype=torch.float64)
+    q[:, 0] = b / b.norm(dim=1, keepdim=True)
+    passes = []
+    for k in range(steps):
+        w = torch.bmm(a, q[:, k].unsqueeze(2)).squeeze(2)
+        w, _, hn, loss, p = solvers._orthogonalise(q[:, : k + 1], w, loss, torch.zeros(s, dtype=torch.float64))
+        passes.append(p)
+        q[:, k + 1] = w / hn.unsqueeze(1)
+    gram = torch.bmm(q, q.transpose(1, 2)) - torch.eye(steps + 1, dtype=torch.float64)
+    return float(gram.abs().max()), passes
+
+
+def _shifted(j: torch.Tensor) -> torch.Tensor:
+    return (torch.eye(j.shape[-1], dtype=torch.float64) - j.transpose(-1, -2)).expand(2, -1, -1).contiguous()
+
+
+def test_gram_schmidt_keeps_an_ill_conditioned_basis_orthogonal(monkeypatch):
+    # I - J with J symmetric, spectrum in [-0.99, 0.99] (condition number ~200), as the
+    # affine problems have: one pass of classical Gram-Schmidt loses orthogonality fast here
+    torch.manual_seed(1)
+    j = torch.randn(300, 300, dtype=torch.float64)
+    j = j + j.T
+    a = _shifted(0.99 * j / torch.linalg.eigvalsh(j).abs().max())
+    eps = torch.finfo(torch.float64).eps
+    loss, passes = _arnoldi(a, 40, eps)
+    assert loss <= 1e-12
+    assert 4 in passes  # the second pass ran where it had to
+    always, _ = _arnoldi(a, 40, None)
+    assert always <= 1e-12
+    monkeypatch.setattr(solvers, "ORTHOGONALITY", math.inf)  # one pass only
+    single, passes = _arnoldi(a, 40, eps)
+    assert set(passes) == {2} and single > 1e-10  # the case needs the second pass
+
+
+def test_gram_schmidt_takes_one_pass_where_one_is_enough():
+    # I - J^T with J = 0.9 x orthogonal (a spectrum on a circle, as the tight tanh layer's):
+    # ||h|| / ||w'|| stays near 1 and one pass keeps the basis orthogonal for many steps
+    torch.manual_seed(1)
+    j = 0.9 * torch.linalg.qr(torch.randn(300, 300, dtype=torch.float64))[0]
+    loss, passes = _arnoldi(_shifted(j), 20, torch.finfo(torch.float64).eps)
+    assert loss <= 1e-13
+    assert passes.count(2) >= 10
+    _, passes = _arnoldi(_shifted(j), 20, None)  # no host reads: always two full passes
+    assert set(passes) == {4}
+
+
+def test_gmres_with_fewer_passes_still_matches_the_dense_solve():
+    torch.manual_seed(3)
+    n = 200
+    j = torch.randn(n, n, dtype=torch.float64)
+    j = 0.99 * (j + j.T) / torch.linalg.eigvalsh(j + j.T).abs().max()
+    v = torch.randn(2, n, dtype=torch.float64)
+    u, st = gmres(lambda w: w - w @ j, v, 1e-12, 2000, per_sample=True)
+    exact = torch.linalg.solve(torch.eye(n, dtype=torch.float64) - j, v.T).T
+    assert st["converged"] and rel(u, exact) <= 1e-12 * 200 * 10
+    assert 0 < st["reorthogonalised"] < st["iterations"]
