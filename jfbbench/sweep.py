@@ -277,6 +277,8 @@ class Grid:
         to the estimator's defaults dropped (so they key the same rows as no setting)."""
         axes = {k: v for k, v in sorted(self.axes().items()) if self.applies(estimator, k)}
         defaults = _defaults(estimator)
+        if "tol" in defaults and defaults["tol"] is None:  # None: the dtype's default tolerance
+            defaults["tol"] = default_tol(getattr(torch, self.dtype))
         out = []
         for values in itertools.product(*axes.values()):
             combo = tuple((k, v) for k, v in zip(axes, values, strict=True) if not (k in defaults and defaults[k] == v))

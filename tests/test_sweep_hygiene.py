@@ -74,6 +74,19 @@ def test_tol_is_an_axis_of_the_estimators_that_solve(tmp_path):
     assert deq[1e-3] > 1e3 * deq[1e-12]  # a loose tolerance is measured, not answered by the tight row
 
 
+def test_the_default_tolerance_given_explicitly_keys_the_same_rows(tmp_path):
+    out = tmp_path / "t.csv"
+    assert sweep(*BASE, "--estimator", "jfb", "--depth", "2", "--out", out).exit_code == 0
+    first = pd.read_csv(out)
+    res = sweep(*BASE, "--estimator", "jfb", "--depth", "2", "--tol", "1e-12", "--out", out)
+    assert res.exit_code == 0, res.output
+    again = pd.read_csv(out)
+    assert len(first) == len(again) == 1 and again["tol"].tolist() == [1e-12]  # float64's default, not re-measured
+    res = sweep(*BASE, "--estimator", "jfb", "--depth", "2", "--tol", "1e-11", "--append", "--out", out)
+    assert res.exit_code == 0, res.output
+    assert sorted(pd.read_csv(out)["tol"]) == [1e-12, 1e-11]  # another tolerance is another row
+
+
 def test_unknown_settings_are_refused_in_one_line(tmp_path):
     out = tmp_path / "t.csv"
     one_line_error(sweep(*BASE, "--set", "nokey=1", "--out", out), ["unknown --set key 'nokey'", "affine", "dim"])
