@@ -101,7 +101,10 @@ def ieee_float32() -> None:
     if os.environ.get("JFBBENCH_TF32") == "1":
         return
     if hasattr(torch.backends.cudnn, "fp32_precision"):  # PyTorch >= 2.9: the new settings only
-        torch.backends.cudnn.fp32_precision = "ieee"
+        # each operator's own setting: in PyTorch 2.11 cuDNN's convolutions keep "tf32" when
+        # only the cuDNN-wide setting is changed
+        for backend in (torch.backends.cudnn, torch.backends.cudnn.conv, torch.backends.cudnn.rnn):
+            backend.fp32_precision = "ieee"
         torch.backends.cuda.matmul.fp32_precision = "ieee"
     else:
         torch.backends.cudnn.allow_tf32 = False

@@ -277,6 +277,8 @@ class Grid:
         to the estimator's defaults dropped (so they key the same rows as no setting)."""
         axes = {k: v for k, v in sorted(self.axes().items()) if self.applies(estimator, k)}
         defaults = _defaults(estimator)
+        if "tol" in defaults and defaults["tol"] is None:  # None: the dtype's default tolerance
+            defaults["tol"] = default_tol(getattr(torch, self.dtype))
         out = []
         for values in itertools.product(*axes.values()):
             combo = tuple((k, v) for k, v in zip(axes, values, strict=True) if not (k in defaults and defaults[k] == v))
@@ -396,6 +398,7 @@ def run(
     on_row: Callable[[dict[str, Any]], None] | None = None,
     append: bool = False,
     cluster: Cluster | None = None,
+    retry_errors: bool = False,
 ) -> pd.DataFrame:
     """Run the grid (or one shard of it), appending each row to ``out`` as soon as it is
     measured and skipping rows already present. Returns the whole table. ``cluster`` says
@@ -403,7 +406,10 @@ def run(
 
     One process writes a table at a time (a lock beside it; a second one is refused). The
     table records its grid in ``<out>.grid.json``; a different grid is refused unless
-    ``append``, which adds its rows (and records it beside the first)."""
+    ``append``, which adds its rows (and records it beside the first). A point whose
+    measurement raised keeps its row (``status`` = ``error: ...``) and is not measured again,
+    unless ``retry_errors``: then the error rows of this grid's points are dropped and
+    measured again."""
     grid.validate()
     out = Path(out)
     check_writable(out)
@@ -416,7 +422,14 @@ def run(
         spec = grid.record(timing, min_run_time)
         record.admit(spec, [p.key() for p in points] + spec["columns"], bool(journal.rows()), append)
         journal.widen()
-        done = {tuple(r.get(c, "") for c in KEY_COLUMNS) for r in journal.rows()}
+        rows = journal.rows()
+        if retry_errors:
+            mine = {p.key() for p in points}
+            kept = [r for r in rows if not (_is_error(r) and tuple(r.get(c, "") for c in KEY_COLUMNS) in mine)]
+            if len(kept) < len(rows):
+                journal.rewrite(kept)
+                rows = kept
+        done = {tuple(r.get(c, "") for c in KEY_COLUMNS) for r in rows}
         i, n = shard
         todo = [p for idx, p in enumerate(points) if idx % n == i and p.key() not in done]
 
@@ -445,6 +458,10 @@ def measure_task(point: Point) -> dict[str, Any]:
     row = measure_point(point, _REFERENCES, dict(point.estimator_config), point.timing, point.min_run_time)
     row.setdefault("status", "ok")
     return row
+
+
+def _is_error(row: dict[str, str]) -> bool:
+    return str(row.get("status", "")).startswith("error")
 
 
 def failed_row(point: Point, error: str) -> dict[str, Any]:

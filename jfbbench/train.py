@@ -263,8 +263,9 @@ class Trainer:
     # -- evaluation ----------------------------------------------------------------------
     def equilibrium(self, split: str, indices: list[int] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
         """x*(theta) of ``split`` (the images ``indices``; all when None) by the forward solve
-        to ``tol``, started from the last equilibrium found for those images (a start point
-        only: the result is the same to the tolerance). Not counted in the training cost."""
+        to ``tol`` (each image to its own tolerance), started from the last equilibrium found
+        for those images (a start point only: the result is the same to the tolerance). Not
+        counted in the training cost."""
         p, c = self.problem, self.config
         p.select(split, indices)
         keys = [(split, i) for i in p.indices]
@@ -272,7 +273,12 @@ class Trainer:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             x, st = fixed_point(
-                p.operator, p.initial_point() if start is None else start, c.tol, c.max_iter, method=c.solver
+                p.operator,
+                p.initial_point() if start is None else start,
+                c.tol,
+                c.max_iter,
+                method=c.solver,
+                per_sample=None,
             )
         if _finite(x):
             self.eval_bank.put(keys, x)

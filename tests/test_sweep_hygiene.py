@@ -74,6 +74,19 @@ def test_tol_is_an_axis_of_the_estimators_that_solve(tmp_path):
     assert deq[1e-3] > 1e3 * deq[1e-12]  # a loose tolerance is measured, not answered by the tight row
 
 
+def test_the_default_tolerance_given_explicitly_keys_the_same_rows(tmp_path):
+    out = tmp_path / "t.csv"
+    assert sweep(*BASE, "--estimator", "jfb", "--depth", "2", "--out", out).exit_code == 0
+    first = pd.read_csv(out)
+    res = sweep(*BASE, "--estimator", "jfb", "--depth", "2", "--tol", "1e-12", "--out", out)
+    assert res.exit_code == 0, res.output
+    again = pd.read_csv(out)
+    assert len(first) == len(again) == 1 and again["tol"].tolist() == [1e-12]  # float64's default, not re-measured
+    res = sweep(*BASE, "--estimator", "jfb", "--depth", "2", "--tol", "1e-11", "--append", "--out", out)
+    assert res.exit_code == 0, res.output
+    assert sorted(pd.read_csv(out)["tol"]) == [1e-12, 1e-11]  # another tolerance is another row
+
+
 def test_unknown_settings_are_refused_in_one_line(tmp_path):
     out = tmp_path / "t.csv"
     one_line_error(sweep(*BASE, "--set", "nokey=1", "--out", out), ["unknown --set key 'nokey'", "affine", "dim"])
@@ -119,9 +132,10 @@ def test_warm_start_is_an_estimator_setting_with_restarts(tmp_path):
 
 class Fails(JFB):
     name = "fails_test"
+    depth_that_fails = 2
 
     def _gradient(self, problem, params, state):
-        if self.depth == 2:
+        if self.depth == self.depth_that_fails:
             raise RuntimeError("no depth 2 here\nsecond line")
         return super()._gradient(problem, params, state)
 
@@ -135,6 +149,14 @@ def test_a_failing_point_becomes_a_row_with_its_error_and_the_grid_goes_on(tmp_p
     assert status[2] == "error: RuntimeError: no depth 2 here" and status[1] == status[3] == "ok"
     assert t.set_index("depth")["rel_error"].isna().tolist() == [False, True, False]
     assert len(run(grid, tmp_path / "t.csv", timing=False)) == 3  # recorded: not measured again
+    before = pd.read_csv(tmp_path / "t.csv").set_index("depth")
+    Fails.depth_that_fails = 3  # the cause is gone for depth 2 (and depth 3's row is ok: kept)
+    try:
+        t = run(grid, tmp_path / "t.csv", timing=False, retry_errors=True).set_index("depth")
+    finally:
+        Fails.depth_that_fails = 2
+    assert len(t) == 3 and (t["status"] == "ok").all() and t.loc[2, "rel_error"] > 0
+    assert t.loc[[1, 3], "rel_error"].tolist() == before.loc[[1, 3], "rel_error"].tolist()  # not re-measured
 
 
 def test_imaging_problems_are_sweepable(tmp_path):

@@ -84,6 +84,17 @@ def test_gap_is_measured_against_a_tight_float64_deq_not_against_the_estimator_i
     assert stats["converged"] and rel(ref, exact) < 1e-6
 
 
+def test_the_evaluation_solve_stops_each_image_at_its_own_tolerance():
+    t = Trainer(quick("jfb", steps=1))
+    x, st = t.equilibrium("test")
+    n = t.problem.n_images("test")
+    assert st["converged"] and st["samples"] == n > 1 and len(st["iterations_per_sample"]) == n
+    with torch.no_grad():
+        fx = t.problem.operator(x)
+    res = (fx - x).reshape(n, -1).norm(dim=1) / fx.reshape(n, -1).norm(dim=1)
+    assert float(res.max()) <= 10 * t.config.tol  # each image at its tolerance (one step on)
+
+
 def test_restarted_jfb_keeps_a_state_per_image():
     t = Trainer(quick(steps=3, batch_size=2))
     list(t.run())

@@ -44,6 +44,9 @@ from ._common import UsageFailure, cluster_options, make_cluster
     help=".csv or .parquet",
 )
 @click.option("--append", is_flag=True, help="Add this grid's rows to a table made by another grid.")
+@click.option(
+    "--retry-errors", is_flag=True, help="Measure again the points whose row holds an error (kept otherwise)."
+)
 @click.option("--shard", default="0/1", show_default=True, help="Run grid points i mod n only (i/n).")
 @click.option("--no-timing", is_flag=True, help="Skip the runtime measurement (errors, memory and counts only).")
 @click.option("--min-run-time", type=float, default=0.1, show_default=True, help="Seconds of timing per row.")
@@ -89,6 +92,7 @@ def sweep(**kw):
             timing=not kw["no_timing"],
             min_run_time=kw["min_run_time"],
             append=kw["append"],
+            retry_errors=kw["retry_errors"],
             cluster=cluster,
         )
     except ValueError as exc:
