@@ -215,6 +215,11 @@ def _orthogonalise(
     return h + h2, hn2, loss, 4
 
 
+def _host_reads_are_free(device: torch.device) -> bool:
+    """Whether reading a number on the host costs no synchronisation (a CPU tensor)."""
+    return device.type == "cpu"
+
+
 def _worst_ratio(h: Tensor, hn: Tensor, floor: Tensor) -> float:
     """max over the samples with hn > floor of ||h|| / hn (0 if none), on the host."""
     return float(torch.where(hn > floor, torch.linalg.vector_norm(h, dim=1) / hn, 0.0).max())
@@ -673,7 +678,7 @@ def _gmres(
         workspace = (Q.numel() + R.numel() + Om.numel() + (H.numel() if H is not None else 0)) * B.element_size()
         eye = torch.eye(m_max + 1, dtype=dtype, device=device)
         counts = torch.zeros(samples, dtype=torch.long, device=device)
-        always_twice = device.type != "cpu"
+        always_twice = not _host_reads_are_free(device)
         reorthogonalised = 0
         #: per step k: the basis so far as an (S, k + 1, n) batch, its row k and row k + 1,
         #: the block of Om that rotates the new column, Om's rows k and k + 1, R's column k

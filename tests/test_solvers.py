@@ -356,3 +356,19 @@ def test_gmres_with_fewer_passes_still_matches_the_dense_solve():
     exact = torch.linalg.solve(torch.eye(n, dtype=torch.float64) - j, v.T).T
     assert st["converged"] and rel(u, exact) <= 1e-12 * 200 * 10
     assert 0 < st["reorthogonalised"] < st["iterations"]
+
+
+def test_gmres_without_host_reads_always_takes_two_passes_and_agrees(monkeypatch):
+    # the path of devices where a host read would synchronise (CUDA): no bound is read, every
+    # step takes both passes, and the solution is the same
+    torch.manual_seed(3)
+    n = 120
+    j = torch.randn(n, n, dtype=torch.float64)
+    j = 0.95 * (j + j.T) / torch.linalg.eigvalsh(j + j.T).abs().max()
+    v = torch.randn(2, n, dtype=torch.float64)
+    u_cpu, st_cpu = gmres(lambda w: w - w @ j, v, 1e-12, 2000, per_sample=True)
+    monkeypatch.setattr(solvers, "_host_reads_are_free", lambda device: False)
+    u, st = gmres(lambda w: w - w @ j, v, 1e-12, 2000, per_sample=True)
+    assert st["converged"] and rel(u, u_cpu) <= 1e-10
+    cycles = math.ceil(st["iterations"] / 21)
+    assert st["reorthogonalised"] >= st["iterations"] - 2 * cycles > st_cpu["reorthogonalised"]
