@@ -23,9 +23,9 @@ the samples). ``per_sample=False`` treats the state as one vector. ``None`` mean
 whenever the state has a batch dimension (``ndim >= 2``) of more than one sample.
 
 **Overhead.** No Python loop runs over basis vectors or history entries: Gram-Schmidt is
-classical (one pair of batched matmuls), with a second pass only where a bound on the basis's
-loss of orthogonality asks for it (on a CPU; always on other devices, which keeps them free of
-host synchronisations), the Hessenberg's QR is updated with Givens rotations held as one small
+classical (one pair of batched matmuls), with a second pass only where a bound from the
+basis's measured loss of orthogonality asks for it (on a CPU; always on other devices, which
+keeps them free of host synchronisations), the Hessenberg's QR is updated with Givens rotations held as one small
 orthogonal matrix per sample, Anderson keeps the Gram matrix of its residual history up to
 date with one batched product per step and writes f(x) - x straight into that history.
 Convergence is read on the host every ``check_every`` iterations only (the per-sample masks
