@@ -23,9 +23,9 @@ the samples). ``per_sample=False`` treats the state as one vector. ``None`` mean
 whenever the state has a batch dimension (``ndim >= 2``) of more than one sample.
 
 **Overhead.** No Python loop runs over basis vectors or history entries: Gram-Schmidt is
-classical (one pair of batched matmuls), with a second pass only where a bound on the basis's
-loss of orthogonality asks for it (on a CPU; always on other devices, which keeps them free of
-host synchronisations), the Hessenberg's QR is updated with Givens rotations held as one small
+classical (one pair of batched matmuls), with a second pass only where a bound from the
+basis's measured loss of orthogonality asks for it (on a CPU; always on other devices, which
+keeps them free of host synchronisations), the Hessenberg's QR is updated with Givens rotations held as one small
 orthogonal matrix per sample, Anderson keeps the Gram matrix of its residual history up to
 date with one batched product per step and writes f(x) - x straight into that history.
 Convergence is read on the host every ``check_every`` iterations only (the per-sample masks
@@ -169,55 +169,54 @@ def _comb(c: Tensor, Q: Tensor) -> Tensor:
 
 
 #: the largest loss of orthogonality of the GMRES basis (max |<q_i, q_j>|, in machine
-#: epsilons) that Gram-Schmidt lets stand without a second pass
-ORTHOGONALITY = 64
+#: epsilons: 2.3e-13 in float64) that Gram-Schmidt lets stand without a second pass
+ORTHOGONALITY = 1024
 
 
 def _orthogonalise(
-    Q: Tensor, w: Tensor, out: Tensor, loss: float | None, floor: Tensor
-) -> tuple[Tensor, Tensor, float | None, int]:
-    """w minus its projection on the orthonormal rows of Q (S, k, n), per sample, written
-    into ``out`` (S, n), by classical Gram-Schmidt, with a second pass where one is not
-    enough ("twice is enough": Giraud, Langou, Rozloznik, Comput. Math. Appl. 2005).
+    Q: Tensor, pair: Tensor, loss: float | None, floor: Tensor
+) -> tuple[Tensor, Tensor, float | None, bool]:
+    """Classical Gram-Schmidt of a new vector against the orthonormal basis Q (S, k + 1, n),
+    per sample, with a second pass where one is not enough ("twice is enough": Giraud,
+    Langou, Rozloznik, Comput. Math. Appl. 2005). ``pair`` (S, 2, n): the basis's last
+    vector q_k and the new vector w, which is replaced in place by w' = w - Q^T h.
 
-    ``loss``: a bound on the basis's loss of orthogonality so far (None: always two passes,
-    no host synchronisation, as on a GPU). One pass leaves w' = w - Q^T h with
-    |Q w'| <= loss ||h|| + eps ||w||, so the new vector's loss is at most
+    ``loss``: the largest loss of orthogonality measured in the basis so far (max over its
+    vectors of max_i |<q_i, q_j>|); None: always two passes, with no host synchronisation
+    (as on a GPU). One batched product gives both h = Q w and q_k's inner products with the
+    vectors before it, so that each vector's loss is measured, for free, at the next step.
+    One pass leaves w' with |Q w'| <= loss ||h|| + eps ||w||, so its loss is at most
     (loss + eps) ||h|| / ||w'|| + eps (||w|| <= ||h|| + ||w'||; rounding constants taken as
-    1). Where that bound stays under ``ORTHOGONALITY`` eps, one pass is kept; else the second
-    pass's inner products h2 = Q w' are taken, which measure that loss (||h2|| / ||w'||), and
-    w' is corrected by them only where the measured loss is above the limit. The ratios are
-    read on the host (free on a CPU) over the samples whose w' is above ``floor`` (the
-    others leave the basis). The classical rule (twice when ||w'|| < ||w|| / sqrt(2)) fires
-    at almost every step of GMRES on I - J^T, where w holds the previous basis vector:
-    ||h|| ~ 1 >= ||w'||.
+    1); where that bound passes ``ORTHOGONALITY`` eps, a second pass brings it back to about
+    eps. The numbers are read on the host (free on a CPU) over the samples whose w' is
+    above ``floor`` (the others leave the basis). The classical rule (twice when
+    ||w'|| < ||w|| / sqrt(2)) would fire at almost every step of GMRES on I - J^T, where w
+    holds the previous basis vector: ||h|| ~ 1 >= ||w'||.
 
-    Returns (h, ||w'||, the new bound, passes over Q: 2, 3 or 4).
+    Returns (h, ||w'||, the measured loss, whether it took two passes).
     """
-    eps = torch.finfo(w.dtype).eps
-    o = out.unsqueeze(1)
-    h = _dots(Q, w)
-    torch.baddbmm(w.unsqueeze(1), h.unsqueeze(1), Q, alpha=-1, out=o)
-    hn = torch.linalg.vector_norm(out, dim=1)
+    eps = torch.finfo(Q.dtype).eps
+    k = Q.shape[1] - 1
+    both = torch.bmm(pair, Q.transpose(1, 2))  # (S, 2, k + 1): <q_k, q_i>, <w, q_i>
+    h = both[:, 1]
+    new = pair[:, 1:]
+    new.baddbmm_(h.unsqueeze(1), Q, alpha=-1)
+    hn = torch.linalg.vector_norm(new.squeeze(1), dim=1)
     if loss is not None:
-        bound = (loss + eps) * _worst_ratio(h, hn, floor) + eps
-        if bound <= ORTHOGONALITY * eps:
-            return h, hn, max(loss, bound), 2
-    h2 = _dots(Q, out)
-    if loss is not None:
-        measured = _worst_ratio(h2, hn, floor) + eps
-        if measured <= ORTHOGONALITY * eps:
-            return h, hn, max(loss, measured), 3
-    o.baddbmm_(h2.unsqueeze(1), Q, alpha=-1)
-    hn2 = torch.linalg.vector_norm(out, dim=1)
-    if loss is not None:
-        loss = max(loss, (loss + eps) * _worst_ratio(h2, hn2, floor) + eps)
-    return h + h2, hn2, loss, 4
+        ratio = torch.where(hn > floor, torch.linalg.vector_norm(h, dim=1) / hn, 0.0).max()
+        last = both[:, 0, :k].abs().max() if k else torch.zeros_like(ratio)
+        ratio, last = torch.stack([ratio, last]).tolist()
+        loss = max(loss, last)
+        if (loss + eps) * ratio + eps <= ORTHOGONALITY * eps:
+            return h, hn, loss, False
+    h2 = _dots(Q, new.squeeze(1))
+    new.baddbmm_(h2.unsqueeze(1), Q, alpha=-1)
+    return h + h2, torch.linalg.vector_norm(new.squeeze(1), dim=1), loss, True
 
 
-def _worst_ratio(h: Tensor, hn: Tensor, floor: Tensor) -> float:
-    """max over the samples with hn > floor of ||h|| / hn (0 if none), on the host."""
-    return float(torch.where(hn > floor, torch.linalg.vector_norm(h, dim=1) / hn, 0.0).max())
+def _host_reads_are_free(device: torch.device) -> bool:
+    """Whether reading a number on the host costs no synchronisation (a CPU tensor)."""
+    return device.type == "cpu"
 
 
 def _count_stats(counts: Tensor) -> dict:
@@ -673,15 +672,17 @@ def _gmres(
         workspace = (Q.numel() + R.numel() + Om.numel() + (H.numel() if H is not None else 0)) * B.element_size()
         eye = torch.eye(m_max + 1, dtype=dtype, device=device)
         counts = torch.zeros(samples, dtype=torch.long, device=device)
-        always_twice = device.type != "cpu"
+        always_twice = not _host_reads_are_free(device)
         reorthogonalised = 0
-        #: per step k: the basis so far as an (S, k + 1, n) batch, its row k and row k + 1,
-        #: the block of Om that rotates the new column, Om's rows k and k + 1, R's column k
+        #: per step k: the basis so far as an (S, k + 1, n) batch, its row k, row k + 1, both
+        #: as an (S, 2, n) batch, the block of Om that rotates the new column, Om's rows k
+        #: and k + 1, R's column k
         views = [
             (
                 Q[: k + 1].transpose(0, 1),
                 Q[k],
                 Q[k + 1],
+                Q[k : k + 2].transpose(0, 1),
                 Om[:, : k + 1, : k + 1],
                 Om[:, k : k + 2, : k + 2],
                 R[:, : k + 1, k],
@@ -715,18 +716,18 @@ def _gmres(
             torch.mul(r, (alive / beta.clamp_min(tiny)).unsqueeze(1), out=Q[0])
             Om.copy_(eye)
             R.zero_()
-            loss = None if always_twice else eps
+            loss = None if always_twice else 0.0
             floor = eps * beta
             was_alive = []
             k_done = 0
             for k in range(m):
-                Qk, q, q_next, om_k, om_rows, r_col = views[k]
-                w = mv(q)
+                Qk, q, q_next, pair, om_k, om_rows, r_col = views[k]
+                q_next.copy_(mv(q))
                 evals += 1
                 was_alive.append(alive)
-                # w' = w - Qk^T h goes straight into the next basis row, normalised there
-                h, hn, loss, passes = _orthogonalise(Qk, w, q_next, loss, floor)
-                reorthogonalised += passes == 4
+                # w' = w - Qk^T h in place in the next basis row, normalised there
+                h, hn, loss, twice = _orthogonalise(Qk, pair, loss, floor)
+                reorthogonalised += twice
                 if H is not None:
                     H[:, : k + 1, k] = h
                     H[:, k + 1, k] = hn
