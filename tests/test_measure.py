@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import jfbbench.measure.error as error_mod
+import jfbbench.measure.memory as memory_mod
 from jfbbench import estimators, linalg, problems
 from jfbbench.measure import compare, float64_reference, measure
 from jfbbench.solvers import fixed_point, gmres
@@ -96,3 +97,14 @@ def test_cpu_peak_is_measured_and_grows_with_unrolling_depth():
         assert row["peak_memory_bytes"] >= row["memory_bytes"] > 0
     # each further step allocates at least the tanh output autograd keeps (batch x dim doubles)
     assert rows[32]["peak_memory_bytes"] - rows[4]["peak_memory_bytes"] >= 28 * 4 * 16 * 8
+
+
+def test_a_call_too_long_to_profile_reports_no_cpu_peak_rather_than_exhausting_memory(monkeypatch):
+    p = problems.make("tanh_layer", lipschitz=0.9, dim=16, batch=4)
+    ref = float64_reference(lambda dtype: p)
+    est = estimators.make("unrolled", depth=8)
+    assert measure(p, est, ref, timing=False)["peak_memory_bytes"] > 0
+    monkeypatch.setattr(memory_mod, "MAX_PROFILED_EVENTS", 20)  # far fewer than 8 steps of T record
+    row = measure(p, est, ref, timing=False)
+    assert row["peak_memory_bytes"] is None and row["memory_bytes"] > 0
+    assert "peak_memory_bytes not measured: more than 20 profiler events" in row["warning"]

@@ -59,13 +59,20 @@ def _flatten(nodes: Any) -> Iterator[Any]:
         yield from _flatten(node.children)
 
 
-def cpu_peak_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
+#: Above this many profiler events in one call (about 2 GB of Python objects to match them
+#: by address), :func:`cpu_peak_bytes` gives up and reports None: a fixed-point solve of
+#: thousands of steps with tens of operations each (TorchDEQ's at rho = 0.99) records millions.
+MAX_PROFILED_EVENTS = 150_000
+
+
+def cpu_peak_bytes(fn: Callable[[], Any]) -> tuple[Any, int | None]:
     """Peak of the bytes allocated by PyTorch's CPU allocator during ``fn`` and not yet freed:
     every allocation and free that torch.profiler (``profile_memory=True``) records, matched
     by address and summed in time order, and its maximum taken (frees of blocks allocated
     before the call are left out, so the figure does not depend on what earlier calls left).
     An allocator-level measurement: it sees temporaries, solver buffers and autograd's saved
-    tensors alike, whoever made them."""
+    tensors alike, whoever made them. None (not measured) when the call recorded more than
+    ``MAX_PROFILED_EVENTS`` events."""
     from torch.profiler import ProfilerActivity, profile
 
     _silence_unknown_block_warning()
@@ -77,6 +84,8 @@ def cpu_peak_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
     finally:
         with _quiet_stderr():
             prof.stop()
+    if len(prof.profiler.kineto_results.events()) > MAX_PROFILED_EVENTS:
+        return out, None
     allocations = sorted(
         (n.start_time_ns, n.extra_fields.ptr, n.extra_fields.alloc_size)
         for n in _flatten(prof.profiler.kineto_results.experimental_event_tree())
@@ -126,9 +135,10 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def peak_bytes(fn: Callable[[], Any], device: torch.device) -> tuple[Any, int]:
+def peak_bytes(fn: Callable[[], Any], device: torch.device) -> tuple[Any, int | None]:
     """The allocator's peak during ``fn`` above its level before it, on ``device``: CUDA's
-    ``max_memory_allocated`` on a GPU, :func:`cpu_peak_bytes` on the CPU."""
+    ``max_memory_allocated`` on a GPU, :func:`cpu_peak_bytes` on the CPU (None where that
+    call was too long to profile)."""
     if device.type == "cuda":
         return cuda_peak_bytes(fn, device)  # type: ignore[return-value]
     return cpu_peak_bytes(fn)

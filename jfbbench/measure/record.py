@@ -9,6 +9,7 @@ import torch
 
 from ..estimators import Estimator
 from ..solvers import ConvergenceWarning
+from . import memory as _memory
 from .error import Reference, compare
 from .memory import peak_bytes, rss_growth_bytes, saved_tensor_bytes, tensor_bytes
 from .timing import time_call
@@ -45,6 +46,10 @@ def measure(
         # one call for both: the saved-tensor hooks allocate nothing the allocator sees
         (_, saved), peak = peak_bytes(lambda: saved_tensor_bytes(call), device)
     messages = sorted({str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)})
+    if peak is None and device.type == "cpu":
+        messages.append(
+            f"peak_memory_bytes not measured: more than {_memory.MAX_PROFILED_EVENTS} profiler events in one call"
+        )
     row: dict[str, Any] = compare(est.grad, reference.grad)
     row.update(
         memory_bytes=saved,
