@@ -314,6 +314,14 @@ def _arnoldi(a: torch.Tensor, steps: int, loss: float | None) -> tuple[float, li
     return float(gram.abs().max()), passes
 
 
+def _symmetric(n: int, rho: float, seed: int) -> torch.Tensor:
+    """A random symmetric n x n matrix with spectral radius rho (float64)."""
+    torch.manual_seed(seed)
+    j = torch.randn(n, n, dtype=torch.float64)
+    j = j + j.T
+    return rho * j / torch.linalg.eigvalsh(j).abs().max()
+
+
 def _shifted(j: torch.Tensor) -> torch.Tensor:
     return (torch.eye(j.shape[-1], dtype=torch.float64) - j.transpose(-1, -2)).expand(2, -1, -1).contiguous()
 
@@ -321,10 +329,7 @@ def _shifted(j: torch.Tensor) -> torch.Tensor:
 def test_gram_schmidt_keeps_an_ill_conditioned_basis_orthogonal(monkeypatch):
     # I - J with J symmetric, spectrum in [-0.99, 0.99] (condition number ~200), as the
     # affine problems have: one pass of classical Gram-Schmidt loses orthogonality fast here
-    torch.manual_seed(1)
-    j = torch.randn(300, 300, dtype=torch.float64)
-    j = j + j.T
-    a = _shifted(0.99 * j / torch.linalg.eigvalsh(j).abs().max())
+    a = _shifted(_symmetric(300, 0.99, seed=1))
     loss, twice = _arnoldi(a, 40, 0.0)
     assert loss <= 1e-12
     assert any(twice)  # the second pass ran where it had to
@@ -348,10 +353,8 @@ def test_gram_schmidt_takes_one_pass_where_one_is_enough():
 
 
 def test_gmres_with_fewer_passes_still_matches_the_dense_solve():
-    torch.manual_seed(3)
     n = 200
-    j = torch.randn(n, n, dtype=torch.float64)
-    j = 0.99 * (j + j.T) / torch.linalg.eigvalsh(j + j.T).abs().max()
+    j = _symmetric(n, 0.99, seed=3)
     v = torch.randn(2, n, dtype=torch.float64)
     u, st = gmres(lambda w: w - w @ j, v, 1e-12, 2000, per_sample=True)
     exact = torch.linalg.solve(torch.eye(n, dtype=torch.float64) - j, v.T).T
@@ -362,10 +365,8 @@ def test_gmres_with_fewer_passes_still_matches_the_dense_solve():
 def test_gmres_without_host_reads_always_takes_two_passes_and_agrees(monkeypatch):
     # the path of devices where a host read would synchronise (CUDA): no bound is read, every
     # step takes both passes, and the solution is the same
-    torch.manual_seed(3)
     n = 120
-    j = torch.randn(n, n, dtype=torch.float64)
-    j = 0.95 * (j + j.T) / torch.linalg.eigvalsh(j + j.T).abs().max()
+    j = _symmetric(n, 0.95, seed=3)
     v = torch.randn(2, n, dtype=torch.float64)
     u_cpu, st_cpu = gmres(lambda w: w - w @ j, v, 1e-12, 2000, per_sample=True)
     monkeypatch.setattr(solvers, "_host_reads_are_free", lambda device: False)

@@ -1,5 +1,6 @@
-"""What the benchmark modules share: a table of rows printed in the terminal summary and,
-when an environment variable names a path, written there as CSV."""
+"""What the benchmark modules share: PyTorch on one thread for the whole module, and a table
+of rows printed in the terminal summary and, when an environment variable names a path,
+written there as CSV."""
 
 from __future__ import annotations
 
@@ -7,6 +8,19 @@ import csv
 import os
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """PyTorch on one thread for the module (timings then move with the code, not with the
+    machine's load); the previous setting is restored after it. Imported by each module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def report_table(request, rows: list[dict], env_var: str, title: str, header: str, line: Callable[[dict], str]) -> None:

@@ -33,7 +33,7 @@ import warnings
 
 import pytest
 import torch
-from _table import report_table
+from _table import one_thread, report_table  # noqa: F401  (one_thread: an autouse fixture)
 
 from jfbbench import estimators, problems
 from jfbbench.measure import time_call
@@ -55,14 +55,6 @@ RESTARTS = 3
 #: alternating timing blocks of the estimator and of its reference work
 ROUNDS = 5
 MIN_RUN_TIME = 0.2
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

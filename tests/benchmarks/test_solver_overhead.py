@@ -24,7 +24,7 @@ import warnings
 
 import pytest
 import torch
-from _table import report_table
+from _table import one_thread, report_table  # noqa: F401  (one_thread: an autouse fixture)
 
 from jfbbench import problems
 from jfbbench.measure import time_call
@@ -43,14 +43,6 @@ METHODS = ["picard", "anderson", "broyden", "gmres"]
 ITERS = 40
 ROUNDS = 3
 MIN_RUN_TIME = 0.3
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
