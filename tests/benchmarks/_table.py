@@ -1,6 +1,6 @@
 """What the benchmark modules share: PyTorch on one thread for the whole module, and a table
-of rows printed in the terminal summary and, when an environment variable names a path,
-written there as CSV."""
+of rows (``table_fixture``) printed in the terminal summary and, when an environment variable
+names a path, written there as CSV."""
 
 from __future__ import annotations
 
@@ -45,3 +45,17 @@ def report_table(request, rows: list[dict], env_var: str, title: str, header: st
             reporter.write_sep("=", title)
             for text in lines:
                 reporter.write_line(text)
+
+
+def table_fixture(env_var: str, title: str, header: str, line: Callable[[dict], str]):
+    """A module-scoped fixture giving the list of the module's rows; at the end of the module
+    they are printed in the terminal summary and, with ``<env_var>=path``, written there as
+    CSV (:func:`report_table`)."""
+
+    @pytest.fixture(scope="module")
+    def table(request):
+        rows: list[dict] = []
+        yield rows
+        report_table(request, rows, env_var, title, header, line)
+
+    return table

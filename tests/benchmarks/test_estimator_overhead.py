@@ -33,7 +33,7 @@ import warnings
 
 import pytest
 import torch
-from _table import one_thread, report_table  # noqa: F401  (one_thread: an autouse fixture)
+from _table import one_thread, table_fixture  # noqa: F401  (one_thread: an autouse fixture)
 
 from jfbbench import estimators, problems
 from jfbbench.measure import time_call
@@ -57,22 +57,14 @@ ROUNDS = 5
 MIN_RUN_TIME = 0.2
 
 
-@pytest.fixture(scope="module")
-def overhead_table(request):
-    """The rows of the table; at the end of the module they are printed in the terminal
-    summary and, with ``JFBBENCH_OVERHEAD_CSV=path``, written there as CSV."""
-    rows: list[dict] = []
-    yield rows
-    report_table(
-        request,
-        rows,
-        "JFBBENCH_OVERHEAD_CSV",
-        "estimator overhead: one gradient / its operator work (target <= 1.25)",
-        f"{'case':13s} {'estimator':14s} {'K':>3s} {'time ms':>9s} {'ref ms':>9s} {'ratio':>6s}",
-        lambda r: (
-            f"{r['case']:13s} {r['estimator']:14s} {r['depth']:3d} {1e3 * r['time_s']:9.3f} {1e3 * r['reference_s']:9.3f} {r['ratio']:6.3f}"
-        ),
-    )
+overhead_table = table_fixture(
+    "JFBBENCH_OVERHEAD_CSV",
+    "estimator overhead: one gradient / its operator work (target <= 1.25)",
+    f"{'case':13s} {'estimator':14s} {'K':>3s} {'time ms':>9s} {'ref ms':>9s} {'ratio':>6s}",
+    lambda r: (
+        f"{r['case']:13s} {r['estimator']:14s} {r['depth']:3d} {1e3 * r['time_s']:9.3f} {1e3 * r['reference_s']:9.3f} {r['ratio']:6.3f}"
+    ),
+)
 
 
 class Case:

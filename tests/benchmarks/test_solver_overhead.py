@@ -24,7 +24,7 @@ import warnings
 
 import pytest
 import torch
-from _table import one_thread, report_table  # noqa: F401  (one_thread: an autouse fixture)
+from _table import one_thread, table_fixture  # noqa: F401  (one_thread: an autouse fixture)
 
 from jfbbench import problems
 from jfbbench.measure import time_call
@@ -45,22 +45,14 @@ ROUNDS = 3
 MIN_RUN_TIME = 0.3
 
 
-@pytest.fixture(scope="module")
-def overhead_table(request):
-    """The rows of the table; at the end of the module they are printed in the terminal
-    summary and, with ``JFBBENCH_SOLVER_OVERHEAD_CSV=path``, written there as CSV."""
-    rows: list[dict] = []
-    yield rows
-    report_table(
-        request,
-        rows,
-        "JFBBENCH_SOLVER_OVERHEAD_CSV",
-        "solver work per iteration / one T or VJP (target <= 0.2 for anderson, gmres)",
-        f"{'case':22s} {'method':9s} {'per iter ms':>11s} {'unit ms':>8s} {'overhead':>8s}",
-        lambda r: (
-            f"{r['case']:22s} {r['method']:9s} {1e3 * r['per_iteration_s']:11.3f} {1e3 * r['unit_s']:8.3f} {r['overhead']:8.3f}"
-        ),
-    )
+overhead_table = table_fixture(
+    "JFBBENCH_SOLVER_OVERHEAD_CSV",
+    "solver work per iteration / one T or VJP (target <= 0.2 for anderson, gmres)",
+    f"{'case':22s} {'method':9s} {'per iter ms':>11s} {'unit ms':>8s} {'overhead':>8s}",
+    lambda r: (
+        f"{r['case']:22s} {r['method']:9s} {1e3 * r['per_iteration_s']:11.3f} {1e3 * r['unit_s']:8.3f} {r['overhead']:8.3f}"
+    ),
+)
 
 
 def build(case: str):
