@@ -25,13 +25,15 @@ whenever the state has a batch dimension (``ndim >= 2``) of more than one sample
 **Overhead.** No Python loop runs over basis vectors or history entries: Gram-Schmidt is
 classical (one pair of batched matmuls), with a second pass only where a bound from the
 basis's measured loss of orthogonality asks for it (on a CPU; always on other devices, which
-keeps them free of host synchronisations), the Hessenberg's QR is updated with Givens rotations held as one small
-orthogonal matrix per sample, Anderson keeps the Gram matrix of its residual history up to
-date with one batched product per step and writes f(x) - x straight into that history.
-Convergence is read on the host every ``check_every`` iterations only (the per-sample masks
-and residual estimates stay on the device in between), so a CUDA solve synchronises once per
-``check_every`` steps; the fixed-point loops check sooner where the measured rate says the
-tolerance is that close (GMRES may make up to ``check_every - 1`` more steps than it needed).
+keeps them free of host synchronisations), the Hessenberg's QR is updated with Givens
+rotations held as one small orthogonal matrix per sample, Anderson writes f(x) - x straight
+into its history at every step and mixes only every ``ANDERSON_MIX_EVERY`` steps
+(fixed-point steps between), adding the Gram rows of the steps since the last mixing in one
+batched product. Convergence is read on the host every ``check_every`` iterations only (the
+per-sample masks and residual estimates stay on the device in between), so a CUDA solve
+synchronises once per ``check_every`` steps; the fixed-point loops check sooner where the
+measured rate says the tolerance is that close (GMRES may make up to ``check_every - 1``
+more steps than it needed).
 
 **Robustness.** No least-squares solve assumes full rank: Anderson's weights solve a
 regularised (scaled) Gram system and fall back to a plain fixed-point step where that system
@@ -58,7 +60,8 @@ ADJOINT_METHODS = ("fixed_point", "gmres", "auto")
 KRYLOV_GAIN = 1.1
 #: Anderson is kept by ``auto`` only where its measured rate is at least this power of the
 #: rate of the fixed-point steps just before it: it must cut the steps by a third, to pay for
-#: its own work per step (0.4-0.5 of one T at n x batch >= 1e4, memory 10) against a
+#: its own work per step (0.1-0.5 of one T at n x batch >= 1e4, memory 10, mixing every
+#: ``ANDERSON_MIX_EVERY`` steps: ``results/benchmarks/solver_overhead.csv``) against a
 #: fixed-point rate that is optimistic (measured early, when the fast components die first).
 #: On a spectrum near a circle (a tight tanh layer) it saves a few per cent of the steps:
 #: given up there
@@ -270,35 +273,45 @@ class _Picard:
 
 class _Anderson:
     r"""Anderson acceleration, type II (Anderson 1965; Walker and Ni, SIAM J. Numer. Anal.
-    2011), ``memory`` past iterates, one history per sample:
+    2011), ``memory`` past iterates, one history per sample, applied every ``mix_every``
+    steps with plain fixed-point steps between (periodic Pulay mixing: Banerjee,
+    Suryanarayana and Pask, Chem. Phys. Lett. 2016; Pratapa, Suryanarayana and Pask, J.
+    Comput. Phys. 2016). Every step enters the history; a mixing step sets
 
         x_{k+1} = sum_j alpha_j f(x_j),  alpha = argmin ||sum_j alpha_j g_j||, sum_j alpha_j = 1,
 
-    g_j = f(x_j) - x_j. alpha solves (C + lam I) z = d^{-1}, alpha = d^{-1} z / sum(...) with
-    C the Gram matrix of the g_j scaled to a unit diagonal (d = its diagonal's root) and
-    lam = ``reg``; the Gram matrix gains one row per step (one batched product). Where the
-    system is singular or its solution not finite, the step is x <- f(x).
+    g_j = f(x_j) - x_j, and the others x_{k+1} = f(x_k). ``mix_every=1`` is classical
+    Anderson. alpha solves (C + lam I) z = d^{-1}, alpha = d^{-1} z / sum(...) with C the
+    Gram matrix of the g_j scaled to a unit diagonal (d = its diagonal's root) and
+    lam = ``reg``; the rows of the Gram matrix that the steps since the last mixing added are
+    computed at the mixing step, in one batched product. Where the system is singular or its
+    solution not finite, the step is x <- f(x).
+
+    Why periodic: a step's own work is two passes over the history (the Gram row, the
+    combination), 2 ``memory`` state-sized reads, which a mixing only every ``mix_every``
+    steps divides by ``mix_every``; and the fixed-point steps between mixings make the
+    history span more of the slow directions, so that fewer steps are needed, not more
+    (``ANDERSON_MIX_EVERY``).
     """
 
     name = "anderson"
 
-    def __init__(self, x: Tensor, memory: int, reg: float | None = None) -> None:
+    def __init__(self, x: Tensor, memory: int, reg: float | None = None, mix_every: int = 1) -> None:
         s, n = x.shape
         self.m = memory
-        self.F = torch.zeros(s, memory, n, dtype=x.dtype, device=x.device)
-        self.G = torch.zeros_like(self.F)
+        self.mix_every = mix_every
+        # only the slots written so far are read: no need to fill F and G
+        self.F = torch.empty(s, memory, n, dtype=x.dtype, device=x.device)
+        self.G = torch.empty_like(self.F)
         self.H = torch.zeros(s, memory, memory, dtype=x.dtype, device=x.device)
         self.k = 0
+        #: the slots written since the last mixing, oldest first (their rows of H are stale)
+        self.pending: list[int] = []
         self.reg = reg if reg is not None else (1e-10 if x.dtype == torch.float64 else 1e-5)
         eye = torch.eye(memory, dtype=x.dtype, device=x.device)
         #: lam I, and the weights of a plain fixed-point step (row j: the step from slot j)
         self.ridge, self.onehot = self.reg * eye, eye
         self.tiny = torch.finfo(x.dtype).tiny
-        #: per slot: its rows of F, G (as (S, n) and (S, 1, n)), its row and column of H
-        self.slots = [
-            (self.F[:, j], self.G[:, j], self.G[:, j : j + 1], self.H[:, j : j + 1], self.H[:, :, j])
-            for j in range(memory)
-        ]
         self.Gt = self.G.transpose(1, 2)
         self.workspace_bytes = (self.F.numel() + self.G.numel() + self.H.numel()) * x.element_size()
 
@@ -306,19 +319,22 @@ class _Anderson:
         slot = self.k % self.m
         self.k += 1
         n = min(self.k, self.m)
-        f_row, g_row, g3, h_row, h_col = self.slots[slot]
-        torch.sub(fx, x, out=g_row)  # g = f(x) - x, written into its slot of the history
-        f_row.copy_(fx)
-        full = n == self.m
-        row = torch.bmm(g3, self.Gt if full else self.Gt[:, :, :n])  # (S, 1, n): <g, g_j>
-        if full:
-            h_row.copy_(row)
-            h_col.copy_(row.squeeze(1))
-        else:
-            h_row[:, :, :n] = row
-            h_col[:, :n] = row.squeeze(1)
-        if n == 1:
+        torch.sub(fx, x, out=self.G[:, slot])  # g = f(x) - x, written into its slot of the history
+        self.F[:, slot].copy_(fx)
+        if slot in self.pending:
+            self.pending.remove(slot)
+        self.pending.append(slot)
+        if n == 1 or self.k % self.mix_every:
             return fx
+        new, self.pending = self.pending, []
+        full = n == self.m
+        # the Gram rows of the new slots, <g_i, g_j> (S, len(new), n): one batched product
+        if len(new) == 1:
+            rows = torch.bmm(self.G[:, new[0] : new[0] + 1], self.Gt if full else self.Gt[:, :, :n])
+        else:
+            rows = torch.bmm(self.G[:, new], self.Gt if full else self.Gt[:, :, :n])
+        self.H[:, new, :n] = rows
+        self.H[:, :n, new] = rows.transpose(1, 2)
         h = self.H if full else self.H[:, :n, :n]
         dinv = torch.diagonal(h, dim1=1, dim2=2).clamp_min(self.tiny).rsqrt().unsqueeze(2)  # (S, n, 1)
         c = torch.addcmul(self.ridge if full else self.ridge[:n, :n], h, dinv * dinv.transpose(1, 2))
@@ -384,13 +400,26 @@ _FORWARD = {"picard": _Picard, "anderson": _Anderson, "broyden": _Broyden}
 #: default memories: Anderson's past iterates, Broyden's rank-one pairs
 ANDERSON_MEMORY = 10
 BROYDEN_MEMORY = 40
+#: Anderson mixes every this many steps (fixed-point steps between). Measured at tolerance
+#: 1e-8, memory 10, steps to converge with mixing every 1 / 3 steps: affine 1000 x 32
+#: rho = 0.99 272 / 115, rho = 0.999 (300 x 16) 1945 / 181, tikhonov 0.99 62 / 45,
+#: weighted_tv 128^2 0.99 82 / 68, the tight tanh layer 193 / 193; and each step's own
+#: work falls by about 3 (``tests/benchmarks/test_solver_overhead.py``)
+ANDERSON_MIX_EVERY = 3
 
 
-def _make(method: str, x: Tensor, memory: int | None) -> _Picard | _Anderson | _Broyden:
+def _check_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _make(method: str, x: Tensor, memory: int | None, mix_every: int) -> _Picard | _Anderson | _Broyden:
     if memory is None:
         memory = BROYDEN_MEMORY if method == "broyden" else ANDERSON_MEMORY
-    if isinstance(memory, bool) or not isinstance(memory, int) or memory < 1:
-        raise ValueError(f"memory must be an integer >= 1, got {memory!r}")
+    memory = _check_int(memory, "memory")
+    if method == "anderson":
+        return _Anderson(x, memory, mix_every=mix_every)
     return _FORWARD[method](x, memory)
 
 
@@ -403,22 +432,25 @@ def fixed_point(
     memory: int | None = None,
     per_sample: bool | None = False,
     check_every: int = 4,
+    mix_every: int | None = None,
 ) -> tuple[Tensor, dict]:
     """Solve x = f(x) from x0 (an initial guess: a warm start is welcome) without a graph.
 
     Stops when ||f(x) - x|| <= tol ||f(x)|| (per sample with ``per_sample``; see the
     module's docstring). ``method``: ``"picard"`` x <- f(x) (rate rho), ``"anderson"``
-    (Anderson acceleration, ``memory`` past iterates, default ``ANDERSON_MEMORY``),
-    ``"broyden"`` (limited-memory Broyden, ``memory`` rank-one pairs, default
-    ``BROYDEN_MEMORY``), ``"auto"``: fixed-point steps while they are enough
-    (they converge within ``FIXED_POINT_ENOUGH`` more steps at their measured rate), else
-    Anderson, kept only while its measured rate beats the fixed-point rate by
-    ``KRYLOV_GAIN`` (back to fixed-point steps otherwise). Returns (f(x), stats): one more
+    (Anderson acceleration, ``memory`` past iterates, default ``ANDERSON_MEMORY``, mixing
+    every ``mix_every`` steps, default ``ANDERSON_MIX_EVERY``, with fixed-point steps
+    between; 1 is classical Anderson), ``"broyden"`` (limited-memory Broyden, ``memory``
+    rank-one pairs, default ``BROYDEN_MEMORY``), ``"auto"``: fixed-point steps while they
+    are enough (they converge within ``FIXED_POINT_ENOUGH`` more steps at their measured
+    rate), else Anderson, kept only while its measured rate beats the fixed-point rate by
+    ``ANDERSON_GAIN`` (back to fixed-point steps otherwise). Returns (f(x), stats): one more
     step than the last x, the point whose residual was measured.
     """
     if method not in FORWARD_METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, FORWARD_METHODS))}; got {method!r}")
     check_every = _check_every(check_every)
+    mix_every = _check_int(ANDERSON_MIX_EVERY if mix_every is None else mix_every, "mix_every")
     shape = x0.shape
     samples = sample_count(x0, per_sample)
     with torch.no_grad():
@@ -431,7 +463,7 @@ def fixed_point(
         evals = 1
         progress = _Progress(samples, tol, x)
         current = "picard" if method == "auto" else method
-        solver = _make(current, x, memory)
+        solver = _make(current, x, memory, mix_every)
         switches = [current]
         workspace = solver.workspace_bytes
         picard_rate = math.nan
@@ -450,7 +482,7 @@ def fixed_point(
                         if current == "picard":
                             picard_rate = progress.rate(switched_at, RATE_WINDOW)
                         current, switched_at = new, evals
-                        solver = _make(current, x, memory)
+                        solver = _make(current, x, memory, mix_every)
                         workspace = max(workspace, solver.workspace_bytes)
                         switches.append(current)
             x = _freeze(solver.step(x, fx), x, progress)
@@ -468,6 +500,7 @@ def fixed_point(
             workspace_bytes=workspace,
             method=current,
             switches=switches,
+            mix_every=mix_every,
             samples=samples,
             **progress.stats(),
         )

@@ -9,7 +9,8 @@ A = I - J^T), in alternation (``ROUNDS`` blocks each, ``jfbbench.measure.time_ca
 
 the extra time per iteration as a fraction of one T (one VJP). Target: <= 0.2 for Anderson
 and GMRES at n x batch >= 1e4. ``picard`` is the control (its own work is a comparison every
-``check_every`` steps: it should read about 0). ``second_passes``: the GMRES steps whose
+``check_every`` steps: it should read about 0); ``anderson`` mixes every
+``ANDERSON_MIX_EVERY`` steps (the default), ``anderson-classical`` at every step. ``second_passes``: the GMRES steps whose
 Gram-Schmidt took a second full pass. Kept out of the default run (marker ``benchmark``)::
 
     pytest -m benchmark tests/benchmarks/test_solver_overhead.py
@@ -39,7 +40,10 @@ CASES = {
     "weighted_tv_128x128x2": ("weighted_tv", dict(lipschitz=0.99, patch=128, dtype=torch.float64), [0, 1]),
     "affine_100x100": ("affine", dict(lipschitz=0.99, dim=100, batch=100, n_params=32), None),
 }
-METHODS = ["picard", "anderson", "broyden", "gmres"]
+METHODS = ["picard", "anderson", "anderson-classical", "broyden", "gmres"]
+#: method -> fixed_point's settings (``anderson-classical``: Anderson mixing at every step,
+#: against the default's mixing every ``ANDERSON_MIX_EVERY`` steps)
+SETTINGS = {"anderson-classical": dict(method="anderson", mix_every=1)}
 ITERS = 40
 ROUNDS = 3
 MIN_RUN_TIME = 0.3
@@ -86,7 +90,8 @@ def test_solver_overhead_per_iteration(benchmark, overhead_table, case, method):
     else:
 
         def solver():
-            return fixed_point(p.operator, x0, 0.0, ITERS, method=method, per_sample=True)
+            settings = SETTINGS.get(method, dict(method=method))
+            return fixed_point(p.operator, x0, 0.0, ITERS, per_sample=True, **settings)
 
         def reference():
             with torch.no_grad():
@@ -117,6 +122,7 @@ def test_solver_overhead_per_iteration(benchmark, overhead_table, case, method):
         iterations=stats["iterations"],
         workspace_bytes=stats["workspace_bytes"],
         second_passes=stats.get("reorthogonalised", 0),
+        mix_every=stats.get("mix_every") if method.startswith("anderson") else None,
         threads=1,
         per_iteration_s=per_iteration,
         unit_s=unit,
