@@ -305,8 +305,8 @@ class _Anderson:
         self.G = torch.empty_like(self.F)
         self.H = torch.zeros(s, memory, memory, dtype=x.dtype, device=x.device)
         self.k = 0
-        #: the slots written since the last mixing, oldest first (their rows of H are stale)
-        self.pending: list[int] = []
+        #: how many slots were written since the last mixing (their rows of H are stale)
+        self.fresh = 0
         self.reg = reg if reg is not None else (1e-10 if x.dtype == torch.float64 else 1e-5)
         eye = torch.eye(memory, dtype=x.dtype, device=x.device)
         #: lam I, and the weights of a plain fixed-point step (row j: the step from slot j)
@@ -321,20 +321,20 @@ class _Anderson:
         n = min(self.k, self.m)
         torch.sub(fx, x, out=self.G[:, slot])  # g = f(x) - x, written into its slot of the history
         self.F[:, slot].copy_(fx)
-        if slot in self.pending:
-            self.pending.remove(slot)
-        self.pending.append(slot)
+        self.fresh = min(self.fresh + 1, self.m)
         if n == 1 or self.k % self.mix_every:
             return fx
-        new, self.pending = self.pending, []
+        fresh, self.fresh = self.fresh, 0
         full = n == self.m
-        # the Gram rows of the new slots, <g_i, g_j> (S, len(new), n): one batched product
-        if len(new) == 1:
-            rows = torch.bmm(self.G[:, new[0] : new[0] + 1], self.Gt if full else self.Gt[:, :, :n])
-        else:
-            rows = torch.bmm(self.G[:, new], self.Gt if full else self.Gt[:, :, :n])
-        self.H[:, new, :n] = rows
-        self.H[:, :n, new] = rows.transpose(1, 2)
+        gt = self.Gt if full else self.Gt[:, :, :n]
+        # the Gram rows of the slots written since the last mixing, <g_i, g_j>: the slots
+        # before this one in the ring, one contiguous run (or two where the ring wraps)
+        first = slot - fresh + 1
+        runs = [(first, slot + 1)] if first >= 0 else [(first % self.m, self.m), (0, slot + 1)]
+        for lo, hi in runs:
+            rows = torch.bmm(self.G[:, lo:hi], gt)  # (S, hi - lo, n): one batched product
+            self.H[:, lo:hi, :n] = rows
+            self.H[:, :n, lo:hi] = rows.transpose(1, 2)
         h = self.H if full else self.H[:, :n, :n]
         dinv = torch.diagonal(h, dim1=1, dim2=2).clamp_min(self.tiny).rsqrt().unsqueeze(2)  # (S, n, 1)
         c = torch.addcmul(self.ridge if full else self.ridge[:n, :n], h, dinv * dinv.transpose(1, 2))

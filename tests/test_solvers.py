@@ -65,26 +65,28 @@ def test_anderson_at_every_mixing_period_reaches_the_newton_fixed_point(solved, 
     assert rel(x, x_star) <= 1e-12 * 0.95 / 0.05 * 10
 
 
-def test_periodic_anderson_keeps_the_gram_matrix_of_its_history():
+@pytest.mark.parametrize("memory,mix_every", [(4, 3), (3, 5), (5, 1)])
+def test_periodic_anderson_keeps_the_gram_matrix_of_its_history(memory, mix_every):
     """After each mixing step the Gram matrix that the solver kept up to date (rows added
-    only at mixing steps) is that of its residual history, G G^T, recomputed from scratch."""
+    only at mixing steps, the ring of slots wrapping round between two) is that of its
+    residual history, G G^T, recomputed from scratch."""
     torch.manual_seed(0)
     a = torch.randn(3, 12, 12, dtype=torch.float64) * 0.2
     x = torch.randn(3, 12, dtype=torch.float64)
-    acc = solvers._Anderson(x, 4, mix_every=3)
+    acc = solvers._Anderson(x, memory, mix_every=mix_every)
     mixed = 0
-    for k in range(1, 15):
+    for k in range(1, 16):
         fx = torch.bmm(a, x.unsqueeze(2)).squeeze(2) + 1.0
         x = acc.step(x, fx)
-        if k % 3 == 0:
+        if k % mix_every == 0 and k > 1:
             mixed += 1
-            n = min(k, 4)
+            n = min(k, memory)
             gram = torch.bmm(acc.G[:, :n], acc.G[:, :n].transpose(1, 2))
             assert torch.allclose(acc.H[:, :n, :n], gram, rtol=1e-12, atol=1e-14)
-            assert not acc.pending
+            assert acc.fresh == 0
         else:
             assert torch.equal(x, fx)  # a plain fixed-point step between mixings
-    assert mixed == 4
+    assert mixed == (15 // mix_every) - (mix_every == 1)
 
 
 def test_periodic_anderson_beats_classical_anderson_on_an_ill_conditioned_spectrum():
@@ -123,6 +125,24 @@ def test_broyden_deq_gradient_matches_dense(name, config):
         est = estimators.make("deq", solver="broyden", adjoint=adjoint).gradient(p)
         assert est.stats["forward_method"] == "broyden"
         assert rel(est.grad, ref.grad) < 1e-9
+
+
+def test_estimators_take_the_anderson_mixing_period():
+    """``mix_every`` reaches the forward solve of an estimator: classical Anderson (1) and the
+    default period give the dense gradient, in different numbers of steps; a bad value is
+    refused by name."""
+    p = problems.make("affine", lipschitz=0.99, dim=60, batch=2)
+    ref = estimators.make("deq", solver="picard", adjoint="dense").gradient(p)
+    steps = {}
+    for mix_every in (1, 4):
+        est = estimators.make("deq", solver="anderson", adjoint="gmres", mix_every=mix_every).gradient(p)
+        assert rel(est.grad, ref.grad) < 1e-9
+        steps[mix_every] = est.stats["forward_iterations"]
+        jfb = estimators.make("jfb", solver="anderson", mix_every=mix_every).gradient(p)
+        assert jfb.stats["forward_iterations"] == steps[mix_every]  # the same forward solve
+    assert steps[1] != steps[4]
+    with pytest.raises(ValueError, match=r"mix_every must be an integer >= 1, got 0"):
+        estimators.make("jfb", mix_every=0)
 
 
 def test_broyden_saves_iterations_on_a_symmetric_spectrum():

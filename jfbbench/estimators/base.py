@@ -102,7 +102,8 @@ class Estimator:
     Subclasses implement :meth:`_gradient`. The forward solve's settings are ``tol`` (None:
     1e-12 in float64, 1e-5 in float32), ``max_iter``, ``solver`` (``picard``, ``anderson``,
     ``broyden`` or ``auto``: see :func:`jfbbench.solvers.fixed_point`), ``memory`` (of
-    Anderson and Broyden) and ``per_sample`` (each sample of a batched state, dimension 0,
+    Anderson and Broyden), ``mix_every`` (Anderson mixes every this many steps; None:
+    ``jfbbench.solvers.ANDERSON_MIX_EVERY``, 1: classical Anderson) and ``per_sample`` (each sample of a batched state, dimension 0,
     stops at its own tolerance; None: whenever the state has a batch of more than one).
 
     ``warm_start=True`` (estimators that solve for x*: ``supports_warm_start``) starts the
@@ -131,12 +132,14 @@ class Estimator:
         memory: int | None = None,
         per_sample: bool | None = None,
         warm_start: bool = False,
+        mix_every: int | None = None,
     ) -> None:
         self.depth = check_depth(depth)
         self.tol = check_tol(tol)
         self.max_iter = check_depth(max_iter, "max_iter")
         self.solver = check_choice(self.default_solver if solver is None else solver, "solver", FORWARD_METHODS)
         self.memory = None if memory is None else check_depth(memory, "memory")
+        self.mix_every = None if mix_every is None else check_depth(mix_every, "mix_every")
         if per_sample not in (None, True, False):
             raise ValueError(f"per_sample must be True, False or None, got {per_sample!r}")
         self.per_sample = per_sample
@@ -175,6 +178,7 @@ class Estimator:
             method=self.solver,
             memory=self.memory,
             per_sample=self.per_sample,
+            mix_every=self.mix_every,
         )
 
     def gradient(self, problem: Any, state: Tensor | None = None) -> Estimate:

@@ -53,8 +53,9 @@ class DEQ(Estimator):
         per_sample: bool | None = None,
         restart: int = 20,
         warm_start: bool = False,
+        mix_every: int | None = None,
     ) -> None:
-        super().__init__(depth, tol, max_iter, solver, memory, per_sample, warm_start)
+        super().__init__(depth, tol, max_iter, solver, memory, per_sample, warm_start, mix_every)
         self.restart = check_depth(restart, "restart")
         self.adjoint = check_choice(adjoint, "adjoint", ADJOINT_SOLVERS)
         self.adjoint_tol = check_tol(adjoint_tol, "adjoint_tol")
