@@ -402,9 +402,10 @@ ANDERSON_MEMORY = 10
 BROYDEN_MEMORY = 40
 #: Anderson mixes every this many steps (fixed-point steps between). Measured at tolerance
 #: 1e-8, memory 10, steps to converge with mixing every 1 / 3 steps: affine 1000 x 32
-#: rho = 0.99 272 / 115, rho = 0.999 (300 x 16) 1945 / 181, tikhonov 0.99 62 / 45,
-#: weighted_tv 128^2 0.99 82 / 68, the tight tanh layer 193 / 193; and each step's own
-#: work falls by about 3 (``tests/benchmarks/test_solver_overhead.py``)
+#: rho = 0.99 272 / 115, rho = 0.999 (300 x 16) 1945 / 181, tikhonov 1000 x 32 rho = 0.99
+#: 193 / 103, weighted_tv 128^2 rho = 0.99 82 / 68, the tight tanh layer 193 / 193; in time
+#: to tolerance every 3rd step is within 6 % of the best of 1, 2, 3, 4, 6, 8 on each of these
+#: (results/README.md, "Per-iteration overhead of the solvers")
 ANDERSON_MIX_EVERY = 3
 
 
