@@ -289,9 +289,9 @@ class _Anderson:
 
     Why periodic: a step's own work is two passes over the history (the Gram row, the
     combination), 2 ``memory`` state-sized reads, which a mixing only every ``mix_every``
-    steps divides by ``mix_every``; and the fixed-point steps between mixings make the
-    history span more of the slow directions, so that fewer steps are needed, not more
-    (``ANDERSON_MIX_EVERY``).
+    steps divides by ``mix_every``; and on every spectrum measured (``ANDERSON_MIX_EVERY``)
+    the solve takes fewer steps, not more (the history then holds fixed-point steps, which
+    leave the slowest directions of the error dominant for the mixing to remove).
     """
 
     name = "anderson"
