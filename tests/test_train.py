@@ -189,7 +189,8 @@ def test_warm_started_deq_costs_fewer_applications_and_follows_the_same_path():
     assert [r["step_operator_evals"] for r in warm[first_epoch]] == [
         r["step_operator_evals"] for r in cold[first_epoch]
     ]
-    assert sum(r["step_operator_evals"] for r in warm[4:]) < 0.8 * sum(r["step_operator_evals"] for r in cold[4:])
+    # once every image of the batch has a state, each warm step's forward solve is shorter
+    assert all(w["step_operator_evals"] < c["step_operator_evals"] for w, c in zip(warm[4:], cold[4:], strict=True))
     assert warm[-1]["state_bytes"] == 8 * 2 * 16 * 16 * 4  # x and u of each of the 8 images
     assert [r["test_psnr"] for r in warm] == pytest.approx([r["test_psnr"] for r in cold], abs=0.05)
     assert warm[-1]["cost"] == sum(r["step_cost"] for r in warm)
