@@ -88,9 +88,11 @@ def sample_count(x: Tensor, per_sample: bool | None) -> int:
     return x.shape[0] if per_sample and x.dim() >= 1 else 1
 
 
-def _check_every(value: int) -> int:
+def _check_int(value: object, name: str) -> int:
+    """``value`` if it is an int >= 1 (bools and floats refused), else a ValueError naming
+    ``name``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"check_every must be an integer >= 1, got {value!r}")
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     return value
 
 
@@ -409,12 +411,6 @@ BROYDEN_MEMORY = 40
 ANDERSON_MIX_EVERY = 3
 
 
-def _check_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
-
-
 def _make(method: str, x: Tensor, memory: int | None, mix_every: int) -> _Picard | _Anderson | _Broyden:
     if memory is None:
         memory = BROYDEN_MEMORY if method == "broyden" else ANDERSON_MEMORY
@@ -450,7 +446,7 @@ def fixed_point(
     """
     if method not in FORWARD_METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, FORWARD_METHODS))}; got {method!r}")
-    check_every = _check_every(check_every)
+    check_every = _check_int(check_every, "check_every")
     mix_every = _check_int(ANDERSON_MIX_EVERY if mix_every is None else mix_every, "mix_every")
     shape = x0.shape
     samples = sample_count(x0, per_sample)
@@ -577,7 +573,7 @@ def _adjoint_fixed_point(
 ) -> tuple[Tensor, dict, Tensor | None]:
     """The loop of :func:`adjoint_fixed_point`. With ``auto``, it stops early (returning
     the residual v - (I - J^T) u as third value) where GMRES should take over."""
-    check_every = _check_every(check_every)
+    check_every = _check_int(check_every, "check_every")
     shape = v.shape
     with torch.no_grad():
         vr = v.detach().reshape(samples, -1)
@@ -665,9 +661,8 @@ def _gmres(
     (``stats["handover"] = True``) where its rate does not beat fixed-point iteration's,
     the spectral radius of J estimated by the Ritz values theta of that cycle's Hessenberg
     matrix (max |1 - theta|), by the power ``KRYLOV_GAIN``."""
-    check_every = _check_every(check_every)
-    if isinstance(restart, bool) or not isinstance(restart, int) or restart < 1:
-        raise ValueError(f"restart must be an integer >= 1, got {restart!r}")
+    check_every = _check_int(check_every, "check_every")
+    restart = _check_int(restart, "restart")
     if relative_to not in ("rhs", "solution"):
         raise ValueError(f"relative_to must be 'rhs' or 'solution', got {relative_to!r}")
     shape, dtype, device = b.shape, b.dtype, b.device

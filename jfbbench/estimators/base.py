@@ -103,8 +103,9 @@ class Estimator:
     1e-12 in float64, 1e-5 in float32), ``max_iter``, ``solver`` (``picard``, ``anderson``,
     ``broyden`` or ``auto``: see :func:`jfbbench.solvers.fixed_point`), ``memory`` (of
     Anderson and Broyden), ``mix_every`` (Anderson mixes every this many steps; None:
-    ``jfbbench.solvers.ANDERSON_MIX_EVERY``, 1: classical Anderson) and ``per_sample`` (each sample of a batched state, dimension 0,
-    stops at its own tolerance; None: whenever the state has a batch of more than one).
+    ``jfbbench.solvers.ANDERSON_MIX_EVERY``, 1: classical Anderson) and ``per_sample`` (each
+    sample of a batched state, dimension 0, stops at its own tolerance; None: whenever the
+    state has a batch of more than one).
 
     ``warm_start=True`` (estimators that solve for x*: ``supports_warm_start``) starts the
     forward solve from the ``state`` passed in (the cold start when None) and returns the
