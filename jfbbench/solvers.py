@@ -275,10 +275,11 @@ class _Picard:
 
 class _Anderson:
     r"""Anderson acceleration, type II (Anderson 1965; Walker and Ni, SIAM J. Numer. Anal.
-    2011), ``memory`` past iterates, one history per sample, applied every ``mix_every``
-    steps with plain fixed-point steps between (periodic Pulay mixing: Banerjee,
-    Suryanarayana and Pask, Chem. Phys. Lett. 2016; Pratapa, Suryanarayana and Pask, J.
-    Comput. Phys. 2016). Every step enters the history; a mixing step sets
+    2011), ``memory`` past iterates, one history per sample, applied at every step while
+    the history fills (the first ``memory`` steps), then every ``mix_every`` steps with
+    plain fixed-point steps between (periodic Pulay mixing: Banerjee, Suryanarayana and
+    Pask, Chem. Phys. Lett. 2016; Pratapa, Suryanarayana and Pask, J. Comput. Phys. 2016).
+    Every step enters the history; a mixing step sets
 
         x_{k+1} = sum_j alpha_j f(x_j),  alpha = argmin ||sum_j alpha_j g_j||, sum_j alpha_j = 1,
 
@@ -291,9 +292,11 @@ class _Anderson:
 
     Why periodic: a step's own work is two passes over the history (the Gram row, the
     combination), 2 ``memory`` state-sized reads, which a mixing only every ``mix_every``
-    steps divides by ``mix_every``; and on every spectrum measured (``ANDERSON_MIX_EVERY``)
+    steps divides by ``mix_every``; and on every long solve measured (``ANDERSON_MIX_EVERY``)
     the solve takes fewer steps, not more (the history then holds fixed-point steps, which
-    leave the slowest directions of the error dominant for the mixing to remove).
+    leave the slowest directions of the error dominant for the mixing to remove). Mixing at
+    every step while the history fills keeps short solves (a loose tolerance, a warm start:
+    a few steps in all) as short as classical Anderson's.
     """
 
     name = "anderson"
@@ -324,7 +327,7 @@ class _Anderson:
         torch.sub(fx, x, out=self.G[:, slot])  # g = f(x) - x, written into its slot of the history
         self.F[:, slot].copy_(fx)
         self.fresh = min(self.fresh + 1, self.m)
-        if n == 1 or self.k % self.mix_every:
+        if n == 1 or (self.k > self.m and self.k % self.mix_every):
             return fx
         fresh, self.fresh = self.fresh, 0
         full = n == self.m
