@@ -405,12 +405,14 @@ _FORWARD = {"picard": _Picard, "anderson": _Anderson, "broyden": _Broyden}
 #: default memories: Anderson's past iterates, Broyden's rank-one pairs
 ANDERSON_MEMORY = 10
 BROYDEN_MEMORY = 40
-#: Anderson mixes every this many steps (fixed-point steps between). Measured at tolerance
-#: 1e-8, memory 10, steps to converge with mixing every 1 / 3 steps: affine 1000 x 32
-#: rho = 0.99 272 / 115, rho = 0.999 (300 x 16) 1945 / 181, tikhonov 1000 x 32 rho = 0.99
-#: 193 / 103, weighted_tv 128^2 rho = 0.99 82 / 68, the tight tanh layer 193 / 193; in time
-#: to tolerance every 3rd step is within 6 % of the best of 1, 2, 3, 4, 6, 8 on each of these
-#: (results/README.md, "Per-iteration overhead of the solvers")
+#: Anderson mixes every this many steps once its history is full (fixed-point steps between;
+#: at every step before). Measured at tolerance 1e-8, memory 10, steps to converge with
+#: mixing at every step / this rule: affine 1000 x 32 rho = 0.99 272 / 116, rho = 0.999
+#: (300 x 16) 1945 / 178, tikhonov 1000 x 32 rho = 0.99 193 / 103, weighted_tv 128^2
+#: rho = 0.99 82 / 68, the tight tanh layer 193 / 193; a short solve, weighted_tv 128^2 in
+#: float32 to 1e-4, 19 / 20 (22 mixing every third step from the first). In time to
+#: tolerance, mixing every 3rd step (from the first) was within 6 % of the best of 1, 2, 3,
+#: 4, 6, 8 on each long case (results/README.md, "Per-iteration overhead of the solvers")
 ANDERSON_MIX_EVERY = 3
 
 
