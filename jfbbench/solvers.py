@@ -27,13 +27,13 @@ classical (one pair of batched matmuls), with a second pass only where a bound f
 basis's measured loss of orthogonality asks for it (on a CPU; always on other devices, which
 keeps them free of host synchronisations), the Hessenberg's QR is updated with Givens
 rotations held as one small orthogonal matrix per sample, Anderson writes f(x) - x straight
-into its history at every step and mixes only every ``ANDERSON_MIX_EVERY`` steps
-(fixed-point steps between), adding the Gram rows of the steps since the last mixing in one
-batched product. Convergence is read on the host every ``check_every`` iterations only (the
-per-sample masks and residual estimates stay on the device in between), so a CUDA solve
-synchronises once per ``check_every`` steps; the fixed-point loops check sooner where the
-measured rate says the tolerance is that close (GMRES may make up to ``check_every - 1``
-more steps than it needed).
+into its history at every step and, once the history is full, mixes only every
+``ANDERSON_MIX_EVERY`` steps (fixed-point steps between), adding the Gram rows of the steps
+since the last mixing in one batched product. Convergence is read on the host every
+``check_every`` iterations only (the per-sample masks and residual estimates stay on the
+device in between), so a CUDA solve synchronises once per ``check_every`` steps; the
+fixed-point loops check sooner where the measured rate says the tolerance is that close
+(GMRES may make up to ``check_every - 1`` more steps than it needed).
 
 **Robustness.** No least-squares solve assumes full rank: Anderson's weights solve a
 regularised (scaled) Gram system and fall back to a plain fixed-point step where that system
@@ -401,7 +401,8 @@ class _Broyden:
         return x - self._h(g)
 
 
-_FORWARD = {"picard": _Picard, "anderson": _Anderson, "broyden": _Broyden}
+#: the forward solvers made from (x, memory) alone (Anderson also takes its mixing period)
+_FORWARD = {"picard": _Picard, "broyden": _Broyden}
 #: default memories: Anderson's past iterates, Broyden's rank-one pairs
 ANDERSON_MEMORY = 10
 BROYDEN_MEMORY = 40
@@ -441,8 +442,8 @@ def fixed_point(
     Stops when ||f(x) - x|| <= tol ||f(x)|| (per sample with ``per_sample``; see the
     module's docstring). ``method``: ``"picard"`` x <- f(x) (rate rho), ``"anderson"``
     (Anderson acceleration, ``memory`` past iterates, default ``ANDERSON_MEMORY``, mixing
-    every ``mix_every`` steps, default ``ANDERSON_MIX_EVERY``, with fixed-point steps
-    between; 1 is classical Anderson), ``"broyden"`` (limited-memory Broyden, ``memory``
+    at every step until its history is full, then every ``mix_every`` steps, default
+    ``ANDERSON_MIX_EVERY``, with fixed-point steps between; 1 is classical Anderson), ``"broyden"`` (limited-memory Broyden, ``memory``
     rank-one pairs, default ``BROYDEN_MEMORY``), ``"auto"``: fixed-point steps while they
     are enough (they converge within ``FIXED_POINT_ENOUGH`` more steps at their measured
     rate), else Anderson, kept only while its measured rate beats the fixed-point rate by
