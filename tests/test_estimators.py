@@ -232,7 +232,7 @@ def test_state_bank_keeps_one_state_per_sample():
         (
             "jfbb",
             {},
-            r"unknown estimator 'jfbb'; known estimators: (deepinv_\w+, )*deq, jfb, neumann, phantom, restarted_jfb, (torch\w+, )*unrolled",
+            r"unknown estimator 'jfbb'; known estimators: (deepinv_\w+, )*deq, hrm_one_step, jfb, neumann, phantom, restarted_jfb, (torch\w+, )*trm, unrolled",
         ),
     ],
 )

@@ -1,7 +1,8 @@
 """The estimator registry: ``make(name, **config)``, ``names()``, ``register(name)``.
 
 Built-in: ``deq`` (implicit, the reference), ``unrolled``, ``jfb``, ``restarted_jfb``,
-``phantom``, ``neumann``; and, when the peer libraries are installed (``jfbbench[peers]``),
+``phantom``, ``neumann``, ``trm`` and ``hrm_one_step`` (recursive reasoning
+problems only, :mod:`.reasoning`); and, when the peer libraries are installed (``jfbbench[peers]``),
 ``torchdeq_ift``, ``torchdeq_phantom``, ``torchopt_implicit`` (see :mod:`.peers`); and, when
 DeepInverse's DEQ API is present, ``deepinv_deq`` and ``deepinv_jfb`` (see
 :mod:`.deepinv_peers`). A factory is also reached by its module path,
@@ -21,6 +22,7 @@ from .jfb import JFB
 from .neumann import Neumann
 from .peers import register_peers
 from .phantom import Phantom
+from .reasoning import TRM, HRMOneStep
 from .restarted_jfb import RestartedJFB, StateBank
 from .unrolled import Unrolled
 
@@ -33,7 +35,7 @@ factory = _REGISTRY.factory
 origin = _REGISTRY.origin
 describe = _REGISTRY.describe
 refresh = _REGISTRY.refresh
-for _cls in (DEQ, Unrolled, JFB, RestartedJFB, Phantom, Neumann):
+for _cls in (DEQ, Unrolled, JFB, RestartedJFB, Phantom, Neumann, TRM, HRMOneStep):
     register(_cls.name)(_cls)
 register_peers(register)
 register_deepinv_peers(register)
@@ -52,10 +54,12 @@ __all__ = [
     "JFB",
     "Estimate",
     "Estimator",
+    "HRMOneStep",
     "Neumann",
     "Phantom",
     "RestartedJFB",
     "StateBank",
+    "TRM",
     "Unrolled",
     "describe",
     "factory",

@@ -19,6 +19,7 @@ from .affine import Affine
 from .base import Problem, ProblemProtocol
 from .deepinv_optim import DeepInvProblem, from_deepinv
 from .pnp_fb import DRUNetFB, PnPFB
+from .recursive_reasoning import RecursiveReasoning
 from .tanh_layer import TanhLayer
 from .tikhonov import Tikhonov
 from .torch_module import ModuleProblem, from_module
@@ -40,13 +41,14 @@ register("tikhonov")(Tikhonov)
 register("weighted_tv")(WeightedTV)
 register("pnp_fb")(PnPFB)
 register("drunet_fb")(DRUNetFB)
+register("recursive_reasoning")(RecursiveReasoning)
 
 
 def make(name: str, **config: Any) -> ProblemProtocol:
     """Build the problem ``name`` with ``config`` (``lipschitz``, ``seed``, ``dtype``,
     ``device`` and the family's own settings)."""
     factory = _REGISTRY.factory(name)
-    if "lipschitz" in config:
+    if config.get("lipschitz") is not None:  # None: a family's free mode (rho estimated)
         check_lipschitz(config["lipschitz"])
     if "dtype" in config:
         check_dtype(config["dtype"])
@@ -62,7 +64,7 @@ def make(name: str, **config: Any) -> ProblemProtocol:
 
 
 __all__ = [
-    "Affine", "DRUNetFB", "DeepInvProblem", "ModuleProblem", "PnPFB", "Problem", "ProblemProtocol", "TanhLayer",
-    "Tikhonov", "WeightedTV", "describe", "factory", "from_deepinv", "from_module", "make", "names", "origin",
-    "refresh", "register",
+    "Affine", "DRUNetFB", "DeepInvProblem", "ModuleProblem", "PnPFB", "Problem", "ProblemProtocol",
+    "RecursiveReasoning", "TanhLayer", "Tikhonov", "WeightedTV", "describe", "factory", "from_deepinv", "from_module",
+    "make", "names", "origin", "refresh", "register",
 ]  # fmt: skip
