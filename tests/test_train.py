@@ -14,7 +14,7 @@ from jfbbench.estimators.base import flat_grad
 from jfbbench.linalg import newton_fixed_point
 from jfbbench.problems.weighted_tv import WeightedTV
 from jfbbench.solvers import dense_jacobian
-from jfbbench.train import TrainConfig, Trainer, checkpoint_path, train
+from jfbbench.training import TrainConfig, Trainer, checkpoint_path, train
 
 
 def read(path):
