@@ -13,7 +13,7 @@ from jfbbench.cli import main
 from jfbbench.estimators.base import flat_grad
 from jfbbench.linalg import dense_jacobian, newton_fixed_point
 from jfbbench.problems.weighted_tv import WeightedTV
-from jfbbench.train import TrainConfig, Trainer, checkpoint_path, train
+from jfbbench.training import TrainConfig, Trainer, checkpoint_path, train
 
 
 def read(path):

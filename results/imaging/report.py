@@ -268,7 +268,7 @@ def reconstructions(seed: int = 0, picture: str = "coins") -> None:
     truth, on the whole test picture ``picture``, per problem (from the runs' checkpoints)."""
     import torch
 
-    from jfbbench.train import TrainConfig, Trainer, checkpoint_path
+    from jfbbench.training import TrainConfig, Trainer, checkpoint_path
 
     torch.set_num_threads(1)
     runs = (("deq", 1, True, "warm DEQ"), ("restarted_jfb", 2, False, "restarted JFB K=2"))
