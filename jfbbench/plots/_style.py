@@ -1,14 +1,16 @@
 """What every figure shares: one colour per estimator, the grid of panels, how figures are saved.
 
-An estimator has the same colour in the sweep, bounds and front figures: the registered ones
+An estimator has the same colour in the sweep, bounds and front figures: the built-in ones
 a fixed colour each (:data:`ESTIMATOR_COLOURS`), any other (a plug-in) one of the spare
-colours, given in the order of its name. Variants of one estimator in one figure
+colours chosen from its name (CRC-32), so that it keeps it from figure to figure (the next
+free one if two share a figure and a spare). Variants of one estimator in one figure
 (``restarted_jfb (2 restarts)``, ``restarted_jfb (8 restarts)``) are shades of its colour.
 """
 
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -62,12 +64,19 @@ def _shades(colour: Sequence[float], n: int) -> list[tuple[float, ...]]:
 
 
 def estimator_palette(labels: Iterable[str]) -> dict[str, tuple[float, ...]]:
-    """A colour for each label: its estimator's (:data:`ESTIMATOR_COLOURS`, or a spare one for
-    an estimator not listed there), in shades when several labels name one estimator."""
+    """A colour for each label: its estimator's (:data:`ESTIMATOR_COLOURS`, or a spare one
+    chosen by its name for an estimator not listed there), in shades when several labels name
+    one estimator."""
     labels = list(dict.fromkeys(str(lab) for lab in labels))
-    unknown = sorted({_base(lab) for lab in labels} - set(ESTIMATOR_COLOURS))
+    colours = dict(ESTIMATOR_COLOURS)
+    unknown = sorted({_base(lab) for lab in labels} - set(colours))
     spare = SPARE_COLOURS + sns.color_palette("husl", max(len(unknown) - len(SPARE_COLOURS), 0))
-    colours = {**ESTIMATOR_COLOURS, **dict(zip(unknown, spare, strict=False))}
+    free = list(range(len(spare)))
+    for name in unknown:
+        wanted = zlib.crc32(name.encode()) % len(SPARE_COLOURS)
+        index = min(free, key=lambda i: (i - wanted) % len(spare))
+        free.remove(index)
+        colours[name] = spare[index]
     out: dict[str, tuple[float, ...]] = {}
     for base in dict.fromkeys(_base(lab) for lab in labels):
         group = sorted((lab for lab in labels if _base(lab) == base), key=_natural)
