@@ -44,7 +44,7 @@ RULES = [
     ("training", {"sweep", "theory", "front", "plots", "cli"}, "training steps and writes rows", None),
     ("train", {"sweep", "theory", "front", "plots", "cli"}, "training steps and writes rows", None),
     ("theory", {"training", "train", "front", "plots", "cli"}, "the theory measures and checks bounds", None),
-    ("front", {"theory", "plots", "cli", "runner"}, "the front reads tables", None),
+    ("front", {"sweep", "training", "train", "theory", "plots", "cli", "runner"}, "the front reads tables", None),
     ("plots", LIVE_OBJECTS | {"cli"}, "figures are drawn from tables alone", None),
     *((part, ABOVE_NUMERICS | LIVE_OBJECTS, "the foundation imports nothing of jfbbench", None) for part in FOUNDATION),
 ]
