@@ -3,10 +3,10 @@
 For T_theta with fixed point x* = T_theta(x*), J = d_x T(x*), B = d_theta T(x*) and
 v = grad L(x*), the gradient of ell(theta) = L(x*(theta)) is grad ell = B^T (I - J^T)^{-1} v
 (implicit-function theorem; Bai, Kolter, Koltun, *Deep Equilibrium Models*, NeurIPS 2019).
-:func:`find_equilibrium` computes, once per problem configuration, x*, that gradient, ``rho_loc``
-= ||J||_2, the spectral radius of J, ||B||_2, ||v|| and ||x_0 - x*|| (dense for small n,
-iterative otherwise): the quantities the bounds of :mod:`jfbbench.theory.bounds` are made of.
-Nothing here runs an estimator or decides what holds.
+:func:`find_equilibrium` computes, once per problem configuration, x*, that gradient,
+``rho_loc`` = ||J||_2, the spectral radius of J, ||B||_2, ||v|| and ||x_0 - x*|| (dense for
+small n; for large n iteratively, the gradient from a tight DEQ reference): the quantities
+the bounds of :mod:`jfbbench.theory.bounds` are made of. Nothing here decides what holds.
 """
 
 from __future__ import annotations
