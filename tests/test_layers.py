@@ -29,14 +29,13 @@ ABOVE_PROBLEMS = ABOVE_ESTIMATORS | {"estimators"}
 ABOVE_NUMERICS = ABOVE_PROBLEMS | {"problems"}
 FOUNDATION = {"_validation", "_registry", "_journal", "data", "tables"}
 LIVE_OBJECTS = {"problems", "estimators", "solvers", "linalg", "measure", "runner"}
-SOLVERS_SPLIT = "fixed by the solvers split (dense_jacobian moves to linalg)"
 
-#: (part, parts it must not import, why; a reason marks a rule today's tree breaks, xfail).
+#: (part, parts it must not import, why, and a reason when a rule is known broken: xfail until fixed).
 RULES = [
     ("problems", ABOVE_PROBLEMS, "a problem knows nothing of estimators or of what measures them", None),
     ("solvers", ABOVE_NUMERICS, "solvers know tensors and callables only", None),
     ("linalg", ABOVE_NUMERICS, "linear algebra knows tensors and callables only", None),
-    ("linalg", {"solvers"}, "linalg is beneath the solvers (dense_jacobian lives in linalg)", SOLVERS_SPLIT),
+    ("linalg", {"solvers"}, "linalg is beneath the solvers (dense_jacobian lives in linalg)", None),
     ("estimators", ABOVE_ESTIMATORS, "an estimator knows the problem protocol and the solvers only", None),
     ("measure", ABOVE_MEASUREMENT | {"runner"}, "measurement wraps one estimator call", None),
     ("runner", ABOVE_NUMERICS | {"solvers", "linalg"}, "the runner runs tasks it is handed", None),

@@ -20,8 +20,9 @@ from typing import Any
 import torch
 
 from .. import linalg
+from ..linalg import dense_jacobian
 from ..measure import reference_gradient
-from ..solvers import dense_jacobian, fixed_point
+from ..solvers import fixed_point
 from . import bounds
 
 Tensor = torch.Tensor
