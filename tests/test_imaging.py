@@ -237,7 +237,7 @@ def test_motion_blur_kernel_is_normalised_and_contraction_holds():
 
 
 def test_nonsmooth_weighted_tv_is_outside_the_smooth_theory():
-    from jfbbench.validate import outside_reason
+    from jfbbench.theory import outside_reason
 
     smooth = problems.make("weighted_tv", lipschitz=0.9, smoothing=0.05)
     rough = problems.make("weighted_tv", lipschitz=0.9, smoothing=0.0)
