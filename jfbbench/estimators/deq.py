@@ -97,7 +97,7 @@ class DEQ(Estimator):
                 tol,
                 self.adjoint_max_iter,
                 method=self.adjoint,
-                per_sample=self.per_sample,
+                per_sample=self.per_sample_on(problem),
                 u0=u0,
                 restart=self.restart,
             )

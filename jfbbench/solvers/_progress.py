@@ -24,9 +24,13 @@ def _norm(t: Tensor) -> float:
 
 
 def sample_count(x: Tensor, per_sample: bool | None) -> int:
-    """How many independent samples the solvers see in x (1: the whole tensor)."""
-    if per_sample is None:
-        per_sample = x.dim() >= 2 and x.shape[0] > 1
+    """How many independent samples the solvers see in x: ``x.shape[0]`` with
+    ``per_sample=True`` (dimension 0 declared a batch of independent samples), else 1 (the
+    whole tensor; ``None`` too). Nothing is inferred from the shape: a state whose rows are
+    coupled (a matrix-valued state, a graph's nodes, a sequence) would otherwise be stopped
+    row by row, each row frozen against rows that still move."""
+    if per_sample not in (None, True, False):
+        raise ValueError(f"per_sample must be True, False or None, got {per_sample!r}")
     return x.shape[0] if per_sample and x.dim() >= 1 else 1
 
 
