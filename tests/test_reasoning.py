@@ -294,3 +294,34 @@ def test_reasoning_estimators_refuse_other_problems_and_bad_cycles(name):
     assert "\n" not in str(info.value)
     with pytest.raises(ValueError, match="cycles"):
         estimators.make(name, cycles=0)
+
+
+# -- training and held-out puzzles ------------------------------------------------------------
+
+
+def test_held_out_puzzles_are_new_and_selected_with_their_state():
+    p = make(n_puzzles=4, n_test=6)
+    assert (p.n_images("train"), p.n_images("test")) == (4, 6)
+    train = {tuple(q.tolist()) for q in p.puzzles}
+    p.select("test", [1, 3, 5])
+    assert p.puzzles.shape == (3, 16) and p.initial_point().shape == (3, 16, 2 * p.hidden)
+    assert not train & {tuple(q.tolist()) for q in p._data["test"][0]}
+    with torch.no_grad():
+        assert torch.isfinite(p.loss(p.operator(p.initial_point())))
+    for split, idx, match in (("valid", None, "split"), ("test", [6], "indices"), ("train", [], "indices")):
+        with pytest.raises(ValueError, match=match):
+            p.select(split, idx)
+
+
+def test_metrics_count_solved_puzzles_and_right_cells():
+    p = make(n_puzzles=4, hidden=6)
+    target = 10.0 * torch.nn.functional.one_hot(p.solutions - 1, 4).double()
+    y = target @ torch.linalg.pinv(p.H.detach())  # y H = target: every cell read out right
+    s = torch.cat([y, torch.zeros_like(y)], dim=-1)
+    m = p.metrics(s)
+    assert (m["accuracy"], m["cell_accuracy"]) == (1.0, 1.0) and m["loss"] < 1e-3
+    cell = int(torch.nonzero(p.mask[2])[0])
+    wrong = target.clone()
+    wrong[2, cell] = wrong[2, cell].roll(1)
+    m = p.metrics(torch.cat([wrong @ torch.linalg.pinv(p.H.detach()), torch.zeros_like(y)], dim=-1))
+    assert m["accuracy"] == 0.75 and m["cell_accuracy"] == pytest.approx(1 - 1 / int(p.mask.sum()))

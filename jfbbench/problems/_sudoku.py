@@ -77,22 +77,25 @@ def random_grid(generator: torch.Generator) -> torch.Tensor:
     return g.reshape(-1).clone()
 
 
-def sudoku4(n: int, hidden_cells: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def sudoku4(
+    n: int, hidden_cells: int, generator: torch.Generator, exclude: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` puzzles with a unique solution: (puzzles, solutions), both (n, 16) int64; a
     puzzle holds the solution's digit in its given cells and 0 in its ``hidden_cells``
-    hidden ones."""
+    hidden ones. None equals a row of ``exclude`` (e.g. the training puzzles)."""
+    seen = set() if exclude is None else {tuple(p.tolist()) for p in exclude}
     puzzles, solutions = [], []
     for _ in range(n):
         for _ in range(MAX_TRIES):
             grid = random_grid(generator)
             puzzle = grid.clone()
             puzzle[torch.randperm(CELLS, generator=generator)[:hidden_cells]] = 0
-            if completions(puzzle) == 1:
+            if tuple(puzzle.tolist()) not in seen and completions(puzzle) == 1:
                 break
         else:
             raise ValueError(
-                f"hidden_cells={hidden_cells} left no puzzle with a unique solution in {MAX_TRIES} tries; "
-                "hide fewer cells"
+                f"hidden_cells={hidden_cells} left no new puzzle with a unique solution in {MAX_TRIES} tries; "
+                "hide fewer cells or ask for fewer puzzles"
             )
         puzzles.append(puzzle)
         solutions.append(grid)

@@ -74,6 +74,12 @@ def fixing_orthogonal(n: int, e: Tensor, generator: torch.Generator) -> Tensor:
     return basis @ torch.block_diag(torch.ones(1, 1, dtype=torch.float64), inner) @ basis.T
 
 
+def _check_split(split: Any) -> str:
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return split
+
+
 class RecursiveReasoning(Problem):
     r"""One TRM cycle as the operator: on the state s = (y, z) (answer embedding, latent), each
     (cells x hidden) per puzzle and stored as one tensor s = cat(y, z) of shape
@@ -96,6 +102,9 @@ class RecursiveReasoning(Problem):
     puzzle's tokens (0 = hidden cell, 1..4). The read-out head H (hidden x 4) gives each
     cell's digit logits y H; the loss is the cross-entropy on the hidden cells (mean over
     them), so the head's gradient dL/dH is a term of every estimator's total derivative.
+    The ``n_puzzles`` training puzzles are the current ones at creation; ``n_test`` held-out
+    puzzles (none equal to a training one) are reached with :meth:`select`, and
+    :meth:`metrics` gives the solved fraction and the cell accuracy.
     theta = (M, W1, W2, b of f; the same of g; E; H). The samples (puzzles) are independent
     (``batched = True``).
 
@@ -141,6 +150,7 @@ class RecursiveReasoning(Problem):
         hidden: int = 8,
         puzzle: str = "sudoku4",
         n_puzzles: int = 4,
+        n_test: int = 16,
         hidden_cells: int = 8,
         preactivation: float | None = 0.5,
         lipschitz_iters: int = 30,
@@ -154,14 +164,13 @@ class RecursiveReasoning(Problem):
         self.hidden = h = check_positive_int(hidden, "hidden")
         self.puzzle = check_choice(puzzle, "puzzle", PUZZLES)
         n_puzzles = check_positive_int(n_puzzles, "n_puzzles")
+        n_test = check_positive_int(n_test, "n_test")
         if isinstance(hidden_cells, bool) or not isinstance(hidden_cells, int) or not 1 <= hidden_cells <= 12:
             raise ValueError(f"hidden_cells must be an integer in [1, 12] (of 16 cells), got {hidden_cells!r}")
         preactivation = _check_preactivation(preactivation)
         self.contraction_guaranteed = not free
         g = self.generator()
         puzzles, solutions = _sudoku.sudoku4(n_puzzles, hidden_cells, g)
-        self.puzzles, self.solutions = puzzles.to(self.device), solutions.to(self.device)
-        self.mask = self.puzzles == 0
         cells = _sudoku.CELLS
         embed = torch.randn(TOKENS, h, generator=g, dtype=torch.float64)
         head = torch.randn(h, DIGITS, generator=g, dtype=torch.float64) / h**0.5
@@ -201,12 +210,16 @@ class RecursiveReasoning(Problem):
         self.g = {k: self._param(v) for k, v in nets[1].items()}
         self.E = self._param(embed)
         self.H = self._param(head)
-        self.x0 = self._to(torch.zeros(n_puzzles, cells, 2 * h))
+        # held-out puzzles last, so that they change nothing drawn before them
+        test = _sudoku.sudoku4(n_test, hidden_cells, g, exclude=puzzles)
+        self._data = {"train": (puzzles, solutions), "test": test}
+        self.select("train")
         self.config = dict(
             n_latent=self.n_latent,
             hidden=h,
             puzzle=self.puzzle,
             n_puzzles=n_puzzles,
+            n_test=n_test,
             hidden_cells=hidden_cells,
             preactivation=preactivation,
         )
@@ -234,7 +247,7 @@ class RecursiveReasoning(Problem):
         m, w1, w2, b = weights
         return torch.tanh(torch.einsum("ij,pjh->pih", m, v) @ w1.T + b) @ w2.T
 
-    def split(self, s: Tensor) -> tuple[Tensor, Tensor]:
+    def unpack(self, s: Tensor) -> tuple[Tensor, Tensor]:
         """(y, z) from the state s = cat(y, z) (last dimension)."""
         return s[..., : self.hidden], s[..., self.hidden :]
 
@@ -244,13 +257,13 @@ class RecursiveReasoning(Problem):
 
     def latent_update(self, s: Tensor, weights: tuple[Tensor, ...] | None = None) -> Tensor:
         """z <- f(x, y, z) = N_f(y + z + e(x)); y unchanged."""
-        y, z = self.split(s)
+        y, z = self.unpack(s)
         z = self._apply(weights or self._net_weights(self.f), y + z + self.embedding())
         return torch.cat([y, z], dim=-1)
 
     def answer_update(self, s: Tensor, weights: tuple[Tensor, ...] | None = None) -> Tensor:
         """y <- g(y, z) = N_g(y + z); z unchanged."""
-        y, z = self.split(s)
+        y, z = self.unpack(s)
         return torch.cat([self._apply(weights or self._net_weights(self.g), y + z), z], dim=-1)
 
     def operator(self, s: Tensor) -> Tensor:
@@ -264,21 +277,46 @@ class RecursiveReasoning(Problem):
 
     def logits(self, s: Tensor) -> Tensor:
         """Each cell's digit logits y H, (n_puzzles, 16, 4)."""
-        return self.split(s)[0] @ self.H
+        return self.unpack(s)[0] @ self.H
 
     def loss(self, s: Tensor) -> Tensor:
         """Cross-entropy of the read-out on the hidden cells (mean over them)."""
         return F.cross_entropy(self.logits(s)[self.mask], self.solutions[self.mask] - 1)
 
-    def accuracy(self, s: Tensor) -> dict[str, float]:
-        """``solved``: the fraction of puzzles whose hidden cells are all read out right;
-        ``cells``: the fraction of hidden cells read out right."""
-        with torch.no_grad():
-            right = (self.logits(s).argmax(-1) + 1 == self.solutions) | ~self.mask
+    #: what a training run reports on held-out puzzles (the keys of :meth:`metrics`)
+    metric_names: tuple[str, ...] = ("accuracy", "cell_accuracy", "loss")
+
+    @torch.no_grad()
+    def metrics(self, s: Tensor) -> dict[str, float]:
+        """At the state s of the selected puzzles: ``accuracy``, the fraction of puzzles whose
+        hidden cells are all read out right (solved); ``cell_accuracy``, the fraction of hidden
+        cells read out right; ``loss``, the cross-entropy on the hidden cells."""
+        right = (self.logits(s).argmax(-1) + 1 == self.solutions) | ~self.mask
         return dict(
-            solved=float(right.all(dim=1).double().mean()),
-            cells=float(right[self.mask].double().mean()) if bool(self.mask.any()) else 1.0,
+            accuracy=float(right.all(dim=1).double().mean()),
+            cell_accuracy=float(right[self.mask].double().mean()),
+            loss=float(self.loss(s)),
         )
+
+    # -- data: training and held-out puzzles ---------------------------------------------------
+
+    def n_images(self, split: str) -> int:
+        """How many puzzles ``split`` (``"train"``: ``n_puzzles``, ``"test"``: ``n_test``) holds."""
+        return self._data[_check_split(split)][0].shape[0]
+
+    def select(self, split: str, indices: Any = None) -> None:
+        """Make the puzzles ``indices`` (all when None) of ``split`` the current ones: the state,
+        ``puzzles``, ``solutions`` and the loss then refer to them."""
+        split = _check_split(split)
+        n = self.n_images(split)
+        idx = list(range(n)) if indices is None else [int(i) for i in indices]
+        if not idx or min(idx) < 0 or max(idx) >= n:
+            raise ValueError(f"indices must be in [0, {n}) for split {split!r}, got {indices!r}")
+        self.split, self.indices = split, idx
+        puzzles, solutions = self._data[split]
+        self.puzzles, self.solutions = puzzles[idx].to(self.device), solutions[idx].to(self.device)
+        self.mask = self.puzzles == 0
+        self.x0 = self._to(torch.zeros(len(idx), _sudoku.CELLS, 2 * self.hidden))
 
     def parameters(self) -> list[Tensor]:
         return [*(self.f[k] for k in NET_WEIGHTS), *(self.g[k] for k in NET_WEIGHTS), self.E, self.H]
