@@ -5,9 +5,41 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
+
+
+class ArgumentError(ValueError):
+    """A one-line ValueError that names arguments of a library call by their Python names.
+
+    ``template`` has a ``{placeholder}`` for each argument it names; ``names`` gives each
+    placeholder's Python spelling (``append=True``, ``configs['dim']``) and ``keys`` the item of
+    a keyed argument (``configs``: ``'dim'``). A front end that spells arguments otherwise (the
+    command line's ``--append``, ``--set dim=``) rebuilds the message with :meth:`spelled`."""
+
+    def __init__(self, template: str, *, keys: Mapping[str, str] | None = None, **names: str) -> None:
+        self.template, self.names, self.keys = template, names, dict(keys or {})
+        super().__init__(self._fill(names))
+
+    def _fill(self, spelled: Mapping[str, str]) -> str:
+        text = self.template  # placeholders replaced one by one: other braces in the text stay
+        for placeholder, spelling in spelled.items():
+            text = text.replace("{" + placeholder + "}", spelling)
+        return text
+
+    def spelled(self, spellings: Mapping[str, str | Callable[[str], str]]) -> str:
+        """The message with each placeholder in ``spellings`` spelled its way: a string, or a
+        function of the placeholder's key; the others keep their Python spelling."""
+
+        def spell(placeholder: str) -> str:
+            how = spellings.get(placeholder)
+            if how is None:
+                return self.names[placeholder]
+            return how(self.keys.get(placeholder, "")) if callable(how) else how
+
+        return self._fill({p: spell(p) for p in self.names})
 
 
 def check_lipschitz(value: Any, name: str = "lipschitz") -> float:

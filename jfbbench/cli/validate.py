@@ -57,8 +57,8 @@ def validate_command(
     from .. import plots
     from .. import validate as val
     from .._validation import check_lipschitz
-    from ..sweep import parse_value as sweep_parse_value
     from ._common import UsageFailure, device_settings
+    from ._values import parse_value
 
     config = device_settings(device, dtype)
     try:
@@ -70,7 +70,7 @@ def validate_command(
             key, sep, value = item.partition("=")
             if not sep or not key.strip():
                 raise ValueError(f"--set takes key=value, got {item!r}")
-            config[key.strip()] = sweep_parse_value(value)
+            config[key.strip()] = parse_value(value)
         if max_depth < 1:
             raise ValueError(f"--max-depth must be an integer >= 1, got {max_depth}")
         for rho in lipschitz:

@@ -15,6 +15,7 @@ from typing import Any
 
 from .._registry import Registry
 from .base import Estimate, Estimator
+from .capabilities import Capabilities, read_capabilities
 from .deepinv_peers import register_deepinv_peers
 from .deq import DEQ
 from .jfb import JFB
@@ -39,6 +40,13 @@ register_peers(register)
 register_deepinv_peers(register)
 
 
+def capabilities(name: str) -> Capabilities:
+    """What the estimator ``name`` can do (uses depth, solves, stateful, warm start, its
+    settings and their defaults), with one default for whatever it does not declare (see
+    :mod:`jfbbench.estimators.capabilities`)."""
+    return read_capabilities(name, factory(name))
+
+
 def make(name: str, **config: Any) -> Estimator:
     """Build the estimator ``name`` with ``config`` (``depth``, ``tol``, ``max_iter``, ...)."""
     est = _REGISTRY.make(name, **config)
@@ -49,6 +57,7 @@ def make(name: str, **config: Any) -> Estimator:
 
 __all__ = [
     "DEQ",
+    "Capabilities",
     "JFB",
     "Estimate",
     "Estimator",
@@ -57,6 +66,7 @@ __all__ = [
     "RestartedJFB",
     "StateBank",
     "Unrolled",
+    "capabilities",
     "describe",
     "factory",
     "make",

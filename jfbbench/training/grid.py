@@ -52,6 +52,15 @@ def run_training(run: Run) -> dict[str, Any]:
     )
 
 
+def _capabilities(name: str) -> estimators.Capabilities | None:
+    """The estimator's capabilities; None for a name that does not resolve (its run's
+    settings are then checked, and refused, by :meth:`TrainConfig.resolved`)."""
+    try:
+        return estimators.capabilities(name)
+    except ValueError:
+        return None
+
+
 def grid_runs(values: dict[str, Any], **fixed: Any) -> list[TrainConfig]:
     """The TrainConfigs of the product of ``values`` (GRID_FIELDS -> a sequence of values; an
     empty or missing one takes the default); an estimator without a depth (``deq``) runs once,
@@ -61,10 +70,10 @@ def grid_runs(values: dict[str, Any], **fixed: Any) -> list[TrainConfig]:
     configs, seen = [], set()
     for combo in itertools.product(*axes.values()):
         settings = {k: v for k, v in zip(axes, combo, strict=True) if v is not None}
-        name = settings["estimator"]
-        if name in estimators.names() and not getattr(estimators.factory(name), "uses_depth", True):
+        caps = _capabilities(settings["estimator"])
+        if caps is not None and not caps.uses_depth:
             settings["depth"] = 1
-        if name in estimators.names() and not getattr(estimators.factory(name), "supports_warm_start", False):
+        if caps is not None and not caps.supports_warm_start:
             settings["warm_start"] = False
         key = tuple(sorted(settings.items()))
         if key in seen:
