@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from ._validation import check_nonnegative_int, check_positive_int
+
 
 @dataclass
 class Cluster:
@@ -41,14 +43,11 @@ class Cluster:
                                 ("--scheduler-file", self.scheduler_file)) if v is not None]  # fmt: skip
         if len(given) > 1:
             raise ValueError(f"give one of --workers, --scheduler, --scheduler-file, got {' and '.join(given)}")
-        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
-            raise ValueError(f"--workers must be an integer >= 1, got {self.workers!r}")
-        if self.threads_per_worker is not None and (
-            not isinstance(self.threads_per_worker, int) or self.threads_per_worker < 1
-        ):
-            raise ValueError(f"--threads-per-worker must be an integer >= 1, got {self.threads_per_worker!r}")
-        if not isinstance(self.retries, int) or self.retries < 0:
-            raise ValueError(f"--retries must be an integer >= 0, got {self.retries!r}")
+        if self.workers is not None:
+            check_positive_int(self.workers, "--workers")
+        if self.threads_per_worker is not None:
+            check_positive_int(self.threads_per_worker, "--threads-per-worker")
+        check_nonnegative_int(self.retries, "--retries")
 
     @property
     def local(self) -> bool:

@@ -56,7 +56,7 @@ def validate_command(
     """
     from .. import plots
     from .. import validate as val
-    from .._validation import check_lipschitz
+    from .._validation import check_lipschitz, check_positive_int
     from ._common import UsageFailure, device_settings
     from ._values import parse_value
 
@@ -71,8 +71,7 @@ def validate_command(
             if not sep or not key.strip():
                 raise ValueError(f"--set takes key=value, got {item!r}")
             config[key.strip()] = parse_value(value)
-        if max_depth < 1:
-            raise ValueError(f"--max-depth must be an integer >= 1, got {max_depth}")
+        check_positive_int(max_depth, "--max-depth")
         for rho in lipschitz:
             check_lipschitz(rho)
         bad = [k for k in restart_depth if k < 1 or k > max_depth]

@@ -28,12 +28,7 @@ from .unrolled import Unrolled
 #: The entry-point group read for plug-in estimators (``name = package.module:factory``).
 ENTRY_POINT_GROUP = "jfbbench.estimators"
 _REGISTRY: Registry[Estimator] = Registry("estimator", group=ENTRY_POINT_GROUP)
-register = _REGISTRY.register
-names = _REGISTRY.names
-factory = _REGISTRY.factory
-origin = _REGISTRY.origin
-describe = _REGISTRY.describe
-refresh = _REGISTRY.refresh
+register, names, factory, origin, describe, refresh = _REGISTRY.api()
 for _cls in (DEQ, Unrolled, JFB, RestartedJFB, Phantom, Neumann):
     register(_cls.name)(_cls)
 register_peers(register)

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from .._journal import CsvJournal, GridRecord, TableLock
-from .._validation import ArgumentError
+from .._validation import ArgumentError, check_nonnegative_int, check_positive_int
 from ..runner import Cluster, run_tasks
 from . import schema
 from .grid import Grid
@@ -32,14 +32,12 @@ def check_writable(out: Path) -> None:
 
 def check_shard(shard: Any) -> tuple[int, int]:
     """``shard`` as (i, n): the points whose index is i modulo n."""
-    ok = (
-        isinstance(shard, tuple)
-        and len(shard) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
-    )
-    if not ok or not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
-        raise ValueError(f"shard must be a pair (i, n) of integers with n >= 1 and 0 <= i < n, got {shard!r}")
-    return shard
+    if not (isinstance(shard, tuple) and len(shard) == 2):
+        raise ValueError(f"shard must be a pair (i, n), got {shard!r}")
+    i, n = check_nonnegative_int(shard[0], "shard[0]"), check_positive_int(shard[1], "shard[1]")
+    if i >= n:
+        raise ValueError(f"shard (i, n) needs 0 <= i < n, got {shard!r}")
+    return i, n
 
 
 def journal_path(out: Path) -> Path:
