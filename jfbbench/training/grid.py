@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import itertools
 import string
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import estimators
 from .._journal import TableLock
+from ..runner import Cluster, Summary, run_tasks
 from .config import TrainConfig
 from .run import train
 
@@ -50,6 +52,27 @@ def run_training(run: Run) -> dict[str, Any]:
         input_psnr=float(first["input_psnr"]),
         **{k: last[k] for k in ("step", "test_psnr", "wall_time", "operator_evals", "vjp_evals", "status")},
     )
+
+
+def train_grid(
+    runs: Sequence[Run], cluster: Cluster | None = None, progress: bool | None = None
+) -> tuple[dict[str, dict[str, Any]], Summary]:
+    """Train every run where ``cluster`` says (this process by default; see
+    :mod:`jfbbench.runner`, the one route for sweeps and training). Each task writes its own
+    run's table; what comes back is each run's summary (:func:`run_training`, or
+    ``{"key", "error"}`` for a run that raised), by :meth:`Run.key`, and the runner's
+    :class:`~jfbbench.runner.Summary` (runs lost with their workers in ``lost``)."""
+    results: dict[str, dict[str, Any]] = {}
+    summary = run_tasks(
+        runs,
+        run_training,
+        lambda res: results.__setitem__(res["key"], res),
+        cluster,
+        failed_result=lambda run, error: dict(key=run.key(), error=error),
+        progress=progress,
+        desc="train",
+    )
+    return results, summary
 
 
 def _capabilities(name: str) -> estimators.Capabilities | None:
