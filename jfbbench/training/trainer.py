@@ -109,7 +109,7 @@ class Trainer:
                 c.tol,
                 c.max_iter,
                 method=c.solver,
-                per_sample=None,
+                per_sample=problems.is_batched(p),
             )
         if _finite(x):
             self.eval_bank.put(keys, x)
