@@ -16,6 +16,7 @@ from typing import Any
 
 from .._registry import Registry
 from .base import Estimate, Estimator
+from .capabilities import Capabilities, read_capabilities
 from .deepinv_peers import register_deepinv_peers
 from .deq import DEQ
 from .jfb import JFB
@@ -29,16 +30,18 @@ from .unrolled import Unrolled
 #: The entry-point group read for plug-in estimators (``name = package.module:factory``).
 ENTRY_POINT_GROUP = "jfbbench.estimators"
 _REGISTRY: Registry[Estimator] = Registry("estimator", group=ENTRY_POINT_GROUP)
-register = _REGISTRY.register
-names = _REGISTRY.names
-factory = _REGISTRY.factory
-origin = _REGISTRY.origin
-describe = _REGISTRY.describe
-refresh = _REGISTRY.refresh
+register, names, factory, origin, describe, refresh = _REGISTRY.api()
 for _cls in (DEQ, Unrolled, JFB, RestartedJFB, Phantom, Neumann, TRM, HRMOneStep):
     register(_cls.name)(_cls)
 register_peers(register)
 register_deepinv_peers(register)
+
+
+def capabilities(name: str) -> Capabilities:
+    """What the estimator ``name`` can do (uses depth, solves, stateful, warm start, its
+    settings and their defaults), with one default for whatever it does not declare (see
+    :mod:`jfbbench.estimators.capabilities`)."""
+    return read_capabilities(name, factory(name))
 
 
 def make(name: str, **config: Any) -> Estimator:
@@ -51,6 +54,7 @@ def make(name: str, **config: Any) -> Estimator:
 
 __all__ = [
     "DEQ",
+    "Capabilities",
     "JFB",
     "Estimate",
     "Estimator",
@@ -61,6 +65,7 @@ __all__ = [
     "StateBank",
     "TRM",
     "Unrolled",
+    "capabilities",
     "describe",
     "factory",
     "make",

@@ -28,12 +28,7 @@ from .weighted_tv import WeightedTV
 #: The entry-point group read for plug-in problems (``name = package.module:factory``).
 ENTRY_POINT_GROUP = "jfbbench.problems"
 _REGISTRY: Registry[ProblemProtocol] = Registry("problem", group=ENTRY_POINT_GROUP)
-register = _REGISTRY.register
-names = _REGISTRY.names
-factory = _REGISTRY.factory
-origin = _REGISTRY.origin
-describe = _REGISTRY.describe
-refresh = _REGISTRY.refresh
+register, names, factory, origin, describe, refresh = _REGISTRY.api()
 
 register("affine")(Affine)
 register("tanh_layer")(TanhLayer)
