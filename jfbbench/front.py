@@ -224,10 +224,10 @@ def write_tables(
     (the same among the settings that start cold: one gradient at a new theta, no state)
     under ``out``. Returns the summary, the targets table and the paths written. The figures
     are :func:`jfbbench.plots.write_front`'s."""
+    summary = summarise(read_points(tables))  # the tables read and checked before anything is written
+    table = targets(summary)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarise(read_points(tables))
-    table = targets(summary)
     cold = summary[~summary["warm_start"] & ~(summary["restarts"].fillna(0) > 0)]
     cold = cold[~((cold["source"] == "training") & (cold["estimator"] == "restarted_jfb"))]
     written = [out / "front.csv", out / "targets.csv", out / "targets_cold.csv"]

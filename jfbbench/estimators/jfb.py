@@ -19,6 +19,8 @@ class JFB(Estimator):
     to T^K, whose error is exactly -B^T (J^T)^K u.
     """
 
+    keeps_depth_graph = True
+
     name = "jfb"
     supports_warm_start = True
 

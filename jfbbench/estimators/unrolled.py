@@ -16,6 +16,8 @@ class Unrolled(Estimator):
     NeurIPS 2022; Ablin, Peyre, Moreau, ICML 2020). No forward solve: ``converged`` is None.
     """
 
+    keeps_depth_graph = True
+
     name = "unrolled"
     solves = False
 

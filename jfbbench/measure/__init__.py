@@ -2,13 +2,22 @@
 memory. Every function here wraps one estimator call; sweeps and benchmarks compose them."""
 
 from .error import Reference, compare, float64_reference, reference_gradient
-from .memory import cpu_peak_bytes, cuda_peak_bytes, peak_bytes, rss_growth_bytes, saved_tensor_bytes, tensor_bytes
+from .memory import (
+    available_memory,
+    cpu_peak_bytes,
+    cuda_peak_bytes,
+    peak_bytes,
+    rss_growth_bytes,
+    saved_tensor_bytes,
+    tensor_bytes,
+)
 from .record import measure
 from .timing import Timing, time_call
 
 __all__ = [
     "Reference",
     "Timing",
+    "available_memory",
     "compare",
     "cpu_peak_bytes",
     "cuda_peak_bytes",

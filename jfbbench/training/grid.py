@@ -62,6 +62,8 @@ def train_grid(
     run's table; what comes back is each run's summary (:func:`run_training`, or
     ``{"key", "error"}`` for a run that raised), by :meth:`Run.key`, and the runner's
     :class:`~jfbbench.runner.Summary` (runs lost with their workers in ``lost``)."""
+    if cluster is not None:
+        cluster.check()  # a scheduler that does not answer is refused before any run starts
     results: dict[str, dict[str, Any]] = {}
     summary = run_tasks(
         runs,
