@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import finite_difference, rel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -389,3 +390,40 @@ def test_b2_finite_k_is_an_implementation_check_that_catches_a_wrong_estimator(t
     assert "implementation: follows from the definitions whatever the problem" in res.output
     summary = pd.read_csv(tmp_path / "summary.csv").set_index(["bound", "check"])
     assert summary.loc[("B2", check), "kind"] == "implementation"
+
+
+class _HeadLayer(torch.nn.Module):
+    """z <- tanh(W z + U x), ||W|| = 0.7, with a trainable read-out head H that only the loss uses."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(5)
+        q, _ = torch.linalg.qr(torch.randn(4, 4, generator=g, dtype=torch.float64))
+        self.w = torch.nn.Parameter((0.7 * q).contiguous())
+        self.u = torch.nn.Parameter(torch.randn(4, 2, generator=g, dtype=torch.float64))
+        self.head = torch.nn.Parameter(torch.randn(4, 3, generator=g, dtype=torch.float64))
+
+    def forward(self, z, x):
+        return torch.tanh(z @ self.w.T + x @ self.u.T)
+
+
+def test_the_exact_gradient_is_the_total_derivative_when_the_loss_holds_theta():
+    """With a trainable head in the loss, the equilibrium's exact gradient is dL/dtheta +
+    B^T u (central differences of ell(theta) = L(x*(theta), theta), x* by Newton), and JFB-K,
+    which differentiates the loss itself, meets B1 and B2 against it."""
+    layer = _HeadLayer()
+    x, target = torch.randn(3, 2, dtype=torch.float64), torch.randn(3, 3, dtype=torch.float64)
+    loss = lambda z, t: 0.5 * ((z @ layer.head - t) ** 2).sum()  # noqa: E731
+    p = problems.from_module(layer, x, target, loss=loss, lipschitz=0.7, x0=torch.zeros(3, 4, dtype=torch.float64))
+    eq = theory.find_equilibrium(p)
+
+    def ell(q):
+        with torch.no_grad():
+            return float(q.loss(linalg.newton_fixed_point(q.operator, q.initial_point())))
+
+    fd = finite_difference(p, ell, h=1e-6)
+    assert rel(eq.grad, fd) < 1e-7
+    head = slice(fd.numel() - layer.head.numel(), fd.numel())
+    assert float(eq.grad[head].norm()) > 0.1 * float(eq.grad.norm())  # the direct term matters here
+    rows = _rows(p, [1, 2, 4, 8, 16], [2])
+    assert _violations(rows, ["B1", "B2"]).empty
