@@ -33,7 +33,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.axis import Axis  # noqa: E402
 from matplotlib.text import Annotation  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
 #: Relative errors below this are drawn at it (round-off floor), so log axes stay finite.
@@ -151,15 +151,17 @@ def _estimator_colours(names: Iterable[str]) -> dict[str, tuple[float, ...]]:
     return colours
 
 
-def estimator_styles(labels: Iterable[str]) -> dict[str, LineStyle]:
+def estimator_styles(labels: Iterable[str], keep_order: bool = False) -> dict[str, LineStyle]:
     """A :class:`LineStyle` for each label: its estimator's colour, dash and marker (for an
     estimator not registered, ones chosen by its name); when several labels name one
-    estimator, shades of its colour, each variant with the next dash and marker."""
+    estimator, shades of its colour, each variant with the next dash and marker, the
+    variants taken by the numbers in their labels (or in the order given, ``keep_order``)."""
     labels = list(dict.fromkeys(str(lab) for lab in labels))
     colours = _estimator_colours({estimator_of(lab) for lab in labels})
     out: dict[str, LineStyle] = {}
     for base in dict.fromkeys(estimator_of(lab) for lab in labels):
-        group = sorted((lab for lab in labels if estimator_of(lab) == base), key=_natural)
+        group = [lab for lab in labels if estimator_of(lab) == base]
+        group = group if keep_order else sorted(group, key=_natural)
         crc = zlib.crc32(base.encode())
         dash0 = _DASH_CYCLE.index(ESTIMATOR_DASHES[base]) if base in ESTIMATOR_DASHES else crc % len(_DASH_CYCLE)
         marker0 = (
@@ -184,46 +186,45 @@ def line_widths(n: int, widest: float = 3.0, thinnest: float = 1.2) -> list[floa
     return list(np.linspace(widest, thinnest, n)) if n > 1 else [2.0] * n
 
 
-def coinciding(curves: Mapping[str, pd.Series], rtol: float = COINCIDE_RTOL) -> dict[str, tuple[str, bool]]:
+def coinciding(
+    curves: Mapping[str, pd.Series], rtol: float = COINCIDE_RTOL, atol: float = 0.0
+) -> dict[str, tuple[str, bool]]:
     """Which curves hide another: for each label (in the mapping's order), the first earlier
-    label whose curve matches it at every common x (at least two) within ``rtol`` relative
-    difference, and whether the two are equal (relative difference under 1e-9). ``curves``
-    holds one series per label, indexed by x."""
+    label whose curve matches it at every common x (at least two) within ``atol + rtol *
+    max(|a|, |b|)``, and whether the two are equal (within 1e-9 relative). ``curves`` holds
+    one series per label, indexed by x."""
     found: dict[str, tuple[str, bool]] = {}
     names = list(curves)
     for j, b in enumerate(names):
         for a in names[:j]:
-            diff = _relative_difference(curves[a], curves[b])
-            if diff is not None and diff <= rtol:
-                found[b] = (a, diff <= 1e-9)
+            pair = _common(curves[a], curves[b])
+            if pair is None:
+                continue
+            x, y = pair
+            scale = np.maximum(np.abs(x), np.abs(y))
+            if np.all(np.abs(x - y) <= atol + rtol * scale):
+                found[b] = (a, bool(np.all(np.abs(x - y) <= 1e-9 * scale)))
                 break
     return found
 
 
-def _relative_difference(a: pd.Series, b: pd.Series) -> float | None:
-    """The largest relative difference of two curves over their common x (None under two)."""
+def _common(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """Two curves' finite values at their common x (None when under two)."""
     common = a.index.intersection(b.index)
-    if len(common) < 2:
-        return None
     x, y = a.loc[common].to_numpy(float), b.loc[common].to_numpy(float)
     ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 2:
-        return None
-    x, y = x[ok], y[ok]
-    scale = np.maximum(np.abs(x), np.abs(y))
-    rel = np.where(scale > 0, np.abs(x - y) / np.where(scale > 0, scale, 1.0), 0.0)
-    return float(rel.max())
+    return (x[ok], y[ok]) if ok.sum() >= 2 else None
 
 
 def coincidence_notes(
-    panels: Mapping[object, Mapping[str, pd.Series]], rtol: float = COINCIDE_RTOL
+    panels: Mapping[object, Mapping[str, pd.Series]], rtol: float = COINCIDE_RTOL, atol: float = 0.0
 ) -> tuple[dict[str, str], dict[object, str]]:
     """Say where curves coincide: ``panels`` maps each panel to its curves (label -> series by
     x, in drawing order). A label that matches the same earlier label in every panel where the
     two are drawn gets a legend suffix (``" (= unrolled)"``, or ``"≈"`` when only within
-    ``rtol``); the others get a note in the panels where they coincide (``"jfb ≈ unrolled"``).
-    Returns (legend suffix per label, note per panel)."""
-    found = {panel: coinciding(curves, rtol) for panel, curves in panels.items()}
+    ``atol`` and ``rtol``, :func:`coinciding`); the others get a note in the panels where they
+    coincide (``"jfb ≈ unrolled"``). Returns (legend suffix per label, note per panel)."""
+    found = {panel: coinciding(curves, rtol, atol) for panel, curves in panels.items()}
     suffix: dict[str, str] = {}
     labels = list(dict.fromkeys(lab for curves in panels.values() for lab in curves))
     for lab in labels:
@@ -286,14 +287,16 @@ def _power(value: float, _pos: object = None) -> str:
 def readable_log_axis(axis: Axis) -> None:
     """Tick labels a reader can read on a log ``axis`` (call after its limits are set): plain
     numbers (0.01, 20, 5000) when the whole axis lies within 0.001-1e5, else powers of ten
-    throughout; where the axis spans less than two decades, also 2 and 5 times each power (under one decade, every
-    multiple), so it is never labelled ``4 x 10^0`` or left with one label."""
+    throughout; where the axis spans less than two decades, also 2 and 5 times each power, and under one
+    decade a few round numbers, so it is never labelled ``4 x 10^0`` or left with one label.
+    Call it once the axis' limits are final."""
     lo, hi = sorted(axis.get_view_interval())
     if lo <= 0 or hi <= 0:
         return
     decades = math.log10(hi / lo)
-    if decades < 1:
-        axis.set_major_locator(LogLocator(base=10, subs=tuple(range(1, 10))))
+    if decades < 1:  # a few round numbers in view, as on a linear axis
+        ticks = MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+        axis.set_major_locator(FixedLocator([t for t in ticks if lo <= t <= hi and t > 0]))
     elif decades < 2:
         axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     elif decades > 8:

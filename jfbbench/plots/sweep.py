@@ -167,7 +167,7 @@ def facet_figure(
     order = estimator_order(d["line"])
     styles = estimator_styles(order)
     widths = dict(zip(order, line_widths(len(order)), strict=True))
-    sizes = dict(zip(order, line_widths(len(order), 10.0, 4.0), strict=True))
+    sizes = dict(zip(order, line_widths(len(order), 10.0, 5.0), strict=True))
     seeds = "seed" in d.columns and d["seed"].nunique() > 1
     g = sns.FacetGrid(
         d,
