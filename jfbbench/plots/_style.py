@@ -295,7 +295,7 @@ def readable_log_axis(axis: Axis) -> None:
         return
     decades = math.log10(hi / lo)
     if decades < 1:  # a few round numbers in view, as on a linear axis
-        ticks = MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+        ticks = MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
         axis.set_major_locator(FixedLocator([t for t in ticks if lo <= t <= hi and t > 0]))
     elif decades < 2:
         axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
