@@ -170,7 +170,9 @@ def test_every_estimator_has_a_visible_line_with_its_own_colour_dash_and_marker(
     lines = _estimator_lines(ax)
     assert set(lines) == set(curves)
     looks = {lab: _look(line) for lab, line in lines.items()}
-    assert len(set(looks.values())) == len(looks)  # no two lines look alike
+    # no two lines share a dash pattern or a marker: each stays told apart where colours coincide
+    assert len({dash for _, dash, _ in looks.values()}) == len(looks)
+    assert len({marker for _, _, marker in looks.values()}) == len(looks)
     for line in lines.values():
         assert line.get_visible() and len(line.get_xdata()) == 3 and line.get_linewidth() > 0
     # of two equal lines, the one drawn first (lower) is wider and has the larger markers: a halo

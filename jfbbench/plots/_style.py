@@ -152,25 +152,42 @@ def _estimator_colours(names: Iterable[str]) -> dict[str, tuple[float, ...]]:
 
 
 def estimator_styles(labels: Iterable[str], keep_order: bool = False) -> dict[str, LineStyle]:
-    """A :class:`LineStyle` for each label: its estimator's colour, dash and marker (for an
-    estimator not registered, ones chosen by its name); when several labels name one
-    estimator, shades of its colour, each variant with the next dash and marker, the
-    variants taken by the numbers in their labels (or in the order given, ``keep_order``)."""
+    """A :class:`LineStyle` for each label: its estimator's colour, dash and marker; when
+    several labels name one estimator, shades of its colour, the variants (taken by the
+    numbers in their labels, or in the order given, ``keep_order``) after the first each with
+    the next dash and marker that no other label of the figure has. An estimator not
+    registered starts from a dash and marker chosen by its name (CRC-32), the next free ones
+    if the figure already uses them. So no two labels share a dash or a marker while there
+    are enough of them (11 dashes, 15 markers)."""
     labels = list(dict.fromkeys(str(lab) for lab in labels))
     colours = _estimator_colours({estimator_of(lab) for lab in labels})
-    out: dict[str, LineStyle] = {}
+    groups = {}
     for base in dict.fromkeys(estimator_of(lab) for lab in labels):
         group = [lab for lab in labels if estimator_of(lab) == base]
-        group = group if keep_order else sorted(group, key=_natural)
+        groups[base] = group if keep_order else sorted(group, key=_natural)
+    used_dashes = {ESTIMATOR_DASHES[b] for b in groups if b in ESTIMATOR_DASHES}
+    used_markers = {ESTIMATOR_MARKERS[b] for b in groups if b in ESTIMATOR_MARKERS}
+    out: dict[str, LineStyle] = {}
+    for base, group in groups.items():
         crc = zlib.crc32(base.encode())
-        dash0 = _DASH_CYCLE.index(ESTIMATOR_DASHES[base]) if base in ESTIMATOR_DASHES else crc % len(_DASH_CYCLE)
-        marker0 = (
-            _MARKER_CYCLE.index(ESTIMATOR_MARKERS[base]) if base in ESTIMATOR_MARKERS else crc % len(_MARKER_CYCLE)
-        )
         for v, (lab, colour) in enumerate(zip(group, _shades(colours[base], len(group)), strict=True)):
-            dashes = _DASH_CYCLE[(dash0 + v) % len(_DASH_CYCLE)]
-            out[lab] = LineStyle(colour, dashes, _MARKER_CYCLE[(marker0 + v) % len(_MARKER_CYCLE)])
+            if v == 0 and base in ESTIMATOR_DASHES:
+                dashes, marker = ESTIMATOR_DASHES[base], ESTIMATOR_MARKERS[base]
+            else:
+                start = _DASH_CYCLE.index(ESTIMATOR_DASHES[base]) + v if base in ESTIMATOR_DASHES else crc
+                dashes = _next_free(_DASH_CYCLE, start, used_dashes)
+                start = _MARKER_CYCLE.index(ESTIMATOR_MARKERS[base]) + v if base in ESTIMATOR_MARKERS else crc
+                marker = _next_free(_MARKER_CYCLE, start, used_markers)
+                used_dashes.add(dashes)
+                used_markers.add(marker)
+            out[lab] = LineStyle(colour, dashes, marker)
     return out
+
+
+def _next_free(cycle: Sequence, start: int, used: set):
+    """The first entry of ``cycle`` from ``start`` (wrapping) not in ``used`` (``cycle[start]`` when all are)."""
+    n = len(cycle)
+    return next((cycle[(start + i) % n] for i in range(n) if cycle[(start + i) % n] not in used), cycle[start % n])
 
 
 def estimator_palette(labels: Iterable[str]) -> dict[str, tuple[float, ...]]:
@@ -395,7 +412,9 @@ def save(fig: plt.Figure, stem: Path, formats: Sequence[str]) -> list[Path]:
     paths = []
     for fmt in formats:
         path = stem.with_suffix("." + fmt)
-        fig.savefig(path, dpi=130, bbox_inches="tight")
+        # no creation date in a PDF: the same figure gives the same file
+        metadata = {"CreationDate": None} if fmt == "pdf" else None
+        fig.savefig(path, dpi=130, bbox_inches="tight", metadata=metadata)
         paths.append(path)
     plt.close(fig)
     return paths
