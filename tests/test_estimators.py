@@ -232,7 +232,7 @@ def test_state_bank_keeps_one_state_per_sample():
         (
             "jfbb",
             {},
-            r"unknown estimator 'jfbb'; known estimators: (deepinv_\w+, )*deq, jfb, neumann, phantom, restarted_jfb, (torch\w+, )*unrolled",
+            r"unknown estimator 'jfbb'; known estimators: (deepinv_\w+, )*deq, forward_mode, jfb, neumann, phantom, restarted_jfb, revdeq, (shine, )?(torch\w+, )*unrolled",
         ),
     ],
 )

@@ -1,7 +1,8 @@
 """The estimator registry: ``make(name, **config)``, ``names()``, ``register(name)``.
 
-Built-in: ``deq`` (implicit, the reference), ``unrolled``, ``jfb``, ``restarted_jfb``,
-``phantom``, ``neumann``; and, when the peer libraries are installed (``jfbbench[peers]``),
+Built-in: ``deq`` (implicit, the reference), ``unrolled`` (optionally checkpointed), ``jfb``,
+``restarted_jfb``, ``phantom``, ``neumann``, ``revdeq`` (reversible DEQ), ``forward_mode``
+(forward-mode unrolling); and, when the peer libraries are installed (``jfbbench[peers]``),
 ``torchdeq_ift``, ``torchdeq_phantom``, ``torchopt_implicit`` (see :mod:`.peers`); and, when
 DeepInverse's DEQ API is present, ``deepinv_deq`` and ``deepinv_jfb`` (see
 :mod:`.deepinv_peers`). A factory is also reached by its module path,
@@ -17,11 +18,13 @@ from .._registry import Registry
 from .base import Estimate, Estimator
 from .deepinv_peers import register_deepinv_peers
 from .deq import DEQ
+from .forward_mode import ForwardMode
 from .jfb import JFB
 from .neumann import Neumann
 from .peers import register_peers
 from .phantom import Phantom
 from .restarted_jfb import RestartedJFB, StateBank
+from .revdeq import RevDEQ
 from .unrolled import Unrolled
 
 #: The entry-point group read for plug-in estimators (``name = package.module:factory``).
@@ -34,6 +37,8 @@ origin = _REGISTRY.origin
 describe = _REGISTRY.describe
 refresh = _REGISTRY.refresh
 for _cls in (DEQ, Unrolled, JFB, RestartedJFB, Phantom, Neumann):
+    register(_cls.name)(_cls)
+for _cls in (RevDEQ, ForwardMode):  # estimators beyond the paper's
     register(_cls.name)(_cls)
 register_peers(register)
 register_deepinv_peers(register)
@@ -50,11 +55,13 @@ def make(name: str, **config: Any) -> Estimator:
 __all__ = [
     "DEQ",
     "JFB",
+    "ForwardMode",
     "Estimate",
     "Estimator",
     "Neumann",
     "Phantom",
     "RestartedJFB",
+    "RevDEQ",
     "StateBank",
     "Unrolled",
     "describe",
