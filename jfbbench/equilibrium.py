@@ -23,8 +23,9 @@ import pandas as pd
 import torch
 
 from . import bounds, estimators, linalg
+from .linalg import dense_jacobian
 from .measure import reference_gradient, saved_tensor_bytes
-from .solvers import dense_jacobian, fixed_point
+from .solvers import fixed_point
 
 Tensor = torch.Tensor
 

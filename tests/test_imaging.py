@@ -8,7 +8,8 @@ import torch
 from conftest import finite_difference, rel
 
 from jfbbench import data, estimators, problems
-from jfbbench.solvers import dense_jacobian, fixed_point
+from jfbbench.linalg import dense_jacobian
+from jfbbench.solvers import fixed_point
 
 TINY = dict(patch=8, kernel_size=3, blur=1.0, noise=0.02, dtype=torch.float64)
 TINY_NET = dict(patch=16, kernel_size=3, nc=(4, 4, 4, 4), nb=1, init="random", lipschitz_iters=0)

@@ -16,7 +16,7 @@ from conftest import finite_difference, rel
 import jfbbench
 from jfbbench import estimators, linalg, problems
 from jfbbench.cli import main
-from jfbbench.solvers import dense_jacobian
+from jfbbench.linalg import dense_jacobian
 
 ROOT = Path(jfbbench.__file__).resolve().parent.parent
 
