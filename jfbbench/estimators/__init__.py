@@ -2,7 +2,7 @@
 
 Built-in: ``deq`` (implicit, the reference), ``unrolled`` (optionally checkpointed), ``jfb``,
 ``restarted_jfb``, ``phantom``, ``neumann``, ``revdeq`` (reversible DEQ), ``forward_mode``
-(forward-mode unrolling); and, when the peer libraries are installed (``jfbbench[peers]``),
+(forward-mode unrolling), ``shine`` (Broyden's inverse estimate reused); and, when the peer libraries are installed (``jfbbench[peers]``),
 ``torchdeq_ift``, ``torchdeq_phantom``, ``torchopt_implicit`` (see :mod:`.peers`); and, when
 DeepInverse's DEQ API is present, ``deepinv_deq`` and ``deepinv_jfb`` (see
 :mod:`.deepinv_peers`). A factory is also reached by its module path,
@@ -25,6 +25,7 @@ from .peers import register_peers
 from .phantom import Phantom
 from .restarted_jfb import RestartedJFB, StateBank
 from .revdeq import RevDEQ
+from .shine import Shine
 from .unrolled import Unrolled
 
 #: The entry-point group read for plug-in estimators (``name = package.module:factory``).
@@ -38,7 +39,7 @@ describe = _REGISTRY.describe
 refresh = _REGISTRY.refresh
 for _cls in (DEQ, Unrolled, JFB, RestartedJFB, Phantom, Neumann):
     register(_cls.name)(_cls)
-for _cls in (RevDEQ, ForwardMode):  # estimators beyond the paper's
+for _cls in (RevDEQ, ForwardMode, Shine):  # estimators beyond the paper's
     register(_cls.name)(_cls)
 register_peers(register)
 register_deepinv_peers(register)
@@ -62,6 +63,7 @@ __all__ = [
     "Phantom",
     "RestartedJFB",
     "RevDEQ",
+    "Shine",
     "StateBank",
     "Unrolled",
     "describe",

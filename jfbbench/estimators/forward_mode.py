@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .base import CountingOperator, Estimate, Estimator
+from .base import CountingOperator, Estimate, Estimator, flat_sum
 
 Tensor = torch.Tensor
 
@@ -105,13 +105,7 @@ class ForwardMode(Estimator):
             x = f.detach()
         leaf = x.requires_grad_(True)
         loss_grads = torch.autograd.grad(problem.loss(leaf), [leaf, *params], allow_unused=True)
-        direct = torch.cat(
-            [
-                (g if g is not None else torch.zeros_like(p)).reshape(-1)
-                for g, p in zip(loss_grads[1:], params, strict=True)
-            ]
-        )
-        grad = tangents.reshape(total, -1) @ loss_grads[0].reshape(-1) + direct
+        grad = tangents.reshape(total, -1) @ loss_grads[0].reshape(-1) + flat_sum(params, loss_grads[1:])
         stats = dict(
             operator_evals=op.evals,
             vjp_evals=self.depth * -(-total // chunk),
