@@ -13,9 +13,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .._validation import check_choice
+from .._validation import check_choice, check_positive_int
 from . import _sudoku
-from .base import Problem, check_positive_int, orthogonal
+from .base import Problem, orthogonal
 from .tanh_layer import _check_preactivation
 
 Tensor = torch.Tensor
