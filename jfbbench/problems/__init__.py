@@ -17,7 +17,10 @@ from .._registry import Registry
 from .._validation import check_device, check_dtype, check_lipschitz, check_seed
 from .affine import Affine
 from .base import Problem, ProblemProtocol
+from .conv_deq import ConvDEQ
 from .deepinv_optim import DeepInvProblem, from_deepinv
+from .ignn import IGNN
+from .mondeq import MonDEQ
 from .pnp_fb import DRUNetFB, PnPFB
 from .tanh_layer import TanhLayer
 from .tikhonov import Tikhonov
@@ -40,6 +43,9 @@ register("tikhonov")(Tikhonov)
 register("weighted_tv")(WeightedTV)
 register("pnp_fb")(PnPFB)
 register("drunet_fb")(DRUNetFB)
+register("conv_deq")(ConvDEQ)
+register("mondeq")(MonDEQ)
+register("ignn")(IGNN)
 
 
 def make(name: str, **config: Any) -> ProblemProtocol:
@@ -62,7 +68,7 @@ def make(name: str, **config: Any) -> ProblemProtocol:
 
 
 __all__ = [
-    "Affine", "DRUNetFB", "DeepInvProblem", "ModuleProblem", "PnPFB", "Problem", "ProblemProtocol", "TanhLayer",
-    "Tikhonov", "WeightedTV", "describe", "factory", "from_deepinv", "from_module", "make", "names", "origin",
-    "refresh", "register",
+    "Affine", "ConvDEQ", "DRUNetFB", "DeepInvProblem", "IGNN", "ModuleProblem", "MonDEQ", "PnPFB", "Problem",
+    "ProblemProtocol", "TanhLayer", "Tikhonov", "WeightedTV", "describe", "factory", "from_deepinv", "from_module",
+    "make", "names", "origin", "refresh", "register",
 ]  # fmt: skip
