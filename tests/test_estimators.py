@@ -7,7 +7,8 @@ from conftest import finite_difference, loss_at_equilibrium, newton_fixed_point,
 import jfbbench
 from jfbbench import estimators, problems
 from jfbbench.estimators import StateBank
-from jfbbench.solvers import ConvergenceWarning, dense_jacobian
+from jfbbench.linalg import dense_jacobian
+from jfbbench.solvers import ConvergenceWarning
 
 SMALL = {
     "affine": dict(dim=6, n_params=3, batch=2),

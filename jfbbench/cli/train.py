@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import ast
-import itertools
-import string
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ._common import UsageFailure, cluster_options, device_settings, make_cluster
-
-#: Options that take several values (a grid axis each), by TrainConfig field, in the order the
-#: runs are made (all of seed 0 first, so a partial grid covers every setting).
-GRID_FIELDS = ("seed", "problem", "estimator", "depth", "warm_start", "steps", "lr", "optimizer", "batch_size",
-               "tol", "solver", "adjoint", "extra_steps")  # fmt: skip
-#: ``--out`` fields besides GRID_FIELDS: ``{start}`` is ``warm`` or ``cold``.
-EXTRA_FIELDS = {"preset": lambda c: c.preset, "start": lambda c: "warm" if c.warm_start else "cold"}
 
 
 def _parse_set(items: tuple[str, ...]) -> dict[str, Any]:
@@ -32,87 +22,6 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             out[key] = value
     return out
-
-
-@dataclass(frozen=True)
-class Run:
-    """One training run of a grid: its settings and its table (None: no table)."""
-
-    config: Any
-    out: Path | None
-    progress: bool = False
-
-    def key(self) -> str:
-        from dataclasses import asdict
-
-        return repr((sorted(asdict(self.config).items()), str(self.out)))
-
-
-def run_training(run: Run) -> dict[str, Any]:
-    """One task: train (or resume) the run; its rows go to its own table as they come (the
-    task is that table's one writer). Returns what the summary line needs."""
-    from .._journal import TableLock
-    from ..train import train
-
-    if run.out is None:
-        rows = train(run.config, None, progress=run.progress)
-    else:
-        with TableLock(run.out):
-            rows = train(run.config, run.out, progress=run.progress)
-    first, last = rows[0], rows[-1]
-    return dict(
-        key=run.key(),
-        first_psnr=float(first["test_psnr"]),
-        input_psnr=float(first["input_psnr"]),
-        **{k: last[k] for k in ("step", "test_psnr", "wall_time", "operator_evals", "vjp_evals", "status")},
-    )
-
-
-def grid_runs(kw: dict[str, Any], **fixed: Any) -> list[Any]:
-    """The TrainConfigs of the product of the options' values; an estimator without a depth
-    (``deq``) runs once, at depth 1, and one that cannot warm-start runs cold only."""
-    from .. import estimators
-    from ..train import TrainConfig
-
-    axes = {f: list(kw[f]) if kw[f] else [None] for f in GRID_FIELDS}
-    configs, seen = [], set()
-    for values in itertools.product(*axes.values()):
-        settings = {k: v for k, v in zip(axes, values, strict=True) if v is not None}
-        name = settings["estimator"]
-        if name in estimators.names() and not getattr(estimators.factory(name), "uses_depth", True):
-            settings["depth"] = 1
-        if name in estimators.names() and not getattr(estimators.factory(name), "supports_warm_start", False):
-            settings["warm_start"] = False
-        key = tuple(sorted(settings.items()))
-        if key in seen:
-            continue
-        seen.add(key)
-        configs.append(TrainConfig(**settings, **fixed))
-    return configs
-
-
-def out_paths(template: Path | None, configs: list[Any]) -> list[Path | None]:
-    """Each run's table: ``--out`` with its ``{field}`` placeholders filled in. Several runs
-    need placeholders for every option that varies, so no two runs share a table."""
-    if template is None:
-        return [None] * len(configs)
-    fields = {name for _, name, _, _ in string.Formatter().parse(str(template)) if name}
-    allowed = [*GRID_FIELDS, *EXTRA_FIELDS]
-    unknown = sorted(fields - set(allowed))
-    if unknown:
-        raise UsageFailure(f"--out {str(template)!r} names unknown fields {unknown}; allowed: {', '.join(allowed)}")
-    varying = [f for f in GRID_FIELDS if len({getattr(c, f) for c in configs}) > 1]
-    missing = [f for f in varying if f not in fields and not (f == "warm_start" and "start" in fields)]
-    if missing:
-        raise UsageFailure(
-            f"--out {str(template)!r} must tell the runs apart: add {', '.join('{' + f + '}' for f in missing)} "
-            f"(e.g. --out 'runs/{{problem}}/{{estimator}}-K{{depth}}-s{{seed}}.csv')"
-        )
-
-    def value(c: Any, f: str) -> Any:
-        return EXTRA_FIELDS[f](c) if f in EXTRA_FIELDS else getattr(c, f)
-
-    return [Path(str(template).format(**{f: value(c, f) for f in fields})) for c in configs]
 
 
 @click.command("train")
@@ -174,7 +83,7 @@ def train_command(**kw: Any) -> None:
     import torch
 
     from ..runner import run_tasks
-    from ..train import progress_enabled
+    from ..training import Run, grid_runs, out_paths, progress_enabled, run_training
 
     if kw["threads"] < 1:
         raise UsageFailure(f"--threads must be >= 1, got {kw['threads']}")
@@ -195,7 +104,10 @@ def train_command(**kw: Any) -> None:
             c.resolved()
     except (ValueError, TypeError) as err:
         raise UsageFailure(str(err).splitlines()[0]) from None
-    outs = out_paths(kw["out"], configs)
+    try:
+        outs = out_paths(kw["out"], configs)
+    except ValueError as err:  # the library names the argument, the command line its option
+        raise UsageFailure(f"--{err}") from None
     single = len(configs) == 1 and cluster.local
     if cluster.local:
         torch.set_num_threads(cluster.threads_per_worker)

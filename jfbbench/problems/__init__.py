@@ -16,7 +16,7 @@ from typing import Any
 from .._registry import Registry
 from .._validation import check_device, check_dtype, check_lipschitz, check_seed
 from .affine import Affine
-from .base import Problem, ProblemProtocol
+from .base import Problem, ProblemProtocol, is_batched
 from .conv_deq import ConvDEQ
 from .deepinv_optim import DeepInvProblem, from_deepinv
 from .ignn import IGNN
@@ -64,11 +64,12 @@ def make(name: str, **config: Any) -> ProblemProtocol:
     missing = [a for a in ("lipschitz", "parameters", "operator", "loss", "initial_point") if not hasattr(problem, a)]
     if missing:
         raise TypeError(f"problem {name!r} built an object without {', '.join(missing)}: {problem!r}")
+    is_batched(problem)  # a declaration that is not a bool is refused here, before any solve
     return problem
 
 
 __all__ = [
     "Affine", "ConvDEQ", "DRUNetFB", "DeepInvProblem", "IGNN", "ModuleProblem", "MonDEQ", "PnPFB", "Problem",
     "ProblemProtocol", "TanhLayer", "Tikhonov", "WeightedTV", "describe", "factory", "from_deepinv", "from_module",
-    "make", "names", "origin", "refresh", "register",
+    "is_batched", "make", "names", "origin", "refresh", "register",
 ]  # fmt: skip

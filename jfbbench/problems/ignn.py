@@ -68,7 +68,7 @@ class IGNN(ClassificationProblem):
 
     Z of shape (1, hidden, nodes): one state for the whole graph (``batched = False``: A
     couples every node, no row of Z is an independent sample; the leading axis holds the one
-    graph, so that a solver that guesses samples from the shape also sees one), theta = (V, U, b, H, c), the read-out
+    graph), theta = (V, U, b, H, c), the read-out
     logits of node j = Z[:, j]^T H^T + c and L = cross-entropy over the labelled nodes of the
     selected split (mean). Settings ``hidden``, ``chain_length``, ``n_chains`` (chains per
     class) and ``classes``.

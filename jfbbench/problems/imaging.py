@@ -68,7 +68,13 @@ class ImagingProblem(Problem):
     ``patch`` (side, >= 8), ``train_per_image`` and ``test_per_image`` (crops per picture),
     ``images`` (the image set of :mod:`jfbbench.data`: ``default``, ``grey`` or ``grey256``).
     The ``seed`` draws the crops, the noise and (for ``motion``) the kernel.
+
+    The images of the batch are independent samples (``batched``): the blur, the priors and
+    the denoisers (convolutional, without batch statistics) act on each image alone, so
+    each image may stop at its own tolerance.
     """
+
+    batched = True
 
     def __init__(
         self,

@@ -55,6 +55,8 @@ class TanhLayer(Problem):
     """
 
     name = "tanh_layer"
+    #: one input z_i per row of x, and T maps each row by itself
+    batched = True
 
     def __init__(
         self,
