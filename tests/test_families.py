@@ -2,6 +2,7 @@
 everywhere and is tight at the equilibrium; the total derivative (through x* and the read-out
 head) against finite differences; DEQ against a dense solve; bad settings refused."""
 
+import csv
 import math
 
 import pytest
@@ -9,8 +10,10 @@ import torch
 
 from jfbbench import estimators, linalg, problems
 from jfbbench.problems.conv_deq import conv_operator_norm
-from jfbbench.problems.ignn import perron_frobenius
+from jfbbench.problems.ignn import IGNN, perron_frobenius
 from jfbbench.problems.mondeq import step_for_contraction
+from jfbbench.solvers import fixed_point
+from jfbbench.training import TrainConfig, presets_for, train
 
 FAMILIES = ("conv_deq", "mondeq", "ignn")
 #: Instances small enough for dense Jacobians and finite differences.
@@ -40,6 +43,20 @@ def picard(p, tol: float = 1e-13, max_iter: int = 20000) -> torch.Tensor:
                 return fx
             x = fx
     raise AssertionError("Picard iteration did not converge")
+
+
+def central_difference(params, direction, value, h: float = 1e-6) -> float:
+    """(value(theta + h d) - value(theta - h d)) / 2h, the parameters moved in place and restored."""
+    values = []
+    for sign in (1.0, -1.0):
+        with torch.no_grad():
+            for q, dq in zip(params, direction, strict=True):
+                q.add_(sign * h * dq)
+        values.append(value())
+        with torch.no_grad():
+            for q, dq in zip(params, direction, strict=True):
+                q.sub_(sign * h * dq)
+    return (values[0] - values[1]) / (2 * h)
 
 
 def test_registered_with_their_sample_declaration():
@@ -116,8 +133,8 @@ def test_mondeq_step_size_meets_rho_exactly():
     m, alpha = p.recurrence()
     assert float(torch.linalg.matrix_norm(m.detach(), 2)) == pytest.approx(0.8, rel=1e-12)
     eye = torch.eye(12, dtype=torch.float64)
-    k = (eye - m.detach()) / float(alpha)  # I - W
-    assert float(torch.linalg.matrix_norm(eye - 0.99 * float(alpha) * k, 2)) > 0.8  # the smallest such step
+    k = (eye - m.detach()) / float(alpha.detach())  # I - W
+    assert float(torch.linalg.matrix_norm(eye - 0.99 * float(alpha.detach()) * k, 2)) > 0.8  # the smallest such step
 
 
 def test_mondeq_step_size_derivative_is_the_implicit_one():
@@ -128,18 +145,9 @@ def test_mondeq_step_size_derivative_is_the_implicit_one():
     grad = torch.autograd.grad(alpha, [p.A, p.B])
     g = torch.Generator().manual_seed(0)
     d = [torch.randn(q.shape, generator=g, dtype=q.dtype) for q in (p.A, p.B)]
-    h, values = 1e-6, []
-    for sign in (1.0, -1.0):
-        with torch.no_grad():
-            p.A.add_(sign * h * d[0])
-            p.B.add_(sign * h * d[1])
-        values.append(p.step_size())
-        with torch.no_grad():
-            p.A.sub_(sign * h * d[0])
-            p.B.sub_(sign * h * d[1])
     exact = float(sum((gi * di).sum() for gi, di in zip(grad, d, strict=True)))
     assert abs(exact) > 1e-4
-    assert (values[0] - values[1]) / (2 * h) == pytest.approx(exact, rel=1e-6)
+    assert central_difference([p.A, p.B], d, p.step_size) == pytest.approx(exact, rel=1e-6)
 
 
 # -- gradients ----------------------------------------------------------------------------
@@ -170,21 +178,25 @@ def test_total_derivative_agrees_with_finite_differences(name):
     grad, head = total_derivative_dense(p)
     assert float(head.norm()) > 0.1 * float(grad.norm())  # the head's term is not negligible
     g = torch.Generator().manual_seed(0)
-    h = 1e-6
     for _ in range(3):
         d = [torch.randn(q.shape, generator=g, dtype=q.dtype) for q in p.parameters()]
-        values = []
-        for sign in (1.0, -1.0):
-            with torch.no_grad():
-                for q, dq in zip(p.parameters(), d, strict=True):
-                    q.add_(sign * h * dq)
-            values.append(loss_at_equilibrium(p))
-            with torch.no_grad():
-                for q, dq in zip(p.parameters(), d, strict=True):
-                    q.sub_(sign * h * dq)
-        fd = (values[0] - values[1]) / (2 * h)
         exact = float(grad @ torch.cat([dq.reshape(-1) for dq in d]))
-        assert fd == pytest.approx(exact, rel=1e-5, abs=1e-8)
+        assert central_difference(p.parameters(), d, lambda: loss_at_equilibrium(p)) == pytest.approx(
+            exact, rel=1e-5, abs=1e-8
+        )
+
+
+def test_mondeq_clip_keeps_rho_reachable_and_differentiable():
+    p = problems.make("mondeq", lipschitz=0.5, seed=1, width=8, batch=2)
+    with torch.no_grad():
+        p.A.mul_(4.0)
+        p.B.mul_(30.0)  # far outside the region where the unclipped W reaches rho = 0.5
+    assert float(torch.linalg.matrix_norm(p._spread().detach(), 2)) > 2 * p.clip
+    assert p.current_lipschitz() == pytest.approx(0.5, rel=1e-10)
+    grad, _ = total_derivative_dense(p)
+    d = [torch.randn(q.shape, generator=torch.Generator().manual_seed(3), dtype=q.dtype) for q in p.parameters()]
+    exact = float(grad @ torch.cat([dq.reshape(-1) for dq in d]))
+    assert central_difference(p.parameters(), d, lambda: loss_at_equilibrium(p)) == pytest.approx(exact, rel=1e-5)
 
 
 def _deq(p):
@@ -285,3 +297,58 @@ def test_a_step_size_that_cannot_reach_rho_is_refused():
     assert "\n" not in str(err.value)
     alpha, *_ = step_for_contraction(k, 0.9)
     assert math.isclose(float(torch.linalg.matrix_norm(torch.eye(2) - alpha * k.float(), 2)), 0.9, rel_tol=1e-6)
+
+
+# -- training on classification -----------------------------------------------------------
+def test_train_command_runs_a_classification_family_with_accuracy_columns(tmp_path):
+    from click.testing import CliRunner
+
+    from jfbbench.cli import main
+
+    out = tmp_path / "conv.csv"
+    res = CliRunner().invoke(
+        main, ["train", "--problem", "conv_deq", "--estimator", "jfb", "--quick", "--steps", "2", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "test accuracy" in res.output
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in rows] == [0, 1, 2]
+    assert not any(c.endswith("psnr") for c in rows[0])
+    for r in rows:
+        assert 0.0 <= float(r["test_accuracy"]) <= 1.0 and 0.0 <= float(r["train_accuracy"]) <= 1.0
+        assert math.isfinite(float(r["test_loss"]))
+        assert float(r["rho"]) == pytest.approx(0.9, rel=1e-9)  # the normalisation follows the steps
+
+
+@pytest.mark.parametrize("name", ["mondeq", "ignn"])
+def test_quick_training_lowers_the_loss_and_keeps_rho(name):
+    config = TrainConfig(problem=name, estimator="jfb", depth=2, preset="quick", steps=6, gap_every=0)
+    rows = train(config)
+    assert [r["step"] for r in rows] == list(range(7))
+    assert rows[-1]["test_loss"] < rows[0]["test_loss"]  # the whole test split: the same examples each time
+    assert all(r["rho"] == pytest.approx(0.9, rel=1e-9) for r in rows)
+    assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in rows)
+
+
+def test_a_family_is_trained_through_its_declared_presets_alone():
+    # reached by module path, never listed by the trainer: its class's train_presets suffice
+    config = TrainConfig(problem="jfbbench.problems.ignn:IGNN", estimator="unrolled", preset="quick", steps=1)
+    rows = train(config)
+    assert rows[-1]["status"] == "ok" and "test_accuracy" in rows[-1]
+    assert presets_for("ignn") is IGNN.train_presets
+
+
+def test_a_problem_without_training_presets_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="train_presets") as err:
+        TrainConfig(problem="tanh_layer", estimator="jfb").resolved()
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("method", ["picard", "anderson", "auto"])
+def test_a_relu_equilibrium_at_zero_is_reached_from_a_warm_start(method):
+    # a sample whose units all die has T(x) = 0: its relative residual is infinite, which is
+    # no divergence (a digit of the test split did this in training)
+    x0 = torch.full((3, 4), 100.0, dtype=torch.float64)
+    x, st = fixed_point(lambda z: torch.relu(z - 1000.0), x0, 1e-8, 100, method=method)
+    assert st["converged"] and float(x.abs().max()) == 0.0

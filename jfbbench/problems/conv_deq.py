@@ -85,6 +85,12 @@ class ConvDEQ(ClassificationProblem):
 
     name = "conv_deq"
     batched = True
+    #: ``jfbbench train`` presets: ``default`` (the committed table; about a minute a run on one
+    #: core) and ``quick`` (seconds; the tests). Problem settings go under ``problem``.
+    train_presets = {
+        "default": dict(steps=60, lr=0.01, batch_size=32, gap_every=10, tol=1e-4, problem=dict(channels=8)),
+        "quick": dict(steps=3, lr=0.01, batch_size=8, gap_every=2, tol=1e-3, problem=dict(channels=2, batch=8)),
+    }
 
     def __init__(
         self,
