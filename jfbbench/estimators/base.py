@@ -3,7 +3,7 @@ counting, and the assembly of a flat gradient from autograd."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +71,17 @@ def flat_grad(output: Tensor, params: list[Tensor], grad_outputs: Tensor | None 
     return torch.cat(
         [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params, strict=False)]
     )
+
+
+def flat_sum(params: list[Tensor], *grads: Sequence[Tensor | None]) -> Tensor:
+    """The sum of several lists of per-parameter gradients (None: zero, as
+    ``torch.autograd.grad(..., allow_unused=True)`` gives for an unused parameter), flattened
+    and concatenated in the order of ``params``."""
+    out = []
+    for i, p in enumerate(params):
+        parts = [g[i] for g in grads if g[i] is not None]
+        out.append((sum(parts[1:], parts[0]) if parts else torch.zeros_like(p)).reshape(-1))
+    return torch.cat(out)
 
 
 def start_point(problem: Any, state: Tensor | None) -> Tensor:

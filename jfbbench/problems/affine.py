@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from .._validation import check_choice
-from .base import Problem, check_positive_int, orthogonal
+from .._validation import check_choice, check_positive_int
+from .base import Problem, orthogonal
 
 SPECTRA = ("symmetric", "orthogonal", "nonnormal")
 

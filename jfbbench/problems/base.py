@@ -105,9 +105,3 @@ def orthogonal(n: int, generator: torch.Generator) -> torch.Tensor:
     """A Haar-random n x n orthogonal matrix (QR of a Gaussian matrix, signs fixed)."""
     q, r = torch.linalg.qr(torch.randn(n, n, generator=generator, dtype=torch.float64))
     return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
-
-
-def check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value

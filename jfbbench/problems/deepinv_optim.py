@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .._validation import check_choice, check_dtype, check_lipschitz, check_seed
+from .._validation import check_choice, check_dtype, check_lipschitz, check_positive_int, check_seed
 from .torch_module import AdaptedProblem, check_batched, half_squared_error
 
 Tensor = torch.Tensor
@@ -152,8 +152,7 @@ def tikhonov_deblurring(
     algorithm = check_choice(algorithm, "algorithm", tuple(ITERATORS.values()))
     rho = check_lipschitz(lipschitz)
     dtype, seed = check_dtype(dtype), check_seed(seed)
-    if isinstance(size, bool) or not isinstance(size, int) or size < 2:
-        raise ValueError(f"size must be an integer >= 2, got {size!r}")
+    check_positive_int(size, "size", minimum=2)
     g = torch.Generator().manual_seed(seed)
     x_true = torch.rand(1, 1, size, size, generator=g, dtype=torch.float64)
     kernel = dinv.physics.blur.gaussian_blur(sigma=(blur, blur)).to(torch.float64)

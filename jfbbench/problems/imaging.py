@@ -19,7 +19,8 @@ from typing import Any
 import torch
 
 from .. import data
-from .base import Problem, check_positive_int
+from .._validation import check_positive_int
+from .base import Problem
 
 KERNELS = ("gaussian", "motion")
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from .base import Problem, check_positive_int, orthogonal
+from .._validation import check_positive_int
+from .base import Problem, orthogonal
 
 
 class Tikhonov(Problem):

@@ -33,10 +33,15 @@ Row 0 is the initial theta. Resumable: rows are appended with flush + fsync; a c
 after each row, and a rerun continues from it. A divergence (non-finite values, or a test
 solve that stays far from its tolerance) is recorded in the row's ``status`` and ends the
 run, rows kept.
+
+The package, one concept a file: :mod:`.config` (:class:`TrainConfig` and the presets),
+:mod:`.trainer` (:class:`Trainer`, the loop that yields rows), :mod:`.run` (:func:`train`:
+one run into its resumable table) and :mod:`.grid` (a grid of runs, each its own table, run
+by :func:`train_grid` through :mod:`jfbbench.runner`, as sweeps are).
 """
 
 from .config import OPTIMIZERS, PRESETS, TrainConfig, presets_for
-from .grid import EXTRA_FIELDS, GRID_FIELDS, Run, grid_runs, out_paths, run_training
+from .grid import EXTRA_FIELDS, GRID_FIELDS, Run, grid_runs, out_paths, run_training, train_grid
 from .run import checkpoint_path, progress_enabled, train
 from .trainer import Trainer
 
@@ -55,4 +60,5 @@ __all__ = [
     "progress_enabled",
     "run_training",
     "train",
+    "train_grid",
 ]

@@ -130,7 +130,7 @@ class TrainConfig:
         c.extra_steps = check_nonnegative_int(c.extra_steps, "extra_steps")
         if not isinstance(c.warm_start, bool):
             raise ValueError(f"warm_start must be True or False, got {c.warm_start!r}")
-        if c.warm_start and not getattr(estimators.factory(c.estimator), "supports_warm_start", False):
+        if c.warm_start and not estimators.capabilities(c.estimator).supports_warm_start:
             raise ValueError(
                 f"warm_start applies to estimators that solve for x* (deq, jfb, phantom, neumann), not {c.estimator!r}"
             )

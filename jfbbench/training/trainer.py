@@ -63,8 +63,11 @@ class Trainer:
         self.metric_names = tuple(names)
         self.train_metric_names = tuple(m for m in self.metric_names if not m.endswith("_std"))
         common = dict(tol=c.tol, max_iter=c.max_iter, solver=c.solver)
-        extra: dict[str, Any] = dict(extra_steps=c.extra_steps) if c.estimator == "restarted_jfb" else {}
-        extra.update(dict(adjoint=c.adjoint, adjoint_max_iter=c.max_iter) if c.estimator == "deq" else {})
+        self.capabilities = caps = estimators.capabilities(c.estimator)
+        #: whether the estimator's state goes from one visit of an image to the next
+        self.stateful = caps.stateful or c.warm_start
+        extra: dict[str, Any] = dict(extra_steps=c.extra_steps) if caps.accepts("extra_steps") else {}
+        extra.update(dict(adjoint=c.adjoint, adjoint_max_iter=c.max_iter) if caps.accepts("adjoint") else {})
         extra.update(dict(warm_start=True) if c.warm_start else {})
         self.estimator = estimators.make(c.estimator, depth=c.depth, **common, **extra)
         self.params = self.problem.parameters()
@@ -149,7 +152,7 @@ class Trainer:
     def _row(self, **values: Any) -> dict[str, Any]:
         c = self.config
         base = dict(
-            problem=c.problem, estimator=c.estimator, depth=c.depth if self.estimator.uses_depth else "",
+            problem=c.problem, estimator=c.estimator, depth=c.depth if self.capabilities.uses_depth else "",
             warm_start=c.warm_start, tol=c.tol, seed=c.seed, preset=c.preset, optimizer=c.optimizer, lr=c.lr,
             batch_size=c.batch_size, step=self.step,
         )  # fmt: skip
@@ -210,7 +213,7 @@ class Trainer:
         return self._row(**self._outer_columns(idx), **self._test_columns(gap_step=True))
 
     def _state(self, idx: list[int]) -> Any:
-        if not self.estimator.stateful:
+        if not self.stateful:
             return None
         return self.bank.get(idx, self.estimator.cold_state(self.problem))
 
@@ -244,7 +247,7 @@ class Trainer:
             self.opt.step()
             self.opt.zero_grad(set_to_none=True)
             step_time += time.perf_counter() - t1
-            if self.estimator.stateful and est.state is not None:
+            if self.stateful and est.state is not None:
                 self.bank.put(idx, est.state)
             ops, vjps = int(est.stats["operator_evals"]), int(est.stats["vjp_evals"])
             self.counters["wall_time"] += step_time
