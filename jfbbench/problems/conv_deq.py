@@ -11,7 +11,7 @@ import scipy.sparse.linalg
 import torch
 import torch.nn.functional as F
 
-from .base import check_positive_int
+from .._validation import check_positive_int
 from .classification import ClassificationProblem, digits
 from .weight_cache import GraphCache, ValueCache
 

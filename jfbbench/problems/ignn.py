@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-from .base import check_positive_int, orthogonal
+from .._validation import check_positive_int
+from .base import orthogonal
 from .classification import ClassificationProblem, check_split
 from .weight_cache import GraphCache
 
@@ -112,13 +113,9 @@ class IGNN(ClassificationProblem):
     ) -> None:
         super().__init__(lipschitz, seed, dtype, device)
         hidden = check_positive_int(hidden, "hidden")
-        chain_length = check_positive_int(chain_length, "chain_length")
-        if chain_length < 2:
-            raise ValueError(f"chain_length must be an integer >= 2 (a chain has two ends), got {chain_length!r}")
+        chain_length = check_positive_int(chain_length, "chain_length", minimum=2)  # a chain has two ends
         n_chains = check_positive_int(n_chains, "n_chains")
-        classes = check_positive_int(classes, "classes")
-        if classes < 2:
-            raise ValueError(f"classes must be an integer >= 2, got {classes!r}")
+        classes = check_positive_int(classes, "classes", minimum=2)
         g = self.generator()
         adj, x, y, split = chains(n_chains, chain_length, classes, self.seed)
         self.lambda_pf = perron_frobenius(adj)

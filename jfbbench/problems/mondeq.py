@@ -8,7 +8,7 @@ from typing import Any
 import scipy.optimize
 import torch
 
-from .base import check_positive_int
+from .._validation import check_positive_int
 from .classification import ClassificationProblem, digits
 from .weight_cache import GraphCache, ValueCache
 
