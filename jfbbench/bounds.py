@@ -1,6 +1,6 @@
-"""The bounds B1-B6 of THEORY.md as pure functions of quantities measured at the equilibrium.
+"""The bounds B1-B6 of docs/theory.md as pure functions of quantities measured at the equilibrium.
 
-Notation (THEORY.md, "Setting"): T_theta is a rho-contraction in x with fixed point x*;
+Notation (docs/theory.md, "Setting and notation"): T_theta is a rho-contraction in x with fixed point x*;
 J = d_x T(x*) (n x n), B = d_theta T(x*) (n x p), v = grad L(x*), u = (I - J^T)^{-1} v and
 grad ell = B^T u. ``rho`` is the declared (global) contraction factor, ``rho_loc`` = ||J||_2
 the local one at x*, ``radius`` the spectral radius of J. Norms are Euclidean / operator
@@ -44,7 +44,7 @@ def jfb_error_bound(b_norm: float, v_norm: float, rho: float, depth: int) -> flo
 
         ||g_K - grad ell|| <= ||B|| ||v|| rho^K / (1 - rho).
 
-    Since g_K - grad ell = -B^T (J^T)^K u (THEORY.md, estimator 3) and
+    Since g_K - grad ell = -B^T (J^T)^K u (docs/theory.md, ``jfb``) and
     ||u|| <= ||v|| / (1 - ||J||), with ||J^K|| <= ||J||^K <= rho^K. It holds with the declared
     rho and with the local rho_loc = ||J(x*)||_2 (tighter): the JFB iterates stay at x*, so
     J is the same at every step. K = 1 is the bound of Fung et al., *JFB: Jacobian-Free
@@ -102,7 +102,7 @@ def jfb_power_bound(b_norm: float, u_norm: float, power_norm: float) -> float:
 
 
 def rate_matches(rate: float, radius: float, tolerance: float = RATE_TOLERANCE) -> bool:
-    """B2's pass criterion: |rate - radius| <= tolerance * radius."""
+    """B2's pass criterion: abs(rate - radius) <= tolerance * radius."""
     return math.isfinite(rate) and abs(rate - radius) <= tolerance * radius
 
 

@@ -1,4 +1,4 @@
-"""Measuring at the equilibrium: the quantities of THEORY.md's "Setting" for one problem, and
+"""Measuring at the equilibrium: the quantities of the setting of docs/theory.md for one problem, and
 what the estimators give there over the depths K.
 
 :func:`equilibrium` computes x*, the exact gradient, ||J(x*)||_2 (rho_loc), the spectral
@@ -49,7 +49,7 @@ def single_thread() -> Iterator[None]:
 
 @dataclass
 class Equilibrium:
-    """Quantities at the equilibrium x* of one problem (THEORY.md, "Setting")."""
+    """Quantities at the equilibrium x* of one problem (docs/theory.md, "Setting and notation")."""
 
     x_star: Tensor
     x0: Tensor
@@ -94,7 +94,7 @@ def _is_nonlinear(op: Any, points: Sequence[Tensor], seed: int = 0) -> bool:
 
 
 def equilibrium(problem: Any, dense_max_dim: int = 2048) -> Equilibrium:
-    """x*, the exact gradient and the norms of THEORY.md at the equilibrium of ``problem``.
+    """x*, the exact gradient and the norms of docs/theory.md at the equilibrium of ``problem``.
 
     For n <= ``dense_max_dim``: x* by Newton's method, J and B formed densely, ||J||_2,
     ||B||_2 and the spectral radius exact, grad ell = B^T (I - J^T)^{-1} v by a dense solve.

@@ -388,7 +388,7 @@ def plot_bounds(table: pd.DataFrame, out: str | Path, formats: Sequence[str] = (
                 handles[lab] = h
                 labels.append(lab)
     fig.legend([handles[lab] for lab in labels], labels, loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.02))
-    fig.suptitle("Measured errors (solid) and the bounds of THEORY.md (dashed)", y=1.0)
+    fig.suptitle("Measured errors (solid) and the bounds B1-B4 (dashed)", y=1.0)
     fig.tight_layout(rect=(0, 0.06, 1, 0.98))
     written += save(fig, out / "error_vs_depth_bounds", formats)
 

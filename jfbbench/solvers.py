@@ -173,7 +173,7 @@ def _comb(c: Tensor, Q: Tensor) -> Tensor:
     return torch.bmm(c.unsqueeze(1), Q).squeeze(1)
 
 
-#: the largest loss of orthogonality of the GMRES basis (max |<q_i, q_j>|, in machine
+#: the largest loss of orthogonality of the GMRES basis (max abs(<q_i, q_j>), in machine
 #: epsilons: 2.3e-13 in float64) that Gram-Schmidt lets stand without a second pass
 ORTHOGONALITY = 1024
 

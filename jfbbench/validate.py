@@ -1,4 +1,4 @@
-"""Judging THEORY.md's bounds B1-B6 (:mod:`jfbbench.bounds`) against measurements.
+"""Judging the bounds B1-B6 of docs/theory.md (:mod:`jfbbench.bounds`) against measurements.
 
 :mod:`jfbbench.equilibrium` measures: the equilibrium quantities once per problem
 configuration (:func:`~jfbbench.equilibrium.equilibrium`: x*, the exact gradient, ||J||_2,

@@ -1,4 +1,4 @@
-"""The bounds B1-B6 of THEORY.md hold on the analytic families, and ``validate`` catches an
+"""The bounds B1-B6 of docs/theory.md hold on the analytic families, and ``validate`` catches an
 operator that declares a contraction factor smaller than its true one."""
 
 import json

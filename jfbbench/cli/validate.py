@@ -1,4 +1,4 @@
-"""``jfbbench validate``: check THEORY.md's bounds B1-B6 numerically (:mod:`jfbbench.validate`)."""
+"""``jfbbench validate``: check the bounds B1-B6 of docs/theory.md numerically (:mod:`jfbbench.validate`)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def validate_command(
     no_plots,
     progress,
 ):
-    """Check the bounds B1-B6 of THEORY.md: on a grid (every registered problem that claims a
+    """Check the bounds B1-B6 of docs/theory.md: on a grid (every registered problem that claims a
     contraction, rho in 0.5 0.9 0.99, seeds 0 1, K = 1..64), or on an existing sweep TABLE.
 
     Writes OUT/validation.csv.gz (one row per bound, problem, rho, seed and K), OUT/summary.csv
