@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from . import estimators, problems
+from . import environment, estimators, problems
 from ._journal import CsvJournal, GridRecord, TableLock
 from ._registry import accepted_settings
 from ._validation import (
@@ -439,6 +439,7 @@ def run(
                 on_row(row)
 
         summary = run_tasks(todo, measure_task, write, cluster, failed_row, progress=progress, desc="sweep")
+        environment.record_run(out, cluster, summary)
         if journal.path.stat().st_size == 0:  # a shard with nothing to measure
             table = pd.DataFrame(columns=columns)
         else:
