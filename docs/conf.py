@@ -12,6 +12,7 @@ the package when modules move. The gallery (``docs/examples/plot_*.py``) runs at
 
 from __future__ import annotations
 
+import importlib
 import os
 import pkgutil
 import sys
@@ -86,6 +87,8 @@ API_ORDER = (
     "linalg",
     "measure",
     "sweep",
+    "tables",
+    "environment",
     "runner",
     "training",
     "train",
@@ -114,6 +117,14 @@ def _public_modules() -> dict[str, list[str]]:
     return groups
 
 
+def _shadowed(module: str) -> bool:
+    """Whether the package of ``module`` holds another object under its name (a function
+    ``capabilities`` beside the module ``capabilities``): both would claim one name."""
+    parent, _, leaf = module.rpartition(".")
+    value = getattr(importlib.import_module(parent), leaf, None)
+    return value is not None and value is not sys.modules.get(module)
+
+
 def _api_pages(app: object) -> None:
     """Write ``docs/api/<module>.rst`` for every top-level module and ``docs/api/index.rst``."""
     out = DOCS / "api"
@@ -128,7 +139,10 @@ def _api_pages(app: object) -> None:
         title = f"jfbbench.{top}"
         lines = [title, "=" * len(title), "", f".. automodule:: {title}", ""]
         for mod in mods[1:] if mods[0] == title else mods:
-            lines += [mod, "-" * len(mod), "", f".. automodule:: {mod}", ""]
+            lines += [mod, "-" * len(mod), "", f".. automodule:: {mod}"]
+            if _shadowed(mod):  # the package holds another object by this name: index that one
+                lines.append("   :no-index:")
+            lines.append("")
         (out / f"{top}.rst").write_text("\n".join(lines))
     index = [
         "API reference",

@@ -34,8 +34,8 @@ import pandas as pd
 import torch
 
 from . import environment
-from .plots import read_table
 from .sweep import KEY_COLUMNS
+from .tables import read_table
 
 #: Relative change of an exact count (T + VJP, bytes) that counts as a move.
 EXACT_RTOL = 1e-9

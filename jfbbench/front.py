@@ -11,7 +11,8 @@ costly and at most as wrong, one of the two strictly. For a target error, the ch
 setting whose median error reaches it answers "which estimator should I use"
 (:func:`targets`).
 
-Figures and tables are drawn from the tables alone (:func:`write`).
+The tables are written by :func:`write_tables`, the figures by :mod:`jfbbench.plots.front`,
+both from the tables alone.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .tables import read_table
 
 #: The target errors of the "cheapest setting that reaches it" table.
 TARGETS = (1e-1, 1e-2, 1e-4, 1e-8)
@@ -101,8 +104,6 @@ def points_from_training(df: pd.DataFrame) -> pd.DataFrame:
 def read_points(tables: Iterable[str | Path | pd.DataFrame]) -> pd.DataFrame:
     """The front's rows from sweep and training tables (paths or frames), told apart by their
     columns (a sweep has ``rel_error``; a training table ``grad_gap`` and ``step``)."""
-    from .plots import read_table
-
     frames = []
     for t in tables:
         df = t if isinstance(t, pd.DataFrame) else read_table(t)
@@ -129,7 +130,7 @@ def _solves(name: str) -> bool:
     from . import estimators
 
     try:
-        return bool(getattr(estimators.factory(name), "solves", True))
+        return estimators.capabilities(name).solves
     except ValueError:
         return True
 
@@ -215,68 +216,14 @@ def targets(summary: pd.DataFrame, levels: Sequence[float] = TARGETS, by: str = 
     return pd.DataFrame(rows)
 
 
-def plot(summary: pd.DataFrame, cost: str, path_stem: Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
-    """Error against ``cost`` per panel: every setting (median, IQR bars), hue = estimator,
-    filled = warm, the front joined by a black line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    data = summary[summary[cost].notna() & summary["error"].notna()]
-    if data.empty:
-        return []
-    panels = sorted(data["panel"].unique())
-    ncol = min(3, len(panels))
-    nrow = math.ceil(len(panels) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 4.2 * nrow), squeeze=False)
-    names = sorted(data["estimator"].unique())
-    colours = dict(zip(names, sns.color_palette("tab10", len(names)), strict=True))
-    label_of = dict(COSTS)
-    for ax, panel in zip(axes.flat, panels, strict=False):
-        sub = data[data["panel"] == panel]
-        for _, r in sub.iterrows():
-            col = colours[r["estimator"]]
-            lo, hi = max(r["error"] - r["error_q25"], 0), max(r["error_q75"] - r["error"], 0)
-            ax.errorbar(
-                r[cost], r["error"], yerr=[[lo], [hi]], fmt="o" if r["warm_start"] else "s",
-                color=col, mfc=col if r["warm_start"] else "white", ms=6, capsize=2, lw=1,
-            )  # fmt: skip
-        front = sub[sub[f"on_front_{cost}"]].sort_values(cost)
-        ax.plot(front[cost], front["error"], "k-", lw=1, zorder=0)
-        for _, r in front.iterrows():
-            ax.annotate(r["setting"], (r[cost], r["error"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_title(panel, fontsize=9)
-        ax.set_xlabel(label_of[cost])
-        ax.set_ylabel("relative gradient error (median, IQR)")
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
-    handles = [plt.Line2D([], [], color=colours[n], marker="o", ls="", label=n) for n in names]
-    handles += [
-        plt.Line2D([], [], color="grey", marker="o", ls="", label="warm start"),
-        plt.Line2D([], [], color="grey", marker="s", mfc="white", ls="", label="cold start"),
-        plt.Line2D([], [], color="k", label="front"),
-    ]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    written = []
-    for fmt in formats:
-        p = path_stem.with_suffix(f".{fmt}")
-        fig.savefig(p, dpi=130)
-        written.append(p)
-    plt.close(fig)
-    return written
-
-
-def write(tables: Iterable[str | Path | pd.DataFrame], out: str | Path, formats: Sequence[str] = ("png", "pdf")):
-    """Read the tables, write ``front.csv`` (every setting, with its front membership),
-    ``targets.csv`` (cheapest setting per target error, by T + VJP), ``targets_cold.csv``
-    (the same among the settings that start cold: one gradient at a new theta, no state) and
-    a figure per cost axis (``front_cost``, ``front_seconds``, ``front_memory``) under
-    ``out``. Returns the summary, the targets table and the paths written."""
+def write_tables(
+    tables: Iterable[str | Path | pd.DataFrame], out: str | Path
+) -> tuple[pd.DataFrame, pd.DataFrame, list[Path]]:
+    """Read the tables and write ``front.csv`` (every setting, with its front membership),
+    ``targets.csv`` (cheapest setting per target error, by T + VJP) and ``targets_cold.csv``
+    (the same among the settings that start cold: one gradient at a new theta, no state)
+    under ``out``. Returns the summary, the targets table and the paths written. The figures
+    are :func:`jfbbench.plots.write_front`'s."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(read_points(tables))
@@ -287,6 +234,4 @@ def write(tables: Iterable[str | Path | pd.DataFrame], out: str | Path, formats:
     summary.to_csv(written[0], index=False)
     table.to_csv(written[1], index=False)
     targets(cold).to_csv(written[2], index=False)
-    for col, _ in COSTS:
-        written += plot(summary, col, out / f"front_{col}", formats)
     return summary, table, written

@@ -7,8 +7,6 @@ from collections.abc import Callable
 import torch
 from torch.func import jvp, vjp
 
-from .solvers import dense_jacobian
-
 Tensor = torch.Tensor
 
 
@@ -64,6 +62,17 @@ def jacobian_spectral_radius(
         log_growth += torch.log(torch.tensor(nrm)).item()
         w = w / nrm
     return float(torch.exp(torch.tensor(log_growth / iters)))
+
+
+def dense_jacobian(out: Tensor, inp: Tensor) -> Tensor:
+    """The dense Jacobian d out / d inp (numel(out) x numel(inp)) by one VJP per row."""
+    n = out.numel()
+    eye = torch.eye(n, dtype=out.dtype, device=out.device).reshape(n, *out.shape)
+    try:
+        (rows,) = torch.autograd.grad(out, inp, eye, retain_graph=True, is_grads_batched=True)
+    except RuntimeError:
+        rows = torch.stack([torch.autograd.grad(out, inp, e, retain_graph=True)[0] for e in eye])
+    return rows.reshape(n, inp.numel())
 
 
 def flat_params_grad(out: Tensor, params: list[Tensor], grad_out: Tensor, create_graph: bool = False) -> Tensor:

@@ -23,9 +23,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.colors import to_hex
 
 from . import environment, front
-from .plots import ERROR_FLOOR, read_table, sweep_frame, with_depthless_rows_spread
+from .plots import ERROR_FLOOR, estimator_palette, sweep_frame, with_depthless_rows_spread
+from .tables import read_table
 
 #: The cost axes a reader chooses from: key -> (sweep column, front column, axis title).
 COSTS = {
@@ -38,11 +40,6 @@ DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 SYMBOLS = (
     "circle", "square-open", "diamond", "x-thin-open", "triangle-up-open", "cross", "star-open", "triangle-down",
     "hexagon-open", "pentagon",
-)  # fmt: skip
-#: Colours, one per estimator (in the order of the sorted estimator names).
-PALETTE = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-    "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354",
 )  # fmt: skip
 DIV_ID = "jfbbench-report"
 
@@ -120,13 +117,16 @@ def prepare(tables: Sequence[str | Path | pd.DataFrame]) -> dict[str, Any]:
     fr["series"] = (fr["table"] + " · " if len(names) > 1 else "") + fr["setting"]
     fr["error"] = fr["error"].clip(lower=ERROR_FLOOR)
     estimators = sorted(d["base"].unique())
-    colours = {e: PALETTE[i % len(PALETTE)] for i, e in enumerate(estimators)}
+    # the static figures' colours: one per estimator, shades for its variants (restart counts)
+    colours = {k: to_hex(v) for k, v in estimator_palette(estimators).items()}
+    shades = {k: to_hex(v) for k, v in estimator_palette(d["estimator"].unique()).items()}
     panels: dict[str, list[str]] = {}
     for (panel, col), _ in d.groupby(["panel", "column"], sort=True):
         panels.setdefault(panel, []).append(col)
     return dict(
         rows=d,
         front=fr,
+        shades=shades,
         columns=columns,
         estimators=estimators,
         colours=colours,
@@ -205,7 +205,7 @@ def figure(data: dict[str, Any]) -> Any:
     for (panel, rho, series), g in d.groupby(["panel", "column", "series"], sort=True):
         est = str(g["base"].iloc[0])
         dash, symbol = styles[series]
-        colour = colours[est]
+        colour = data["shades"][str(g["estimator"].iloc[0])]
         g = g.sort_values("depth")
         text = list(g["hover"])
         median = g.groupby("depth", sort=True)

@@ -7,7 +7,8 @@ from conftest import finite_difference, loss_at_equilibrium, newton_fixed_point,
 import jfbbench
 from jfbbench import estimators, problems
 from jfbbench.estimators import StateBank
-from jfbbench.solvers import ConvergenceWarning, dense_jacobian
+from jfbbench.linalg import dense_jacobian
+from jfbbench.solvers import ConvergenceWarning
 
 SMALL = {
     "affine": dict(dim=6, n_params=3, batch=2),
@@ -232,7 +233,7 @@ def test_state_bank_keeps_one_state_per_sample():
         (
             "jfbb",
             {},
-            r"unknown estimator 'jfbb'; known estimators: (deepinv_\w+, )*deq, jfb, neumann, phantom, restarted_jfb, (torch\w+, )*unrolled",
+            r"unknown estimator 'jfbb'; known estimators: (deepinv_\w+, )*deq, hrm_one_step, jfb, neumann, phantom, restarted_jfb, (torch\w+, )*trm, unrolled",
         ),
     ],
 )

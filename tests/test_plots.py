@@ -3,6 +3,7 @@ line style; only seeds are pooled (median and range)."""
 
 import json
 
+import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -83,3 +84,51 @@ def test_columns_by_the_measured_contraction_and_rho_then_a_style():
     assert set(d["column"]) == {"ρ_loc ≈ 0.9"} and set(d["setting"]) == {"ρ=0.9", "ρ=0.99"}
     with pytest.raises(ValueError, match="facet must be one of"):
         plots.sweep_frame(table(rows), facet="rho")
+
+
+def _line_colours(d):
+    """{(y values): colour} of the lines of a one-panel sweep figure."""
+    g = plots.facet_figure(d, "rel_error", "error", "t")
+    (ax,) = g.axes_dict.values()
+    found = {tuple(np.round(line.get_ydata(), 12)): mcolors.to_rgb(line.get_color()) for line in ax.lines}
+    plt.close(g.figure)
+    return found
+
+
+def test_an_estimator_has_one_colour_whatever_else_the_figure_shows(tmp_path, monkeypatch):
+    jfb_errors = (0.5, 0.25)
+    runs = [("deq", (1e-6, 1e-6)), ("jfb", jfb_errors)], [("jfb", jfb_errors), ("unrolled", (0.7, 0.6))]
+    colours = []
+    for estimators in runs:  # jfb is second of two names in one figure, first in the other
+        rows = [
+            dict(estimator=e, depth=k, rel_error=v) for e, errs in estimators for k, v in zip([1, 2], errs, strict=True)
+        ]
+        colours.append(_line_colours(plots.prepare(table(rows)))[jfb_errors])
+    assert colours[0] == colours[1]
+    summary = pd.DataFrame(
+        [dict(panel="p", estimator=e, cost=c, error=0.1, error_q25=0.1, error_q75=0.1, warm_start=True,
+              on_front_cost=True, setting=e) for e, c in (("jfb", 1.0), ("unrolled", 2.0))]
+    )  # fmt: skip
+    captured = []
+    original = plt.Axes.errorbar
+
+    def spy(self, *args, **kwargs):
+        captured.append(mcolors.to_rgb(kwargs["color"]))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(plt.Axes, "errorbar", spy)
+    plots.plot_front(summary, "cost", tmp_path / "front", formats=("png",))
+    assert captured[0] == pytest.approx(colours[0])  # the front's jfb is the sweep's jfb
+
+
+def test_plug_in_estimators_get_their_own_stable_colours_and_variants_are_shades():
+    built_in = set(plots.ESTIMATOR_COLOURS.values())
+    assert len(built_in) == len(plots.ESTIMATOR_COLOURS)  # no two built-in estimators share a colour
+    alone = plots.estimator_palette(["my_plugin"])["my_plugin"]
+    beside = plots.estimator_palette(["jfb", "another_plugin", "my_plugin", "deq"])
+    assert alone == beside["my_plugin"] and alone not in built_in
+    assert beside["another_plugin"] != beside["my_plugin"]
+    shades = plots.estimator_palette(["restarted_jfb (16 restarts)", "restarted_jfb (2 restarts)"])
+    assert shades["restarted_jfb (2 restarts)"] == pytest.approx(plots.ESTIMATOR_COLOURS["restarted_jfb"])
+    light, dark = np.mean(shades["restarted_jfb (16 restarts)"]), np.mean(shades["restarted_jfb (2 restarts)"])
+    assert light > dark  # the later variant is a lighter shade of the same colour

@@ -17,10 +17,10 @@ def front_command(tables, out, formats):
     """Gradient error against cost per gradient (T + VJP, seconds, peak memory), one point per
     estimator setting, the Pareto front joined, from sweep and training TABLES; and the
     cheapest setting for target errors 1e-1, 1e-2, 1e-4, 1e-8 (targets.csv)."""
-    from .. import front
+    from .. import plots
 
     try:
-        _, table, written = front.write(tables, out, formats)
+        _, table, written = plots.write_front(tables, out, formats)
     except ValueError as exc:
         raise UsageFailure(str(exc).splitlines()[0]) from None
     for _, r in table.iterrows():

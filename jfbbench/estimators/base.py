@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from .._validation import check_choice, check_depth, check_tol, default_tol
+from ..problems.base import is_batched
 from ..solvers import FORWARD_METHODS, fixed_point
 
 Tensor = torch.Tensor
@@ -108,9 +109,10 @@ class Estimator:
     1e-12 in float64, 1e-5 in float32), ``max_iter``, ``solver`` (``picard``, ``anderson``,
     ``broyden`` or ``auto``: see :func:`jfbbench.solvers.fixed_point`), ``memory`` (of
     Anderson and Broyden), ``mix_every`` (Anderson mixes every this many steps; None:
-    ``jfbbench.solvers.ANDERSON_MIX_EVERY``, 1: classical Anderson) and ``per_sample`` (each
-    sample of a batched state, dimension 0, stops at its own tolerance; None: whenever the
-    state has a batch of more than one).
+    ``jfbbench.solvers.ANDERSON_MIX_EVERY``, 1: classical Anderson) and ``per_sample`` (True:
+    each sample of the state, dimension 0, stops at its own tolerance; False: the state is
+    one vector; None: as the problem declares with its ``batched`` attribute, whole-tensor
+    where it declares nothing; see :meth:`per_sample_on`).
 
     ``warm_start=True`` (estimators that solve for x*: ``supports_warm_start``) starts the
     forward solve from the ``state`` passed in (the cold start when None) and returns the
@@ -175,7 +177,18 @@ class Estimator:
     def forward_tol(self, x: Tensor) -> float:
         return self.tol if self.tol is not None else default_tol(x.dtype)
 
+    def per_sample_on(self, problem: Any) -> bool:
+        """Whether the solves stop sample by sample on ``problem``: ``per_sample`` when it was
+        given, else the problem's declaration ``batched`` (False where it has none: the state is
+        solved as one vector, which is right whatever its rows couple)."""
+        return is_batched(problem) if self.per_sample is None else self.per_sample
+
     def solve(self, op: Callable[[Tensor], Tensor], x0: Tensor) -> tuple[Tensor, dict]:
+        """The forward solve of ``op`` from ``x0`` to ``forward_tol``. ``op`` is the
+        :class:`CountingOperator` of the problem, whose declaration decides per-sample
+        stopping (:meth:`per_sample_on`); any other callable is solved as one vector unless
+        ``per_sample=True``."""
+        problem = op.problem if isinstance(op, CountingOperator) else None
         return fixed_point(
             op,
             x0,
@@ -183,7 +196,7 @@ class Estimator:
             self.max_iter,
             method=self.solver,
             memory=self.memory,
-            per_sample=self.per_sample,
+            per_sample=self.per_sample_on(problem),
             mix_every=self.mix_every,
         )
 

@@ -7,7 +7,8 @@ from typing import Any
 import torch
 
 from .._validation import check_choice, check_depth, check_tol, default_tol
-from ..solvers import ADJOINT_METHODS, adjoint_solve, dense_jacobian
+from ..linalg import dense_jacobian
+from ..solvers import ADJOINT_METHODS, adjoint_solve
 from .base import CountingOperator, Estimate, Estimator, flat_grad, start_point
 
 ADJOINT_SOLVERS = (*ADJOINT_METHODS, "dense")
@@ -96,7 +97,7 @@ class DEQ(Estimator):
                 tol,
                 self.adjoint_max_iter,
                 method=self.adjoint,
-                per_sample=self.per_sample,
+                per_sample=self.per_sample_on(problem),
                 u0=u0,
                 restart=self.restart,
             )

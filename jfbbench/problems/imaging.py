@@ -19,7 +19,8 @@ from typing import Any
 import torch
 
 from .. import data
-from .base import Problem, check_positive_int
+from .._validation import check_positive_int
+from .base import Problem
 
 KERNELS = ("gaussian", "motion")
 
@@ -68,7 +69,13 @@ class ImagingProblem(Problem):
     ``patch`` (side, >= 8), ``train_per_image`` and ``test_per_image`` (crops per picture),
     ``images`` (the image set of :mod:`jfbbench.data`: ``default``, ``grey`` or ``grey256``).
     The ``seed`` draws the crops, the noise and (for ``motion``) the kernel.
+
+    The images of the batch are independent samples (``batched``): the blur, the priors and
+    the denoisers (convolutional, without batch statistics) act on each image alone, so
+    each image may stop at its own tolerance.
     """
+
+    batched = True
 
     def __init__(
         self,

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from .._validation import check_choice
-from .base import Problem, check_positive_int, orthogonal
+from .._validation import check_choice, check_positive_int
+from .base import Problem, orthogonal
 
 WEIGHTS = ("near_orthogonal", "normalised")
 
@@ -55,6 +55,8 @@ class TanhLayer(Problem):
     """
 
     name = "tanh_layer"
+    #: one input z_i per row of x, and T maps each row by itself
+    batched = True
 
     def __init__(
         self,

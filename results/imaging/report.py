@@ -268,7 +268,7 @@ def reconstructions(seed: int = 0, picture: str = "coins") -> None:
     truth, on the whole test picture ``picture``, per problem (from the runs' checkpoints)."""
     import torch
 
-    from jfbbench.train import TrainConfig, Trainer, checkpoint_path
+    from jfbbench.training import TrainConfig, Trainer, checkpoint_path
 
     torch.set_num_threads(1)
     runs = (("deq", 1, True, "warm DEQ"), ("restarted_jfb", 2, False, "restarted JFB K=2"))
@@ -312,7 +312,7 @@ def reconstructions(seed: int = 0, picture: str = "coins") -> None:
 
 
 if __name__ == "__main__":
-    from jfbbench import front
+    from jfbbench import plots
 
     table = load()
     curves(table)
@@ -320,6 +320,6 @@ if __name__ == "__main__":
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(final_table(table).to_string(index=False))
         print(matched(table).to_string(index=False))
-    front.write([table], HERE / "front", formats=("png",))  # the finished runs
+    plots.write_front([table], HERE / "front", formats=("png",))  # the finished runs
     if "--no-reconstructions" not in sys.argv:
         reconstructions()

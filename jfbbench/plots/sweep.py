@@ -1,4 +1,5 @@
-"""Figures drawn from tidy tables alone (never from live objects), with seaborn."""
+"""The sweep figures: error, runtime, memory and operator work against the depth K, from a
+sweep table alone, with seaborn; never averaging over a setting that varies."""
 
 from __future__ import annotations
 
@@ -6,41 +7,14 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-#: Relative errors below this are drawn at it (round-off floor), so log axes stay finite.
-ERROR_FLOOR = 1e-16
+from ..tables import require_columns
+from ._style import ERROR_FLOOR, estimator_palette, save
 
 SWEEP_COLUMNS = ["problem", "lipschitz", "estimator", "depth", "rel_error", "time_s", "memory_bytes"]
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a results table (.csv or .parquet)."""
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"table {str(path)!r} does not exist")
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    if path.suffix == ".csv" or path.name.endswith(".csv.gz"):
-        try:
-            return pd.read_csv(path)
-        except pd.errors.EmptyDataError:
-            raise ValueError(f"table {str(path)!r} is empty") from None
-    raise ValueError(f"table must be a .csv, .csv.gz or .parquet file, got {str(path)!r}")
-
-
-def require_columns(df: pd.DataFrame, columns: Sequence[str], what: str = "table") -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{what} lacks the columns {', '.join(missing)} (has: {', '.join(map(str, df.columns))})")
-    if df.empty:
-        raise ValueError(f"{what} has no rows")
 
 
 def with_depthless_rows_spread(df: pd.DataFrame, by: str = "problem") -> pd.DataFrame:
@@ -164,6 +138,7 @@ def facet_figure(d: pd.DataFrame, y: str, ylabel: str, title: str, logy: bool = 
     # unrolling): earlier ones in the order are drawn wider, so a line on top leaves the one
     # below visible as a halo
     widths = dict(zip(order, np.linspace(3.2, 1.2, len(order)) if len(order) > 1 else [2.0], strict=True))
+    palette = estimator_palette(order)
     styled = d["setting"].nunique() > 1 or (d["setting"] != "").any()
     seeds = "seed" in d.columns and d["seed"].nunique() > 1
     g = sns.relplot(
@@ -172,6 +147,7 @@ def facet_figure(d: pd.DataFrame, y: str, ylabel: str, title: str, logy: bool = 
         y=y,
         hue="estimator",
         hue_order=order,
+        palette=palette,
         size="estimator",
         size_order=order,
         sizes=widths,
@@ -233,7 +209,7 @@ def plot_sweep(
     ``rho_loc`` / ``spectral_radius``, ``facet``), colour = estimator, line style = any other
     setting that varies (:func:`sweep_frame`); several seeds draw as their median with the
     range over seeds. Panel titles give the contraction measured at x* (ρ_loc, r). With
-    ``bounds`` (a validation table of :mod:`jfbbench.validate`), the error figure also draws
+    ``bounds`` (a validation table of :mod:`jfbbench.theory`), the error figure also draws
     B1's bound on JFB-K's relative error (thin dashed lines in JFB's colour). Returns the
     files written."""
     require_columns(df, SWEEP_COLUMNS)
@@ -241,7 +217,7 @@ def plot_sweep(
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ValueError(f"cannot create --out {str(out)!r}: {exc.strerror}") from None
+        raise ValueError(f"cannot create the folder {str(out)!r}: {exc.strerror}") from None
     d = prepare(df, facet)
     written: list[Path] = []
     specs = [
@@ -272,13 +248,7 @@ def overlay_jfb_bound(g: sns.FacetGrid, bounds: pd.DataFrame, d: pd.DataFrame) -
         return
     b1["relative"] = pd.to_numeric(b1["bound_value"]) / pd.to_numeric(b1["grad_norm"])
     curves = b1.groupby(["problem", "lipschitz", "depth"])["relative"].max().reset_index()
-    color = "0.3"
-    legend = getattr(g, "_legend", None)
-    if legend is not None:
-        handles = getattr(legend, "legend_handles", None) or getattr(legend, "legendHandles", [])
-        for text, handle in zip(legend.texts, handles, strict=False):
-            if text.get_text() == "jfb" and hasattr(handle, "get_color"):
-                color = handle.get_color()
+    color = estimator_palette(["jfb"])["jfb"]
     for (panel, column), ax in g.axes_dict.items():
         rows = d[(d["panel"] == panel) & (d["column"] == column)]
         if rows.empty:
@@ -290,134 +260,3 @@ def overlay_jfb_bound(g: sns.FacetGrid, bounds: pd.DataFrame, d: pd.DataFrame) -
             c = c.sort_values("depth")
             ax.plot(c["depth"], c["relative"], linestyle=(0, (4, 2)), lw=1.0, alpha=0.8, color=color)
             ax.annotate(f"B1, ρ={rho:g}", (c["depth"].iloc[-1], c["relative"].iloc[-1]), fontsize=7, color=color)
-
-
-def save(fig: plt.Figure, stem: Path, formats: Sequence[str]) -> list[Path]:
-    paths = []
-    for fmt in formats:
-        path = stem.with_suffix("." + fmt)
-        fig.savefig(path, dpi=130, bbox_inches="tight")
-        paths.append(path)
-    plt.close(fig)
-    return paths
-
-
-VALIDATION_COLUMNS = ["bound", "check", "problem", "lipschitz", "seed", "depth", "measured", "bound_value", "checked"]
-
-
-def _validation_panels(v: pd.DataFrame) -> tuple[list[str], list[float], plt.Figure, np.ndarray]:
-    probs = sorted(v["problem"].unique())
-    rhos = sorted(v["lipschitz"].unique())
-    fig, axes = plt.subplots(
-        len(probs), len(rhos), figsize=(3.6 * len(rhos), 2.9 * len(probs)), squeeze=False, sharex=True
-    )
-    return probs, rhos, fig, axes
-
-
-def plot_bounds(table: pd.DataFrame, out: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
-    """Figures of a validation table (:mod:`jfbbench.validate`), first seed of each problem:
-
-    - ``error_vs_depth_bounds``: measured errors against K (solid) with their bounds (dashed,
-      same colour): JFB-K's gradient error with B1 (rho dashed, rho_loc dotted) and B2's
-      finite-K bound ||B|| ||u|| ||J^K|| (dash-dot), unrolling's
-      with the O(K rho^K) shape of B4 (constant fitted to the measurements, so a guide to
-      the rate, not a bound), and the forward error ||x_K - x*|| with B3 (a priori);
-      the grey line is the round-off floor below which points are not checked;
-    - ``bound_ratios``: measured/bound for every checked point of B1, B2, B3, B4 (JFB-K error over
-      unrolled error) and B5 (against the steps m K): a bound holds where its points lie
-      below 1.
-
-    Problems outside the theory have no curves. Returns the files written."""
-    require_columns(table, VALIDATION_COLUMNS, "validation table")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    v = table[(table["status"] == "checked") & table["depth"].notna()].copy()
-    if v.empty:
-        return []
-    v = v[v["seed"] == v.groupby("problem")["seed"].transform("min")]
-    for c in ("depth", "measured", "bound_value", "calls", "floor", "floor_x"):
-        if c in v.columns:
-            v[c] = pd.to_numeric(v[c], errors="coerce")
-    colors = sns.color_palette(n_colors=4)
-    written: list[Path] = []
-
-    probs, rhos, fig, axes = _validation_panels(v)
-    for i, prob in enumerate(probs):
-        for j, rho in enumerate(rhos):
-            ax = axes[i, j]
-            d = v[(v["problem"] == prob) & (v["lipschitz"] == rho)]
-            if d.empty:
-                ax.set_visible(False)
-                continue
-            jfb = d[(d["bound"] == "B1") & (d["check"] != "same with rho_loc")].sort_values("depth")
-            if not jfb.empty:
-                ax.plot(jfb["depth"], jfb["measured"], "-", color=colors[0], label="JFB-K error")
-                ax.plot(jfb["depth"], jfb["bound_value"], "--", color=colors[0], label="B1 bound (ρ)")
-            loc = d[(d["bound"] == "B1") & (d["check"] == "same with rho_loc")].sort_values("depth")
-            if not loc.empty:
-                ax.plot(loc["depth"], loc["bound_value"], ":", color=colors[0], label="B1 bound (ρ_loc)")
-            b2 = d[(d["bound"] == "B2") & d["bound_value"].notna()].sort_values("depth")
-            if not b2.empty:
-                ax.plot(b2["depth"], b2["bound_value"], "-.", color=colors[0], label="B2 bound ‖B‖‖u‖‖J^K‖")
-            unr = d[(d["bound"] == "B4") & (d["estimator"] == "unrolled")].sort_values("depth")
-            if not unr.empty:
-                ax.plot(unr["depth"], unr["measured"], "-", color=colors[1], label="unrolled error")
-                shape = unr["depth"] * float(rho) ** unr["depth"]
-                fit = unr[unr["measured"] > unr["floor"]]
-                if not fit.empty:
-                    c = float((fit["measured"] / (fit["depth"] * float(rho) ** fit["depth"])).max())
-                    ax.plot(unr["depth"], c * shape, "--", color=colors[1], label="B4 shape C·Kρ^K (fitted C)")
-            fwd = d[(d["bound"] == "B3") & d["check"].str.startswith("a priori")].sort_values("depth")
-            if not fwd.empty:
-                ax.plot(fwd["depth"], fwd["measured"], "-", color=colors[2], label="‖x_K − x*‖")
-                ax.plot(fwd["depth"], fwd["bound_value"], "--", color=colors[2], label="B3 bound ρ^K‖x₀ − x*‖")
-            if "floor" in d and d["floor"].notna().any():
-                ax.axhline(float(d["floor"].max()), color="0.6", lw=0.8, label="round-off floor (gradients)")
-            ax.set_yscale("log")
-            ax.set_ylim(bottom=max(ERROR_FLOOR, float(d["measured"][d["measured"] > 0].min()) / 10))
-            ax.set_title(f"{prob}, ρ = {rho:g}", fontsize=9)
-            ax.grid(True, alpha=0.3)
-            if i == len(probs) - 1:
-                ax.set_xlabel("depth K")
-            if j == 0:
-                ax.set_ylabel("error (absolute)")
-    handles, labels = {}, []
-    for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            if lab not in handles:
-                handles[lab] = h
-                labels.append(lab)
-    fig.legend([handles[lab] for lab in labels], labels, loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.02))
-    fig.suptitle("Measured errors (solid) and the bounds B1-B4 (dashed)", y=1.0)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.98))
-    written += save(fig, out / "error_vs_depth_bounds", formats)
-
-    r = v[v["checked"].astype(bool) & v["bound"].isin(["B1", "B2", "B3", "B4", "B5"]) & v["bound_value"].notna()].copy()
-    r = r[pd.to_numeric(r["ratio"], errors="coerce") > 0]
-    if not r.empty:
-        r["ratio"] = pd.to_numeric(r["ratio"], errors="coerce")
-        r["steps"] = np.where(r["bound"] == "B5", r["depth"] * r["calls"].fillna(1), r["depth"])
-        r["label"] = r["bound"] + ": " + r["check"]
-        r["ρ"] = r["lipschitz"].map(lambda x: f"{x:g}")
-        g = sns.relplot(
-            data=r,
-            x="steps",
-            y="ratio",
-            hue="label",
-            style="ρ",
-            col="problem",
-            kind="scatter",
-            s=14,
-            col_wrap=min(3, r["problem"].nunique()),
-            height=3.4,
-            aspect=1.15,
-        )
-        for ax in g.axes.flat:
-            ax.set_yscale("log")
-            ax.axhline(1.0, color="red", lw=1)
-            ax.grid(True, alpha=0.3)
-        g.set_axis_labels("depth K (B5: steps m·K)", "measured / bound (holds below 1)")
-        g.set_titles("{col_name}")
-        g.figure.suptitle("Measured / bound at every checked point", y=1.02)
-        written += save(g.figure, out / "bound_ratios", formats)
-    return written
