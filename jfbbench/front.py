@@ -130,7 +130,7 @@ def _solves(name: str) -> bool:
     from . import estimators
 
     try:
-        return bool(getattr(estimators.factory(name), "solves", True))
+        return estimators.capabilities(name).solves
     except ValueError:
         return True
 

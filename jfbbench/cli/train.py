@@ -1,4 +1,5 @@
-"""``jfbbench train``: bilevel training of imaging problems, one run or a grid of runs."""
+"""``jfbbench train``: bilevel training of the problems with training presets (imaging,
+classification), one run or a grid of runs."""
 
 from __future__ import annotations
 
@@ -25,7 +26,12 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, Any]:
 
 
 @click.command("train")
-@click.option("--problem", multiple=True, required=True, help="weighted_tv, pnp_fb or drunet_fb.")
+@click.option(
+    "--problem",
+    multiple=True,
+    required=True,
+    help="A problem with training presets: weighted_tv, pnp_fb, drunet_fb, conv_deq, mondeq, ignn.",
+)
 @click.option(
     "--estimator", multiple=True, required=True, help="Any registered estimator (deq, unrolled, jfb, restarted_jfb...)."
 )
@@ -72,22 +78,22 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, Any]:
     help="CSV to append rows to (resumable); for several runs a template such as "
     "'runs/{problem}/{estimator}-K{depth}-s{seed}.csv'.",
 )
-@click.option("--threads", default=1, show_default=True, type=int, help="torch intra-op threads per run.")
+@click.option("--threads", default=None, type=int, hidden=True, help="Deprecated: --threads-per-worker.")
 @cluster_options
 def train_command(**kw: Any) -> None:
     """Bilevel training: one gradient per outer step from the chosen estimator; learning
-    curves (outer loss, test PSNR, wall time, operator/VJP counts, gap to DEQ) to --out.
+    curves (outer loss, test PSNR or accuracy, wall time, operator/VJP counts, gap to DEQ) to --out.
     Every option but --set, --gap-every, --preset and --reference-tol takes several values:
     one run per combination, each its own resumable table, run here or on Dask (--workers,
     --scheduler)."""
-    import torch
+    from ..training import Run, grid_runs, out_paths, progress_enabled, train_grid
 
-    from ..runner import run_tasks
-    from ..training import Run, grid_runs, out_paths, progress_enabled, run_training
-
-    if kw["threads"] < 1:
-        raise UsageFailure(f"--threads must be >= 1, got {kw['threads']}")
-    kw["threads_per_worker"] = kw["threads_per_worker"] or kw["threads"]  # the same setting, two names
+    threads = kw.pop("threads")
+    if threads is not None:  # the deprecated name of --threads-per-worker
+        if kw["threads_per_worker"] not in (None, threads):
+            raise UsageFailure("give --threads-per-worker only (--threads is its deprecated name)")
+        click.echo("--threads is deprecated: use --threads-per-worker", err=True)
+        kw["threads_per_worker"] = threads
     cluster = make_cluster(kw)
     preset = "quick" if kw["quick"] else kw["preset"]
     starts = dict.fromkeys([*kw.pop("start"), *(["warm"] if kw.pop("warm_start") else [])])
@@ -109,20 +115,9 @@ def train_command(**kw: Any) -> None:
     except ValueError as err:  # the library names the argument, the command line its option
         raise UsageFailure(f"--{err}") from None
     single = len(configs) == 1 and cluster.local
-    if cluster.local:
-        torch.set_num_threads(cluster.threads_per_worker)
     runs = [Run(c, o, progress=single and progress_enabled()) for c, o in zip(configs, outs, strict=True)]
-    results: dict[str, Any] = {}
     try:
-        summary = run_tasks(
-            runs,
-            run_training,
-            lambda res: results.__setitem__(res["key"], res),
-            cluster,
-            failed_result=lambda run, error: dict(key=run.key(), error=error),
-            progress=False if single else None,
-            desc="train",
-        )
+        results, summary = train_grid(runs, cluster, progress=False if single else None)
     except ValueError as err:  # the cluster cannot be reached
         raise UsageFailure(str(err).splitlines()[0]) from None
     errors = [r["error"] for r in results.values() if "error" in r]
@@ -134,9 +129,12 @@ def train_command(**kw: Any) -> None:
         if res is None or "error" in res:
             click.echo(f"{head}: {res['error'] if res else 'lost with its worker; rerun to train it'}")
             continue
+        if res["metric"] == "psnr":
+            metric = f"test PSNR {res['first']:.2f} -> {res['last']:.2f} dB (blurred input {res['baseline']:.2f})"
+        else:
+            metric = f"test {res['metric']} {res['first']:.4g} -> {res['last']:.4g}"
         click.echo(
-            f"{head}: step {res['step']}, test PSNR {res['first_psnr']:.2f} -> {float(res['test_psnr']):.2f} dB "
-            f"(blurred input {res['input_psnr']:.2f}), {float(res['wall_time']):.1f} s, "
+            f"{head}: step {res['step']}, {metric}, {float(res['wall_time']):.1f} s, "
             f"{res['operator_evals']} T + {res['vjp_evals']} VJP, status {res['status']}"
         )
     if errors or summary.lost:

@@ -56,9 +56,9 @@ def validate_command(
     assumptions hold (problems outside the theory are reported, never counted as passes).
     """
     from .. import plots, theory
-    from .._validation import check_lipschitz
-    from ..sweep import parse_value as sweep_parse_value
+    from .._validation import check_lipschitz, check_positive_int
     from ._common import UsageFailure, device_settings
+    from ._values import parse_value
 
     config = device_settings(device, dtype)
     try:
@@ -70,9 +70,8 @@ def validate_command(
             key, sep, value = item.partition("=")
             if not sep or not key.strip():
                 raise ValueError(f"--set takes key=value, got {item!r}")
-            config[key.strip()] = sweep_parse_value(value)
-        if max_depth < 1:
-            raise ValueError(f"--max-depth must be an integer >= 1, got {max_depth}")
+            config[key.strip()] = parse_value(value)
+        check_positive_int(max_depth, "--max-depth")
         for rho in lipschitz:
             check_lipschitz(rho)
         bad = [k for k in restart_depth if k < 1 or k > max_depth]

@@ -19,8 +19,9 @@ A solve that stops at ``max_iter`` says ``converged=False`` and warns.
 samples (as TorchDEQ assumes): each sample is held to the tolerance on its own
 (||f(x_i) - x_i|| <= tol ||f(x_i)||), is frozen once it meets it, and Anderson, Broyden and
 GMRES keep one history / one Krylov basis per sample (batched linear algebra: ``bmm`` over
-the samples). ``per_sample=False`` treats the state as one vector. ``None`` means per sample
-whenever the state has a batch dimension (``ndim >= 2``) of more than one sample.
+the samples). ``per_sample=False`` (and ``None``) treats the state as one vector, which is
+always correct. Nothing is guessed from the shape: only the caller knows whether the rows are
+independent (the estimators ask the problem, whose ``batched`` attribute declares it).
 
 **Overhead.** No Python loop runs over basis vectors or history entries: Gram-Schmidt is
 classical (one pair of batched matmuls), with a second pass only where a bound from the

@@ -24,9 +24,13 @@ def _norm(t: Tensor) -> float:
 
 
 def sample_count(x: Tensor, per_sample: bool | None) -> int:
-    """How many independent samples the solvers see in x (1: the whole tensor)."""
-    if per_sample is None:
-        per_sample = x.dim() >= 2 and x.shape[0] > 1
+    """How many independent samples the solvers see in x: ``x.shape[0]`` with
+    ``per_sample=True`` (dimension 0 declared a batch of independent samples), else 1 (the
+    whole tensor; ``None`` too). Nothing is inferred from the shape: a state whose rows are
+    coupled (a matrix-valued state, a graph's nodes, a sequence) would otherwise be stopped
+    row by row, each row frozen against rows that still move."""
+    if per_sample not in (None, True, False):
+        raise ValueError(f"per_sample must be True, False or None, got {per_sample!r}")
     return x.shape[0] if per_sample and x.dim() >= 1 else 1
 
 
@@ -62,7 +66,10 @@ class _Progress:
         rels, ress = torch.stack([rel, res]).tolist()  # the one host synchronisation
         active = [not (r <= self.tol or q == 0) for r, q in zip(rels, ress, strict=True)]
         self.all_active = all(active)
-        finite = all(map(math.isfinite, rels))
+        # divergence is read on the residual: a sample whose f(x) is exactly 0 (a relu layer's
+        # equilibrium 0, reached from a warm start) has an infinite relative residual, not a
+        # diverged solve
+        finite = all(map(math.isfinite, ress))
         worst = max(r if math.isfinite(r) else math.inf for r in rels)
         self.history.append((evals, worst, math.hypot(*ress)))
         return any(active), finite

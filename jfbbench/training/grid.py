@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import itertools
 import string
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import estimators
+from .. import estimators, problems
 from .._journal import TableLock
+from ..runner import Cluster, Summary, run_tasks
 from .config import TrainConfig
 from .run import train
 
@@ -44,12 +46,50 @@ def run_training(run: Run) -> dict[str, Any]:
         with TableLock(run.out):
             rows = train(run.config, run.out, progress=run.progress)
     first, last = rows[0], rows[-1]
+    metric = primary_metric(run.config.problem)
     return dict(
         key=run.key(),
-        first_psnr=float(first["test_psnr"]),
-        input_psnr=float(first["input_psnr"]),
-        **{k: last[k] for k in ("step", "test_psnr", "wall_time", "operator_evals", "vjp_evals", "status")},
+        metric=metric,
+        first=float(first[f"test_{metric}"]),
+        last=float(last[f"test_{metric}"]),
+        baseline=float(first.get(f"input_{metric}", "nan")),
+        **{k: last[k] for k in ("step", "wall_time", "operator_evals", "vjp_evals", "status")},
     )
+
+
+def primary_metric(problem: str) -> str:
+    """The first of the problem's ``metric_names`` (imaging: ``psnr``): what a summary reports."""
+    return tuple(getattr(problems.factory(problem), "metric_names", None) or ("psnr",))[0]
+
+
+def train_grid(
+    runs: Sequence[Run], cluster: Cluster | None = None, progress: bool | None = None
+) -> tuple[dict[str, dict[str, Any]], Summary]:
+    """Train every run where ``cluster`` says (this process by default; see
+    :mod:`jfbbench.runner`, the one route for sweeps and training). Each task writes its own
+    run's table; what comes back is each run's summary (:func:`run_training`, or
+    ``{"key", "error"}`` for a run that raised), by :meth:`Run.key`, and the runner's
+    :class:`~jfbbench.runner.Summary` (runs lost with their workers in ``lost``)."""
+    results: dict[str, dict[str, Any]] = {}
+    summary = run_tasks(
+        runs,
+        run_training,
+        lambda res: results.__setitem__(res["key"], res),
+        cluster,
+        failed_result=lambda run, error: dict(key=run.key(), error=error),
+        progress=progress,
+        desc="train",
+    )
+    return results, summary
+
+
+def _capabilities(name: str) -> estimators.Capabilities | None:
+    """The estimator's capabilities; None for a name that does not resolve (its run's
+    settings are then checked, and refused, by :meth:`TrainConfig.resolved`)."""
+    try:
+        return estimators.capabilities(name)
+    except ValueError:
+        return None
 
 
 def grid_runs(values: dict[str, Any], **fixed: Any) -> list[TrainConfig]:
@@ -61,10 +101,10 @@ def grid_runs(values: dict[str, Any], **fixed: Any) -> list[TrainConfig]:
     configs, seen = [], set()
     for combo in itertools.product(*axes.values()):
         settings = {k: v for k, v in zip(axes, combo, strict=True) if v is not None}
-        name = settings["estimator"]
-        if name in estimators.names() and not getattr(estimators.factory(name), "uses_depth", True):
+        caps = _capabilities(settings["estimator"])
+        if caps is not None and not caps.uses_depth:
             settings["depth"] = 1
-        if name in estimators.names() and not getattr(estimators.factory(name), "supports_warm_start", False):
+        if caps is not None and not caps.supports_warm_start:
             settings["warm_start"] = False
         key = tuple(sorted(settings.items()))
         if key in seen:

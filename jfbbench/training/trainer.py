@@ -49,12 +49,25 @@ class Trainer:
         self.config = c = config.resolved()
         torch.manual_seed(c.seed)
         self.problem = problems.make(c.problem, seed=c.seed, **c.problem_kwargs)
-        for attr in ("select", "n_images", "psnr"):
+        for attr in ("select", "n_images", "metrics"):
             if not hasattr(self.problem, attr):
-                raise ValueError(f"problem {c.problem!r} has no {attr}(): training needs an imaging problem")
+                raise ValueError(
+                    f"problem {c.problem!r} has no {attr}(): training needs select(), n_images() and metrics()"
+                )
+        #: the held-out metrics (``test_<name>``), those read on the training batch too
+        #: (``train_<name>``: all but spreads ``*_std``) and the baseline's (``input_<name>``)
+        names = getattr(self.problem, "metric_names", None)
+        if names is None:  # undeclared: the keys of the metrics at the cold start
+            with torch.no_grad():
+                names = tuple(self.problem.metrics(self.problem.initial_point()))
+        self.metric_names = tuple(names)
+        self.train_metric_names = tuple(m for m in self.metric_names if not m.endswith("_std"))
         common = dict(tol=c.tol, max_iter=c.max_iter, solver=c.solver)
-        extra: dict[str, Any] = dict(extra_steps=c.extra_steps) if c.estimator == "restarted_jfb" else {}
-        extra.update(dict(adjoint=c.adjoint, adjoint_max_iter=c.max_iter) if c.estimator == "deq" else {})
+        self.capabilities = caps = estimators.capabilities(c.estimator)
+        #: whether the estimator's state goes from one visit of an image to the next
+        self.stateful = caps.stateful or c.warm_start
+        extra: dict[str, Any] = dict(extra_steps=c.extra_steps) if caps.accepts("extra_steps") else {}
+        extra.update(dict(adjoint=c.adjoint, adjoint_max_iter=c.max_iter) if caps.accepts("adjoint") else {})
         extra.update(dict(warm_start=True) if c.warm_start else {})
         self.estimator = estimators.make(c.estimator, depth=c.depth, **common, **extra)
         self.params = self.problem.parameters()
@@ -106,16 +119,23 @@ class Trainer:
                 c.tol,
                 c.max_iter,
                 method=c.solver,
-                per_sample=None,
+                per_sample=problems.is_batched(p),
             )
         if _finite(x):
             self.eval_bank.put(keys, x)
         return x, st
 
     def evaluate(self, split: str = "test") -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-        """x*(theta) on ``split`` by the forward solve (tolerance ``tol``), its per-image PSNR."""
+        """x*(theta) on ``split`` by the forward solve (tolerance ``tol``), its per-image PSNR
+        (imaging problems; :meth:`metrics` for any problem)."""
         x, st = self.equilibrium(split)
         return x, self.problem.psnr(x), st
+
+    def metrics(self, split: str = "test") -> tuple[torch.Tensor, dict[str, float], dict[str, Any]]:
+        """x*(theta) on ``split`` by the forward solve (tolerance ``tol``) and the problem's
+        metrics there."""
+        x, st = self.equilibrium(split)
+        return x, dict(self.problem.metrics(x)), st
 
     def _monitor(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -132,14 +152,14 @@ class Trainer:
     def _row(self, **values: Any) -> dict[str, Any]:
         c = self.config
         base = dict(
-            problem=c.problem, estimator=c.estimator, depth=c.depth if self.estimator.uses_depth else "",
+            problem=c.problem, estimator=c.estimator, depth=c.depth if self.capabilities.uses_depth else "",
             warm_start=c.warm_start, tol=c.tol, seed=c.seed, preset=c.preset, optimizer=c.optimizer, lr=c.lr,
             batch_size=c.batch_size, step=self.step,
         )  # fmt: skip
         ops, vjps = self.counters["operator_evals"], self.counters["vjp_evals"]
         cols = dict(
-            outer_loss=math.nan, surrogate_loss=math.nan, train_psnr=math.nan, test_psnr=math.nan,
-            test_psnr_std=math.nan, input_psnr=self._input_psnr(), wall_time=self.counters["wall_time"],
+            outer_loss=math.nan, surrogate_loss=math.nan, **dict.fromkeys(self.metric_columns("train"), math.nan),
+            **dict.fromkeys(self.metric_columns("test"), math.nan), **self._baseline(), wall_time=self.counters["wall_time"],
             step_time=math.nan, operator_evals=ops, vjp_evals=vjps, cost=ops + vjps, step_operator_evals=0,
             step_vjp_evals=0, step_cost=0, peak_memory_bytes=math.nan, state_bytes=self.bank.nbytes(),
             forward_residual=math.nan, forward_converged="", grad_norm=math.nan, grad_gap=math.nan,
@@ -151,32 +171,41 @@ class Trainer:
         cols.update(values)
         return {**base, **cols}
 
-    def _input_psnr(self) -> float:
-        if not hasattr(self, "_input_psnr_value"):
+    def metric_columns(self, split: str) -> list[str]:
+        """The columns of the metrics read on ``split`` (``test_<name>``, ``train_<name>``)."""
+        return [f"{split}_{m}" for m in (self.metric_names if split == "test" else self.train_metric_names)]
+
+    def _baseline(self) -> dict[str, float]:
+        """``input_<metric>``: the problem's ``baseline_metrics()`` on the test split (imaging: the
+        PSNR of the observations), computed once; none where the problem has no baseline."""
+        if not hasattr(self, "_baseline_values"):
             p = self.problem
-            split, idx = p.split, p.indices
-            p.select("test")
-            self._input_psnr_value = float(p.psnr(p.y).mean())
-            p.select(split, idx)
-        return self._input_psnr_value
+            self._baseline_values: dict[str, float] = {}
+            if hasattr(p, "baseline_metrics"):
+                split, idx = p.split, p.indices
+                p.select("test")
+                self._baseline_values = {f"input_{k}": float(v) for k, v in p.baseline_metrics().items()}
+                p.select(split, idx)
+        return self._baseline_values
 
     def _test_columns(self, gap_step: bool) -> dict[str, Any]:
-        x, psnr, st = self.evaluate("test")
-        cols: dict[str, Any] = dict(
-            test_psnr=float(psnr.mean()), test_psnr_std=float(psnr.std()) if psnr.numel() > 1 else 0.0,
-            test_converged=bool(st["converged"]),
-        )  # fmt: skip
-        if not _finite(x, psnr) or not (st["relative_residual"] < 1e-2):
+        x, values, st = self.metrics("test")
+        cols: dict[str, Any] = {f"test_{k}": v for k, v in values.items()}
+        cols["test_converged"] = bool(st["converged"])
+        if not _finite(x, *values.values()) or not (st["relative_residual"] < 1e-2):
             cols["status"] = f"diverged: test forward solve relative residual {st['relative_residual']:.2e}"
         elif gap_step and not getattr(self.problem, "contraction_guaranteed", True):
             cols["rho_estimate"] = self.problem.estimate_lipschitz(x, iters=10)
         return cols
 
     def _outer_columns(self, idx: list[int]) -> dict[str, Any]:
-        """l(theta) = L(x*(theta)) and the PSNR of x*(theta) on the training images ``idx``."""
+        """l(theta) = L(x*(theta)) and the metrics of x*(theta) on the training images ``idx``
+        (``train_<metric>``, spreads left out)."""
         x, _ = self.equilibrium("train", idx)
         with torch.no_grad():
-            return dict(outer_loss=float(self.problem.loss(x)), train_psnr=float(self.problem.psnr(x).mean()))
+            values = self.problem.metrics(x)
+            loss = float(self.problem.loss(x))
+        return dict(outer_loss=loss, **{f"train_{m}": float(values[m]) for m in self.train_metric_names})
 
     # -- the loop ------------------------------------------------------------------------
     def initial_row(self) -> dict[str, Any]:
@@ -184,7 +213,7 @@ class Trainer:
         return self._row(**self._outer_columns(idx), **self._test_columns(gap_step=True))
 
     def _state(self, idx: list[int]) -> Any:
-        if not self.estimator.stateful:
+        if not self.stateful:
             return None
         return self.bank.get(idx, self.estimator.cold_state(self.problem))
 
@@ -218,7 +247,7 @@ class Trainer:
             self.opt.step()
             self.opt.zero_grad(set_to_none=True)
             step_time += time.perf_counter() - t1
-            if self.estimator.stateful and est.state is not None:
+            if self.stateful and est.state is not None:
                 self.bank.put(idx, est.state)
             ops, vjps = int(est.stats["operator_evals"]), int(est.stats["vjp_evals"])
             self.counters["wall_time"] += step_time
@@ -235,8 +264,11 @@ class Trainer:
                 grad_norm=float(torch.linalg.vector_norm(est.grad)),
             )  # fmt: skip
             cols.update(extra)
-            cols.update(self._outer_columns(idx))  # at theta_n, after the step
-            cols.update(self._test_columns(gap_step))
+            try:  # at theta_n, after the step
+                cols.update(self._outer_columns(idx))
+                cols.update(self._test_columns(gap_step))
+            except (RuntimeError, ValueError) as err:  # e.g. parameters the problem cannot take
+                cols["status"] = f"diverged: {type(err).__name__}: {err}".splitlines()[0]
             yield self._row(**cols)
             if cols.get("status", "ok") != "ok":
                 return
