@@ -257,6 +257,13 @@ def test_digits_split_is_fixed_by_the_seed_and_disjoint():
     assert overlap < 0.05 * a.n_images("test")
 
 
+def test_train_size_keeps_the_first_training_digits_and_the_whole_test_split():
+    full = problems.make("conv_deq", channels=1, batch=2)
+    part = problems.make("conv_deq", channels=1, batch=2, train_size=40)
+    assert part.n_images("train") == 40 and part.n_images("test") == full.n_images("test") == 300
+    assert torch.equal(part._data["train"][0], full._data["train"][0][:40])
+
+
 def test_chains_put_each_label_at_one_end_only():
     p = problems.make("ignn", chain_length=5, n_chains=2, classes=3)
     assert p.X.shape == (3, 30)
@@ -272,6 +279,8 @@ def test_chains_put_each_label_at_one_end_only():
         ("mondeq", dict(width=0), "width"),
         ("ignn", dict(chain_length=1), "chain_length"),
         ("ignn", dict(hidden=0), "hidden"),
+        ("conv_deq", dict(train_size=5000), "train_size"),
+        ("mondeq", dict(train_size=0), "train_size"),
         ("conv_deq", dict(lipschitz=1.0), "lipschitz"),
         ("mondeq", dict(lipschitz=1.5), "lipschitz"),
         ("ignn", dict(lipschitz=1.0), "lipschitz"),

@@ -1,0 +1,194 @@
+"""Tables and figures of the classification training runs (results/families/train/<problem>/*.csv).
+
+    python results/families/report.py
+
+Writes, beside this file, from the tables alone:
+
+- final.csv / final_per_seed.csv / final.md: final test accuracy (mean +- sd over seeds; also
+  the mean of the last LAST evaluations, the accuracy moving in steps of one test example or,
+  on the chains, of a whole position along the chains), final test loss, the whole cost of
+  training (T, VJP, T + VJP, seconds), the median gap to the tight DEQ gradient;
+- matched.csv / matched.md: per seed, the cumulative T + VJP and seconds at which each setting
+  first reaches the final test accuracy of DEQ (warm, then cold) less 0.5 points, and DEQ's
+  own cost to get there;
+- curves_<problem>.png: test accuracy and test loss against the outer step, the cumulative
+  T + VJP and the training seconds (mean over seeds).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+ORDER = ["deq warm", "deq cold", "jfb K=2 cold", "unrolled K=2", "restarted_jfb K=2"]
+REFERENCES = ("deq warm", "deq cold")
+MARGIN = 0.005  # half a point of accuracy
+LAST = 5  # evaluations averaged for the "last" accuracy
+PALETTE = dict(zip(ORDER, sns.color_palette("tab10", len(ORDER)), strict=True))
+DASHES = {o: (2, 2) if o.endswith("cold") else "" for o in ORDER}
+
+
+def load() -> pd.DataFrame:
+    frames = [pd.read_csv(p) for p in sorted((HERE / "train").glob("*/*.csv"))]
+    if not frames:
+        raise SystemExit("no tables under results/families/train: run results/families/run.sh first")
+    df = pd.concat(frames, ignore_index=True)
+    df["depth"] = pd.to_numeric(df["depth"], errors="coerce")
+    df["warm_start"] = df["warm_start"].astype(str).str.lower().eq("true")
+
+    def label(r: pd.Series) -> str:
+        name = r["estimator"] if np.isnan(r["depth"]) else f"{r['estimator']} K={int(r['depth'])}"
+        if r["estimator"] in ("deq", "jfb"):
+            name += " warm" if r["warm_start"] else " cold"
+        return name
+
+    df["label"] = df.apply(label, axis=1)
+    return df
+
+
+def _ordered(labels) -> list[str]:
+    present = set(labels)
+    return [o for o in ORDER if o in present] + sorted(present - set(ORDER))
+
+
+def curves(df: pd.DataFrame) -> None:
+    for problem, d in df.groupby("problem"):
+        order = _ordered(d["label"])
+        m = d.groupby(["label", "step"], as_index=False)[["cost", "wall_time", "test_accuracy", "test_loss"]].mean()
+        fig, axes = plt.subplots(2, 3, figsize=(16, 8))
+        kw = dict(hue="label", hue_order=order, palette=PALETTE, style="label", dashes=DASHES, style_order=order)
+        for row, y in enumerate(("test_accuracy", "test_loss")):
+            sns.lineplot(d, x="step", y=y, errorbar="sd", ax=axes[row, 0], legend=row == 0, **kw)
+            sns.lineplot(m[m["step"] > 0], x="cost", y=y, ax=axes[row, 1], legend=False, **kw)
+            sns.lineplot(m[m["step"] > 0], x="wall_time", y=y, ax=axes[row, 2], legend=False, **kw)
+        for ax in axes[:, 1]:
+            ax.set_xscale("log")
+            ax.set_xlabel("cumulative T + VJP of the gradients")
+        for ax in axes[:, 2]:
+            ax.set_xscale("log")
+            ax.set_xlabel("training seconds (evaluation excluded)")
+        for ax in axes[0]:
+            ax.set_ylabel("test accuracy at x*(θ)")
+        for ax in axes[1]:
+            ax.set_ylabel("test loss (cross-entropy) at x*(θ)")
+        seeds = d["seed"].nunique()
+        axes[0, 0].set_title(f"{problem}: mean ± sd over {seeds} seeds")
+        axes[0, 0].legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(HERE / f"curves_{problem}.png", dpi=100)
+        plt.close(fig)
+
+
+def final_table(df: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (problem, label, seed), d in df.groupby(["problem", "label", "seed"]):
+        d = d.sort_values("step")
+        last = d.iloc[-1]
+        rows.append(
+            dict(
+                problem=problem, setting=label, seed=seed, steps=int(last["step"]),
+                initial_accuracy=d["test_accuracy"].iloc[0], final_accuracy=last["test_accuracy"],
+                last_accuracy=d["test_accuracy"].iloc[-LAST:].mean(), final_loss=last["test_loss"],
+                T=last["operator_evals"], VJP=last["vjp_evals"], cost=last["cost"], seconds=last["wall_time"],
+                median_gap=d.loc[d["step"] > 0, "grad_gap"].median(), diverged=str(last["status"]) != "ok",
+            )
+        )  # fmt: skip
+    per_seed = pd.DataFrame(rows)
+    per_seed.to_csv(HERE / "final_per_seed.csv", index=False)
+    agg = (
+        per_seed.groupby(["problem", "setting"])
+        .agg(
+            final_accuracy=("final_accuracy", "mean"), final_accuracy_sd=("final_accuracy", "std"),
+            last_accuracy=("last_accuracy", "mean"), final_loss=("final_loss", "mean"),
+            final_loss_sd=("final_loss", "std"), steps=("steps", "max"), T=("T", "mean"), VJP=("VJP", "mean"),
+            cost=("cost", "mean"), seconds=("seconds", "mean"), median_gap=("median_gap", "median"),
+            diverged=("diverged", "sum"), seeds=("seed", "count"),
+        )
+        .reset_index()
+    )  # fmt: skip
+    agg["order"] = [ORDER.index(s) if s in ORDER else 99 for s in agg["setting"]]
+    agg = agg.sort_values(["problem", "order"]).drop(columns="order")
+    agg.to_csv(HERE / "final.csv", index=False)
+    lines = [
+        f"| problem | setting | seeds | final test accuracy | mean of last {LAST} | final test loss | T | VJP | T + VJP "
+        "| seconds | median gap to DEQ | diverged |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in agg.itertuples():
+        lines.append(
+            f"| {r.problem} | {r.setting} | {r.seeds} | {r.final_accuracy:.3f} ± {r.final_accuracy_sd:.3f} | "
+            f"{r.last_accuracy:.3f} | {r.final_loss:.3f} ± {r.final_loss_sd:.3f} | {r.T:.0f} | {r.VJP:.0f} | "
+            f"{r.cost:.0f} | {r.seconds:.1f} | {r.median_gap:.2g} | {int(r.diverged)}/{r.seeds} |"
+        )
+    (HERE / "final.md").write_text("\n".join(lines) + "\n")
+    return agg
+
+
+def first_reach(curve: pd.DataFrame, target: float) -> tuple[float, float]:
+    """(cumulative T + VJP, training seconds) at the first step whose test accuracy is >=
+    ``target`` (NaN, NaN if none)."""
+    hit = curve[curve["test_accuracy"] >= target]
+    if not len(hit):
+        return float("nan"), float("nan")
+    return float(hit["cost"].iloc[0]), float(hit["wall_time"].iloc[0])
+
+
+def matched(df: pd.DataFrame) -> pd.DataFrame:
+    """Per seed and reference DEQ (warm, cold): the target is the DEQ run's final test
+    accuracy less ``MARGIN``; each setting, and the DEQ run itself, pays the cumulative
+    T + VJP and seconds of its first step at or above it."""
+    rows = []
+    for (problem, seed), d in df.groupby(["problem", "seed"]):
+        runs = {lab: c.sort_values("step") for lab, c in d.groupby("label")}
+        for ref in REFERENCES:
+            if ref not in runs:
+                continue
+            target = float(runs[ref]["test_accuracy"].iloc[-1]) - MARGIN
+            deq_cost, deq_seconds = first_reach(runs[ref], target)
+            for lab, c in runs.items():
+                cost, seconds = first_reach(c, target)
+                rows.append(
+                    dict(problem=problem, seed=seed, setting=lab, versus=ref, target_accuracy=target, cost=cost,
+                         seconds=seconds, deq_cost=deq_cost, deq_seconds=deq_seconds, reached=not np.isnan(cost))
+                )  # fmt: skip
+    per_seed = pd.DataFrame(rows)
+    out = (
+        per_seed.groupby(["problem", "setting", "versus"])
+        .agg(
+            seeds=("seed", "count"), reached=("reached", "sum"), target_accuracy=("target_accuracy", "mean"),
+            cost=("cost", "median"), seconds=("seconds", "median"), deq_cost=("deq_cost", "median"),
+            deq_seconds=("deq_seconds", "median"),
+        )
+        .reset_index()
+    )  # fmt: skip
+    out["order"] = [ORDER.index(s) if s in ORDER else 99 for s in out["setting"]]
+    out = out.sort_values(["problem", "versus", "order"]).drop(columns="order")
+    out.to_csv(HERE / "matched.csv", index=False)
+    lines = [
+        "| problem | vs | setting | reached (seeds) | target accuracy (mean) | its T + VJP (median) | its seconds "
+        "| DEQ's T + VJP | DEQ's seconds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in out.itertuples():
+        lines.append(
+            f"| {r.problem} | {r.versus} | {r.setting} | {int(r.reached)}/{r.seeds} | {r.target_accuracy:.3f} | "
+            f"{r.cost:.0f} | {r.seconds:.2f} | {r.deq_cost:.0f} | {r.deq_seconds:.2f} |"
+        )
+    (HERE / "matched.md").write_text("\n".join(lines) + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    table = load()
+    curves(table)
+    with pd.option_context("display.width", 250, "display.max_columns", 30):
+        print(final_table(table).to_string(index=False))
+        print(matched(table).to_string(index=False))
