@@ -14,6 +14,7 @@ from jfbbench.problems.ignn import IGNN, perron_frobenius
 from jfbbench.problems.mondeq import step_for_contraction
 from jfbbench.solvers import fixed_point
 from jfbbench.training import TrainConfig, presets_for, train
+from jfbbench.training.tables import read_runs
 
 FAMILIES = ("conv_deq", "mondeq", "ignn")
 #: Instances small enough for dense Jacobians and finite differences.
@@ -361,3 +362,10 @@ def test_a_relu_equilibrium_at_zero_is_reached_from_a_warm_start(method):
     x0 = torch.full((3, 4), 100.0, dtype=torch.float64)
     x, st = fixed_point(lambda z: torch.relu(z - 1000.0), x0, 1e-8, 100, method=method)
     assert st["converged"] and float(x.abs().max()) == 0.0
+
+
+def test_training_tables_read_back_with_their_setting_labels(tmp_path):
+    for name, depth, warm in (("deq", "", "True"), ("restarted_jfb", "2", "False"), ("jfb", "2", "False")):
+        (tmp_path / f"{name}.csv").write_text(f"estimator,depth,warm_start,step\n{name},{depth},{warm},0\n")
+    df = read_runs(sorted(tmp_path.glob("*.csv")))
+    assert sorted(df["label"]) == ["deq warm", "jfb K=2 cold", "restarted_jfb K=2"]

@@ -27,6 +27,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from jfbbench.training.tables import read_runs  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 ORDER = ["deq warm", "deq cold", "jfb K=2 cold", "unrolled K=2", "restarted_jfb K=2"]
 REFERENCES = ("deq warm", "deq cold")
@@ -37,21 +39,10 @@ DASHES = {o: (2, 2) if o.endswith("cold") else "" for o in ORDER}
 
 
 def load() -> pd.DataFrame:
-    frames = [pd.read_csv(p) for p in sorted((HERE / "train").glob("*/*.csv"))]
-    if not frames:
+    paths = sorted((HERE / "train").glob("*/*.csv"))
+    if not paths:
         raise SystemExit("no tables under results/families/train: run results/families/run.sh first")
-    df = pd.concat(frames, ignore_index=True)
-    df["depth"] = pd.to_numeric(df["depth"], errors="coerce")
-    df["warm_start"] = df["warm_start"].astype(str).str.lower().eq("true")
-
-    def label(r: pd.Series) -> str:
-        name = r["estimator"] if np.isnan(r["depth"]) else f"{r['estimator']} K={int(r['depth'])}"
-        if r["estimator"] in ("deq", "jfb"):
-            name += " warm" if r["warm_start"] else " cold"
-        return name
-
-    df["label"] = df.apply(label, axis=1)
-    return df
+    return read_runs(paths)
 
 
 def _ordered(labels) -> list[str]:
