@@ -20,3 +20,7 @@ OUT="results/families/train/{problem}/{estimator}-K{depth}-{start}-s{seed}.csv"
 # shellcheck disable=SC2086
 "$PYTHON" -m jfbbench train --problem $PROBLEMS --seed $SEEDS --estimator jfb unrolled restarted_jfb --depth 2 \
   --out "$OUT" "$@"
+# Restarted JFB on ignn for ten times the steps (1500: 6000 T + VJP, about DEQ's whole budget).
+# shellcheck disable=SC2086
+"$PYTHON" -m jfbbench train --problem ignn --seed $SEEDS --estimator restarted_jfb --depth 2 --steps 1500 --gap-every 50 \
+  --out "results/families/long/{problem}/{estimator}-K{depth}-s{seed}.csv" "$@"
