@@ -41,6 +41,12 @@ PALETTE = dict(zip(ORDER, sns.color_palette("tab10", len(ORDER)), strict=True))
 DASHES = {o: (2, 2) if o.endswith("cold") else "" for o in ORDER}
 
 
+def write_markdown(path: Path, header: str, rows: list[str]) -> None:
+    """A markdown table: ``header`` (``| a | b |``), its rule, then ``rows``."""
+    rule = "|" + "---|" * (header.count("|") - 1)
+    path.write_text("\n".join([header, rule, *rows]) + "\n")
+
+
 def load() -> pd.DataFrame:
     paths = sorted((HERE / "train").glob("*/*.csv"))
     if not paths:
@@ -122,18 +128,21 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
     agg["order"] = [ORDER.index(s) if s in ORDER else 99 for s in agg["setting"]]
     agg = agg.sort_values(["problem", "order"]).drop(columns="order")
     agg.to_csv(HERE / "final.csv", index=False)
-    lines = [
-        f"| problem | setting | seeds | final test accuracy | mean of last {LAST} | final test loss | T | VJP | T + VJP "
-        "| seconds | median gap to DEQ | diverged |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in agg.itertuples():
-        lines.append(
-            f"| {r.problem} | {r.setting} | {r.seeds} | {r.final_accuracy:.3f} ± {r.final_accuracy_sd:.3f} | "
-            f"{r.last_accuracy:.3f} | {r.final_loss:.3f} ± {r.final_loss_sd:.3f} | {r.T:.0f} | {r.VJP:.0f} | "
-            f"{r.cost:.0f} | {r.seconds:.1f} | {r.median_gap:.2g} | {int(r.diverged)}/{r.seeds} |"
-        )
-    (HERE / "final.md").write_text("\n".join(lines) + "\n")
+    write_markdown(
+        HERE / "final.md",
+        (
+            f"| problem | setting | seeds | final test accuracy | mean of last {LAST} | final test loss | T | VJP | T + VJP "
+            "| seconds | median gap to DEQ | diverged |"
+        ),
+        [
+            (
+                f"| {r.problem} | {r.setting} | {r.seeds} | {r.final_accuracy:.3f} ± {r.final_accuracy_sd:.3f} | "
+                f"{r.last_accuracy:.3f} | {r.final_loss:.3f} ± {r.final_loss_sd:.3f} | {r.T:.0f} | {r.VJP:.0f} | "
+                f"{r.cost:.0f} | {r.seconds:.1f} | {r.median_gap:.2g} | {int(r.diverged)}/{r.seeds} |"
+            )
+            for r in agg.itertuples()
+        ],
+    )
     return agg
 
 
@@ -185,17 +194,20 @@ def matched(df: pd.DataFrame) -> pd.DataFrame:
     out["order"] = [ORDER.index(s) if s in ORDER else 99 for s in out["setting"]]
     out = out.sort_values(["problem", "versus", "order"]).drop(columns="order")
     out.to_csv(HERE / "matched.csv", index=False)
-    lines = [
-        "| problem | vs | setting | reached (seeds) | target accuracy (mean) | its T + VJP (median) | its seconds "
-        "| DEQ's T + VJP | DEQ's seconds |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in out.itertuples():
-        lines.append(
-            f"| {r.problem} | {r.versus} | {r.setting} | {int(r.reached)}/{r.seeds} | {r.target_accuracy:.3f} | "
-            f"{r.cost:.0f} | {r.seconds:.2f} | {r.deq_cost:.0f} | {r.deq_seconds:.2f} |"
-        )
-    (HERE / "matched.md").write_text("\n".join(lines) + "\n")
+    write_markdown(
+        HERE / "matched.md",
+        (
+            "| problem | vs | setting | reached (seeds) | target accuracy (mean) | its T + VJP (median) | its seconds "
+            "| DEQ's T + VJP | DEQ's seconds |"
+        ),
+        [
+            (
+                f"| {r.problem} | {r.versus} | {r.setting} | {int(r.reached)}/{r.seeds} | {r.target_accuracy:.3f} | "
+                f"{r.cost:.0f} | {r.seconds:.2f} | {r.deq_cost:.0f} | {r.deq_seconds:.2f} |"
+            )
+            for r in out.itertuples()
+        ],
+    )
     return out
 
 
@@ -222,18 +234,21 @@ def long_table(df: pd.DataFrame, long: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     out = pd.DataFrame(rows)
     out.to_csv(HERE / "long.csv", index=False)
-    lines = [
-        "| problem | seed | steps | final test accuracy | mean of last 5 | T + VJP | seconds | warm DEQ: last-5 accuracy, "
-        "its T + VJP | reached at T + VJP | cold DEQ: last-5 accuracy, its T + VJP | reached at T + VJP |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in out.itertuples():
-        lines.append(
-            f"| {r.problem} | {r.seed} | {r.steps} | {r.final_accuracy:.3f} | {r.last_accuracy:.3f} | {r.cost:.0f} | "
-            f"{r.seconds:.1f} | {r.warm_deq_accuracy:.3f}, {r.warm_deq_cost:.0f} | {r.cost_to_warm_deq:.0f} | "
-            f"{r.cold_deq_accuracy:.3f}, {r.cold_deq_cost:.0f} | {r.cost_to_cold_deq:.0f} |"
-        )
-    (HERE / "long.md").write_text("\n".join(lines) + "\n")
+    write_markdown(
+        HERE / "long.md",
+        (
+            "| problem | seed | steps | final test accuracy | mean of last 5 | T + VJP | seconds | warm DEQ: last-5 accuracy, "
+            "its T + VJP | reached at T + VJP | cold DEQ: last-5 accuracy, its T + VJP | reached at T + VJP |"
+        ),
+        [
+            (
+                f"| {r.problem} | {r.seed} | {r.steps} | {r.final_accuracy:.3f} | {r.last_accuracy:.3f} | {r.cost:.0f} | "
+                f"{r.seconds:.1f} | {r.warm_deq_accuracy:.3f}, {r.warm_deq_cost:.0f} | {r.cost_to_warm_deq:.0f} | "
+                f"{r.cold_deq_accuracy:.3f}, {r.cold_deq_cost:.0f} | {r.cost_to_cold_deq:.0f} |"
+            )
+            for r in out.itertuples()
+        ],
+    )
     return out
 
 
