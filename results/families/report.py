@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from jfbbench import plots  # noqa: E402
 from jfbbench.training.tables import read_runs  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -37,8 +38,6 @@ REFERENCES = ("deq warm", "deq cold")
 MARGIN = 0.005  # half a point of accuracy
 LAST = 5  # evaluations averaged for the "last" accuracy
 LONG_LABEL = "restarted_jfb K=2, 1500 steps"
-PALETTE = dict(zip(ORDER, sns.color_palette("tab10", len(ORDER)), strict=True))
-DASHES = {o: (2, 2) if o.endswith("cold") else "" for o in ORDER}
 
 
 def write_markdown(path: Path, header: str, rows: list[str]) -> None:
@@ -67,7 +66,11 @@ def curves(df: pd.DataFrame, long: pd.DataFrame | None = None) -> None:
         m = d.groupby(["label", "step"], as_index=False)[["cost", "wall_time", "test_accuracy", "test_loss"]].mean()
         extra = None if long is None else long[long["problem"] == problem]
         fig, axes = plt.subplots(2, 3, figsize=(16, 8))
-        kw = dict(hue="label", hue_order=order, palette=PALETTE, style="label", dashes=DASHES, style_order=order)
+        # each estimator's colour and dash of every figure of the project (variants in shades)
+        styles = plots.estimator_styles(order, keep_order=True)
+        palette = {lab: st.colour for lab, st in styles.items()}
+        dashes = {lab: st.dashes if st.dashes else "" for lab, st in styles.items()}
+        kw = dict(hue="label", hue_order=order, palette=palette, style="label", dashes=dashes, style_order=order)
         for row, y in enumerate(("test_accuracy", "test_loss")):
             sns.lineplot(d, x="step", y=y, errorbar="sd", ax=axes[row, 0], legend=row == 0, **kw)
             sns.lineplot(m[m["step"] > 0], x="cost", y=y, ax=axes[row, 1], legend=False, **kw)
