@@ -3,7 +3,7 @@ counting, and the assembly of a flat gradient from autograd."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,9 @@ Tensor = torch.Tensor
 class Estimate:
     """What one gradient call returns.
 
-    grad:  the flattened gradients of ``problem.parameters()``, concatenated in order.
+    grad:  the flattened total derivative of the loss at the estimate,
+           dL/dtheta = dL/dtheta|_x + (dT/dtheta)^T u (or the estimator's approximation of
+           the second term), for ``problem.parameters()`` concatenated in order.
     x:     the (detached) iterate the loss was evaluated at.
     state: what to pass to the next call: for ``restarted_jfb`` the detached last iterate;
            for an estimator built with ``warm_start=True`` the equilibrium x it solved for
@@ -66,10 +68,24 @@ def check_parameters(problem: Any) -> list[Tensor]:
 def flat_grad(output: Tensor, params: list[Tensor], grad_outputs: Tensor | None = None) -> Tensor:
     """d output / d params, flattened and concatenated; zeros for unused parameters.
     Uses ``torch.autograd.grad``, so no ``.grad`` attribute is ever set."""
-    grads = torch.autograd.grad(output, params, grad_outputs, allow_unused=True)
+    return _flatten(torch.autograd.grad(output, params, grad_outputs, allow_unused=True), params)
+
+
+def _flatten(grads: Sequence[Tensor | None], params: list[Tensor]) -> Tensor:
+    """Gradients of ``params`` flattened and concatenated, zeros for the unused (None)."""
     return torch.cat(
-        [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params, strict=False)]
+        [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params, strict=True)]
     )
+
+
+def loss_gradients(loss: Tensor, x: Tensor, params: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """(v, d) from one backward pass through the loss: v = dL/dx at x, and d = dL/dtheta at
+    fixed x, the loss's direct dependence on theta (a trainable read-out head, a regulariser
+    on theta), flattened as :func:`flat_grad` (zeros where the loss does not use a
+    parameter). The total derivative an implicit estimator returns is B^T u + d."""
+    v, *direct = torch.autograd.grad(loss, [x, *params], allow_unused=True)
+    v = torch.zeros_like(x) if v is None else v
+    return v, _flatten(direct, params)
 
 
 def start_point(problem: Any, state: Tensor | None) -> Tensor:
