@@ -369,6 +369,7 @@ def table_columns(grid: Grid) -> list[str]:
         "rss_growth_bytes",
         "operator_evals",
         "vjp_evals",
+        "jvp_evals",
         "forward_residual",
         "converged",
         "reference_converged",

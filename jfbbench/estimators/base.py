@@ -26,9 +26,12 @@ class Estimate:
     state: what to pass to the next call: for ``restarted_jfb`` the detached last iterate;
            for an estimator built with ``warm_start=True`` the equilibrium x it solved for
            (``deq``: the pair (x, u) with u the adjoint solution); None otherwise.
-    stats: at least ``operator_evals``, ``vjp_evals``, ``forward_residual``
-           (||T(x) - x|| where the graph starts) and ``converged`` (of the forward solve;
-           None for estimators that make none); the built-in estimators add
+    stats: at least ``operator_evals`` (applications of T), ``vjp_evals`` (derivative
+           products with J^T or B^T, i.e. backward passes through T; the one backward pass
+           through L is not counted), ``forward_residual`` (||T(x) - x|| where the graph
+           starts) and ``converged`` (of the forward solve; None for estimators that make
+           none); ``jvp_evals``, products with J (forward-mode, or the transpose of a VJP),
+           where an estimator takes any (absent: none); the built-in estimators add
            ``workspace_bytes``, the most bytes their solvers held at once (Anderson's
            history, the GMRES basis; 0 without a solver).
     """
