@@ -45,8 +45,8 @@ TARGETS = (1e-1, 1e-2, 1e-4, 1e-8)
 
 #: What the memory axis holds, by device.
 MEMORY_SOURCES = {
-    "cpu": "CPU allocator peak (torch.profiler memory events)",
-    "cuda": "CUDA max_memory_allocated (caching allocator blocks)",
+    "cpu": "CPU allocator peak (torch.profiler)",
+    "cuda": "CUDA max_memory_allocated",
 }
 
 #: The cost axes, in the order of preference: (column, label).
@@ -260,8 +260,10 @@ def _fmt(v: object) -> str:
 
 
 def label(row: pd.Series, shown: Sequence[str] = ()) -> str:
-    """A setting as text: ``deq tol=1e-04 warm``, ``restarted_jfb K=2 m=8``, with the settings
-    named in ``shown`` (keys of ``settings``, ``dtype``, ``device``) where the row has them."""
+    """A setting as text: ``deq tol=1e-04 warm m=8``, ``restarted_jfb K=2 m=8`` (m: the calls
+    at the same theta before the measured one, in sweeps; ``warm m=0`` is a warm setting's
+    first call, from the cold start), with the settings named in ``shown`` (keys of
+    ``settings``, ``dtype``, ``device``) where the row has them."""
     parts = [str(row["estimator"])]
     if pd.notna(row.get("depth")):
         parts.append(f"K={int(row['depth'])}")
@@ -269,8 +271,8 @@ def label(row: pd.Series, shown: Sequence[str] = ()) -> str:
         parts.append(f"tol={row['tol']:.0e}")
     if row.get("warm_start"):
         parts.append("warm")
-    if pd.notna(row.get("restarts")) and row.get("restarts", 0) > 0:
-        parts.append(f"m={int(row['restarts'])}")
+    if pd.notna(row.get("restarts")) and (row.get("restarts", 0) > 0 or row.get("warm_start")):
+        parts.append(f"m={int(row['restarts'])}")  # m = 0: the first call of a warm setting, from a cold start
     settings = json.loads(row.get("settings") or "{}")
     for key in shown:
         if key in ("dtype", "device"):
@@ -282,16 +284,18 @@ def label(row: pd.Series, shown: Sequence[str] = ()) -> str:
 
 def _labels(points: pd.DataFrame) -> pd.Series:
     """Each point's label, naming the settings that differ between points of the same
-    estimator in these tables (a setting present in some rows and absent in others differs
-    too), and the dtype and device where the tables hold several."""
-    table_wide = [c for c in ("dtype", "device") if points[c].nunique(dropna=False) > 1]
+    estimator in the same panel (a setting present in some rows and absent in others differs
+    too), and the dtype and device where a panel holds several."""
     parsed = points["settings"].map(json.loads)
-    shown: dict[str, list[str]] = {}
-    for name, idx in points.groupby("estimator").groups.items():
-        dicts = parsed.loc[idx]
-        keys = sorted(set().union(*dicts))
-        shown[name] = [k for k in keys if len({_fmt(d[k]) if k in d else None for d in dicts}) > 1]
-    return points.apply(lambda r: label(r, [*shown[r["estimator"]], *table_wide]), axis=1)
+    shown: dict[tuple[str, str], list[str]] = {}
+    for panel, idx in points.groupby("panel").groups.items():
+        wide = [c for c in ("dtype", "device") if points.loc[idx, c].nunique(dropna=False) > 1]
+        for name, sub in points.loc[idx].groupby("estimator").groups.items():
+            dicts = parsed.loc[sub]
+            keys = sorted(set().union(*dicts))
+            differ = [k for k in keys if len({_fmt(d[k]) if k in d else None for d in dicts}) > 1]
+            shown[(panel, name)] = differ + wide
+    return points.apply(lambda r: label(r, shown[(r["panel"], r["estimator"])]), axis=1)
 
 
 def summarise(points: pd.DataFrame) -> pd.DataFrame:
@@ -364,7 +368,7 @@ def targets(summary: pd.DataFrame, levels: Sequence[float] = TARGETS, by: str = 
                     runner_up_cost_ratio=r[by] / b[by] if b[by] else np.nan,
                 )
             rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=None if rows else ["panel", "target", "best", "runner_up"])
 
 
 def plot(summary: pd.DataFrame, cost: str, path_stem: Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
@@ -406,7 +410,10 @@ def plot(summary: pd.DataFrame, cost: str, path_stem: Path, formats: Sequence[st
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(panel, fontsize=9)
-        ax.set_xlabel(label_of[cost])
+        if cost == "memory":  # which peak: the one of the panel's devices
+            ax.set_xlabel(" / ".join(sorted(set(sub["memory_source"]))) + ", bytes per gradient")
+        else:
+            ax.set_xlabel(label_of[cost])
         ax.set_ylabel("relative gradient error (median, IQR)")
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")

@@ -56,8 +56,8 @@ def test_front_of_a_synthetic_table_is_the_one_built_in():
     s = front.summarise(front.read_points([synthetic_sweep()]))
     assert len(s) == len(SETTINGS) and set(s["panel"]) == {"toy rho=0.9"}
     on = set(s.loc[s["on_front_cost"], "setting"])
-    assert on == {"unrolled K=1", "jfb K=1 tol=1e-02 warm", "deq tol=1e-04 warm", "deq tol=1e-10"}
-    b = s.set_index("setting").loc["deq tol=1e-04 warm"]
+    assert on == {"unrolled K=1", "jfb K=1 tol=1e-02 warm m=0", "deq tol=1e-04 warm m=0", "deq tol=1e-10"}
+    b = s.set_index("setting").loc["deq tol=1e-04 warm m=0"]
     assert b["cost"] == 20 and b["error"] == pytest.approx(1e-3)
     assert b["error_q25"] == pytest.approx(0.75e-3) and b["error_q75"] == pytest.approx(1.5e-3)
     assert b["memory"] == 20000 and b["n"] == 3 and b["memory_n"] == 3
@@ -70,10 +70,10 @@ def test_targets_pick_the_cheapest_that_reaches_each_error():
     s = front.summarise(front.read_points([synthetic_sweep()]))
     t = front.targets(s).set_index("target")
     # 1e-1: A (10) reaches it exactly; the runner-up is B (20)
-    assert t.loc[1e-1, "best"] == "jfb K=1 tol=1e-02 warm" and t.loc[1e-1, "best_cost"] == 10
-    assert t.loc[1e-1, "runner_up"] == "deq tol=1e-04 warm" and t.loc[1e-1, "runner_up_cost_ratio"] == 2
+    assert t.loc[1e-1, "best"] == "jfb K=1 tol=1e-02 warm m=0" and t.loc[1e-1, "best_cost"] == 10
+    assert t.loc[1e-1, "runner_up"] == "deq tol=1e-04 warm m=0" and t.loc[1e-1, "runner_up_cost_ratio"] == 2
     # 1e-2: B (20), then C (30)
-    assert t.loc[1e-2, "best"] == "deq tol=1e-04 warm" and t.loc[1e-2, "runner_up"] == "jfb K=4 tol=1e-04"
+    assert t.loc[1e-2, "best"] == "deq tol=1e-04 warm m=0" and t.loc[1e-2, "runner_up"] == "jfb K=4 tol=1e-04"
     # 1e-4: E and F cost 100 each; E is faster, so E first
     assert t.loc[1e-4, "best"] == "deq tol=1e-10" and t.loc[1e-4, "runner_up"] == "deq tol=1e-06"
     # 1e-8: only E
@@ -233,7 +233,7 @@ def test_settings_with_a_state_made_at_a_fixed_theta_are_the_fixed_theta_limit_a
     # the cold front is the one built in, untouched by the limit's point
     cold = summary[summary["regime"] == "cold"]
     assert set(cold.loc[cold["on_front_cost"], "setting"]) == {
-        "unrolled K=1", "jfb K=1 tol=1e-02 warm", "deq tol=1e-04 warm", "deq tol=1e-10"
+        "unrolled K=1", "jfb K=1 tol=1e-02 warm m=0", "deq tol=1e-04 warm m=0", "deq tol=1e-10"
     }  # fmt: skip
     fixed = pd.read_csv(tmp_path / "targets_fixed_theta.csv")
     assert set(fixed["best"]) == {"deq tol=1e-10 warm m=8"}
