@@ -4,8 +4,9 @@
 import pytest
 import torch
 
-from jfbbench import estimators
+from jfbbench import estimators, problems
 from jfbbench.estimators import deepinv_peers
+from jfbbench.measure import saved_tensor_bytes
 
 F64 = torch.float64
 
@@ -171,3 +172,15 @@ def test_deepinv_counts_are_the_backward_passes_through_its_blur(name):
     assert e.stats["vjp_evals"] == len(backward) + len(to_theta)
     assert len(backward) >= (100 if name == "deepinv_deq" else 0)
     assert e.stats["jvp_evals"] == 0
+
+
+def test_counting_leaves_the_saved_bytes_as_they_were():
+    """TorchDEQ's phantom gradient, counted through taps on T, saves what ours saves for the
+    same K steps (a tap that copied T's output would add one state per step)."""
+    if "torchdeq_phantom" not in estimators.names():
+        pytest.skip("torchdeq is not installed (pip install 'jfbbench[peers]')")
+    p = problems.make("tanh_layer", lipschitz=0.5)
+    for k in (2, 8):
+        ours = saved_tensor_bytes(lambda k=k: estimators.make("phantom", depth=k).gradient(p))[1]
+        theirs = saved_tensor_bytes(lambda k=k: estimators.make("torchdeq_phantom", depth=k).gradient(p))[1]
+        assert theirs == ours
