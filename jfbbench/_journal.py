@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ._validation import ArgumentError
+
 
 def csv_value(v: Any) -> Any:
     """None as an empty field, floats with every digit (repr)."""
@@ -126,7 +128,7 @@ class TableLock:
         except Timeout:
             raise TableBusy(
                 f"another process is writing {self.table} (it holds {self.table}.lock); "
-                "wait for it to finish or choose another --out"
+                "wait for it to finish or write another table"
             ) from None
         return self
 
@@ -166,14 +168,16 @@ class GridRecord:
             return
         if not append:
             if not grids:
-                raise ValueError(
+                raise ArgumentError(
                     f"{self.table} holds rows of a grid it does not record (no {self.path.name}); "
-                    "pass --append to add this grid's rows to it, or choose another --out"
+                    "pass {append} to add this grid's rows to it, or write another table",
+                    append="append=True",
                 )
             last = grids[-1].get("settings", {})
             differ = sorted(k for k in set(settings) | set(last) if settings.get(k) != last.get(k)) or ["its points"]
-            raise ValueError(
+            raise ArgumentError(
                 f"{self.table} was made by another grid (differs in {', '.join(differ)}); "
-                "pass --append to add this grid's rows to it, or choose another --out"
+                "pass {append} to add this grid's rows to it, or write another table",
+                append="append=True",
             )
         self.write([*grids, entry])

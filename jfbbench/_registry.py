@@ -19,7 +19,7 @@ import re
 import warnings
 from collections.abc import Callable
 from importlib import metadata
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
@@ -60,6 +60,17 @@ def load_module_path(name: str, kind: str) -> Callable[..., Any]:
     if not callable(obj):
         raise ValueError(f"{kind} {name!r}: {attr!r} in {where} is a {type(obj).__name__}, not a function or class")
     return obj
+
+
+class RegistryAPI(NamedTuple):
+    """The functions a registry's package exposes at module level, in this order."""
+
+    register: Callable[..., Any]
+    names: Callable[[], list[str]]
+    factory: Callable[[str], Callable[..., Any]]
+    origin: Callable[[str], str]
+    describe: Callable[[], list[tuple[str, str]]]
+    refresh: Callable[[], None]
 
 
 class Registry(Generic[T]):
@@ -198,6 +209,11 @@ class Registry(Generic[T]):
 
     def make(self, name: str, **config: Any) -> T:
         return self.factory(name)(**config)
+
+    def api(self) -> RegistryAPI:
+        """The package's module-level API in one line:
+        ``register, names, factory, origin, describe, refresh = REGISTRY.api()``."""
+        return RegistryAPI(self.register, self.names, self.factory, self.origin, self.describe, self.refresh)
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):

@@ -5,9 +5,41 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
+
+
+class ArgumentError(ValueError):
+    """A one-line ValueError that names arguments of a library call by their Python names.
+
+    ``template`` has a ``{placeholder}`` for each argument it names; ``names`` gives each
+    placeholder's Python spelling (``append=True``, ``configs['dim']``) and ``keys`` the item of
+    a keyed argument (``configs``: ``'dim'``). A front end that spells arguments otherwise (the
+    command line's ``--append``, ``--set dim=``) rebuilds the message with :meth:`spelled`."""
+
+    def __init__(self, template: str, *, keys: Mapping[str, str] | None = None, **names: str) -> None:
+        self.template, self.names, self.keys = template, names, dict(keys or {})
+        super().__init__(self._fill(names))
+
+    def _fill(self, spelled: Mapping[str, str]) -> str:
+        text = self.template  # placeholders replaced one by one: other braces in the text stay
+        for placeholder, spelling in spelled.items():
+            text = text.replace("{" + placeholder + "}", spelling)
+        return text
+
+    def spelled(self, spellings: Mapping[str, str | Callable[[str], str]]) -> str:
+        """The message with each placeholder in ``spellings`` spelled its way: a string, or a
+        function of the placeholder's key; the others keep their Python spelling."""
+
+        def spell(placeholder: str) -> str:
+            how = spellings.get(placeholder)
+            if how is None:
+                return self.names[placeholder]
+            return how(self.keys.get(placeholder, "")) if callable(how) else how
+
+        return self._fill({p: spell(p) for p in self.names})
 
 
 def check_lipschitz(value: Any, name: str = "lipschitz") -> float:
@@ -20,23 +52,29 @@ def check_lipschitz(value: Any, name: str = "lipschitz") -> float:
     return rho
 
 
-def check_depth(value: Any, name: str = "depth") -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int,))
-        and not (isinstance(value, float) and value.is_integer())
-    ):
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    k = int(value)
-    if k < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return k
+def _check_int(value: Any, name: str, minimum: int, integral_float: bool) -> int:
+    integral = isinstance(value, int) or (integral_float and isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not integral or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_positive_int(value: Any, name: str, *, minimum: int = 1, integral_float: bool = False) -> int:
+    """``value`` as an int if it is an integer >= ``minimum`` (>= 1), else a ValueError naming
+    ``name``. Bools are refused, and floats unless ``integral_float`` (then 2.0 is 2, 2.5 is
+    refused)."""
+    return _check_int(value, name, max(1, minimum), integral_float)
 
 
 def check_nonnegative_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-    return int(value)
+    """``value`` if it is an integer >= 0 (bools and floats refused), else a ValueError."""
+    return _check_int(value, name, 0, False)
+
+
+def check_depth(value: Any, name: str = "depth") -> int:
+    """A depth (or iteration count): an integer >= 1; an integral float (a depth read back from
+    a table) is taken as its integer."""
+    return check_positive_int(value, name, integral_float=True)
 
 
 def check_tol(value: Any, name: str = "tol") -> float | None:

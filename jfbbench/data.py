@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._validation import check_positive_int
+
 #: The fixed split, by image (``skimage.data`` names). Colour images are converted to grey.
 SPLIT: dict[str, tuple[str, ...]] = {
     "train": ("camera", "astronaut", "coffee", "grass", "moon", "clock", "chelsea", "page"),
@@ -103,8 +105,7 @@ def patches(
     largest = min(min(load_image(n, images).shape) for n in splits[split])
     if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= largest:
         raise ValueError(f"patch size must be an integer in [8, {largest}] for images={images!r}, got {size!r}")
-    if isinstance(per_image, bool) or not isinstance(per_image, int) or per_image < 1:
-        raise ValueError(f"per_image must be an integer >= 1, got {per_image!r}")
+    check_positive_int(per_image, "per_image")
     rng = np.random.default_rng([seed, 0 if split == "train" else 1])
     out = []
     for name in splits[split]:

@@ -27,7 +27,9 @@ front and their own targets table (``targets_fixed_theta.csv``), and are not in
 ``targets.csv``, which holds the cold settings and the training runs (whose per-step cost
 carries the state along a real run).
 
-Figures and tables are drawn from the tables alone (:func:`write`).
+
+The tables are written by :func:`write_tables`, the figures by :mod:`jfbbench.plots.front`,
+both from the tables alone.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .tables import read_table
 
 #: The target errors of the "cheapest setting that reaches it" table.
 TARGETS = (1e-1, 1e-2, 1e-4, 1e-8)
@@ -212,8 +216,6 @@ def read_points(tables: Iterable[str | Path | pd.DataFrame]) -> pd.DataFrame:
     """The front's rows from sweep and training tables (paths or frames), told apart by their
     columns (a sweep has ``rel_error``; a training table ``grad_gap`` and ``step``). Rows to
     be left out of the front keep their reason in ``excluded`` (empty for the others)."""
-    from .plots import read_table
-
     frames = []
     for t in tables:
         df = t if isinstance(t, pd.DataFrame) else read_table(t)
@@ -241,7 +243,7 @@ def _solves(name: str) -> bool:
     from . import estimators
 
     try:
-        return bool(getattr(estimators.factory(name), "solves", True))
+        return estimators.capabilities(name).solves
     except ValueError:
         return True
 
@@ -371,75 +373,9 @@ def targets(summary: pd.DataFrame, levels: Sequence[float] = TARGETS, by: str = 
     return pd.DataFrame(rows, columns=None if rows else ["panel", "target", "best", "runner_up"])
 
 
-def plot(summary: pd.DataFrame, cost: str, path_stem: Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
-    """Error against ``cost`` per panel: every setting (median, IQR bars), hue = estimator,
-    filled = warm, the front joined by a black line; the fixed-theta limit (settings measured
-    after restarts at the same theta, their state's cost not counted) drawn as triangles,
-    its own front dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    data = summary[summary[cost].notna() & summary["error"].notna()]
-    if data.empty:
-        return []
-    panels = sorted(data["panel"].unique())
-    ncol = min(3, len(panels))
-    nrow = math.ceil(len(panels) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 4.2 * nrow), squeeze=False)
-    names = sorted(data["estimator"].unique())
-    colours = dict(zip(names, sns.color_palette("tab10", len(names)), strict=True))
-    label_of = dict(COSTS)
-    for ax, panel in zip(axes.flat, panels, strict=False):
-        sub = data[data["panel"] == panel]
-        for _, r in sub.iterrows():
-            col = colours[r["estimator"]]
-            lo, hi = max(r["error"] - r["error_q25"], 0), max(r["error_q75"] - r["error"], 0)
-            marker = "^" if r["regime"] == "fixed_theta_limit" else "o" if r["warm_start"] else "s"
-            ax.errorbar(
-                r[cost], r["error"], yerr=[[lo], [hi]], fmt=marker,
-                color=col, mfc=col if r["warm_start"] else "white", ms=6, capsize=2, lw=1,
-            )  # fmt: skip
-        for fixed, line in ((False, "k-"), (True, "k--")):
-            front = sub[sub[f"on_front_{cost}"] & ((sub["regime"] == "fixed_theta_limit") == fixed)].sort_values(cost)
-            ax.plot(front[cost], front["error"], line, lw=1, zorder=0)
-            for _, r in front.iterrows():
-                ax.annotate(r["setting"], (r[cost], r["error"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_title(panel, fontsize=9)
-        if cost == "memory":  # which peak: the one of the panel's devices
-            ax.set_xlabel(" / ".join(sorted(set(sub["memory_source"]))) + ", bytes per gradient")
-        else:
-            ax.set_xlabel(label_of[cost])
-        ax.set_ylabel("relative gradient error (median, IQR)")
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
-    handles = [plt.Line2D([], [], color=colours[n], marker="o", ls="", label=n) for n in names]
-    handles += [
-        plt.Line2D([], [], color="grey", marker="o", ls="", label="warm start"),
-        plt.Line2D([], [], color="grey", marker="s", mfc="white", ls="", label="cold start"),
-        plt.Line2D([], [], color="k", label="front"),
-    ]
-    if (data["regime"] == "fixed_theta_limit").any():
-        handles += [
-            plt.Line2D([], [], color="grey", marker="^", ls="", label="fixed-θ limit (state's cost not counted)"),
-            plt.Line2D([], [], color="k", ls="--", label="its front"),
-        ]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    written = []
-    for fmt in formats:
-        p = path_stem.with_suffix(f".{fmt}")
-        fig.savefig(p, dpi=130)
-        written.append(p)
-    plt.close(fig)
-    return written
-
-
-def write(tables: Iterable[str | Path | pd.DataFrame], out: str | Path, formats: Sequence[str] = ("png", "pdf")):
+def write_tables(
+    tables: Iterable[str | Path | pd.DataFrame], out: str | Path
+) -> tuple[pd.DataFrame, pd.DataFrame, list[Path]]:
     """Read the tables and write under ``out``:
 
     - ``front.csv``: every setting, with its regime, front membership and memory source;
@@ -449,10 +385,10 @@ def write(tables: Iterable[str | Path | pd.DataFrame], out: str | Path, formats:
       theta, no state);
     - ``targets_fixed_theta.csv``: the same among the fixed-theta limit's settings (measured
       after restarts at the same theta; the calls that made their state are not counted);
-    - ``excluded.csv``: the settings left out (not converged, reference not converged, failed);
-    - a figure per cost axis (``front_cost``, ``front_seconds``, ``front_memory``).
+    - ``excluded.csv``: the settings left out (not converged, reference not converged, failed).
 
-    Returns the summary, the targets table and the paths written."""
+    Returns the summary, the targets table and the paths written. The figures are
+    :func:`jfbbench.plots.write_front`'s."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     points = read_points(tables)
@@ -469,6 +405,4 @@ def write(tables: Iterable[str | Path | pd.DataFrame], out: str | Path, formats:
     targets(cold).to_csv(written[2], index=False)
     targets(summary[fixed]).to_csv(written[3], index=False)
     excluded(points).to_csv(written[4], index=False)
-    for col, _ in COSTS:
-        written += plot(summary, col, out / f"front_{col}", formats)
     return summary, table, written

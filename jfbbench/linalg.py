@@ -7,8 +7,6 @@ from collections.abc import Callable
 import torch
 from torch.func import jvp, vjp
 
-from .solvers import dense_jacobian
-
 Tensor = torch.Tensor
 
 
@@ -64,6 +62,17 @@ def jacobian_spectral_radius(
         log_growth += torch.log(torch.tensor(nrm)).item()
         w = w / nrm
     return float(torch.exp(torch.tensor(log_growth / iters)))
+
+
+def dense_jacobian(out: Tensor, inp: Tensor) -> Tensor:
+    """The dense Jacobian d out / d inp (numel(out) x numel(inp)) by one VJP per row."""
+    n = out.numel()
+    eye = torch.eye(n, dtype=out.dtype, device=out.device).reshape(n, *out.shape)
+    try:
+        (rows,) = torch.autograd.grad(out, inp, eye, retain_graph=True, is_grads_batched=True)
+    except RuntimeError:
+        rows = torch.stack([torch.autograd.grad(out, inp, e, retain_graph=True)[0] for e in eye])
+    return rows.reshape(n, inp.numel())
 
 
 def flat_params_grad(out: Tensor, params: list[Tensor], grad_out: Tensor, create_graph: bool = False) -> Tensor:
@@ -155,7 +164,7 @@ def newton_fixed_point(f: Callable[[Tensor], Tensor], x0: Tensor, iters: int = 5
 def contraction_at(
     f: Callable[[Tensor], Tensor], x: Tensor, dense_max_dim: int = 2048, seed: int = 0
 ) -> dict[str, float | str]:
-    """The contraction present at x (THEORY.md, "Reading rho"): ``rho_loc`` = ||df/dx (x)||_2,
+    """The contraction present at x (docs/theory.md, "Reading rho"): ``rho_loc`` = ||df/dx (x)||_2,
     ``spectral_radius`` of df/dx (x) and ``contraction_method``: ``"dense"`` (the Jacobian
     formed, exact norm and eigenvalues) for numel(x) <= ``dense_max_dim``, otherwise
     ``"power_iteration"`` (:func:`jacobian_spectral_norm` on J^T J with JVPs and VJPs, and

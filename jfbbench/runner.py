@@ -1,12 +1,31 @@
 """Where grid tasks run: in this process, or on a Dask cluster (a ``LocalCluster`` of this
 machine's cores, an existing scheduler, or SLURM/PBS workers started by ``dask-jobqueue``).
 
-A task is a pure function of its settings that returns its result (a sweep row, or a
-training run's rows). The runner hands each result to ``on_result`` in this process as soon as
-it completes, so this process stays the one writer of the table. A task that raises
-becomes a failed result (``status`` = ``error: <type>: <message>``) and the grid goes on; a
-task whose worker dies (killed, out of memory) is rescheduled by Dask on another worker, up to
-``retries`` times, and is otherwise reported as lost (nothing is written: a rerun measures it).
+The one route from ``--workers`` (``--scheduler``, ``--scheduler-file``,
+``--threads-per-worker``, ``--retries``) to where tasks run, for sweeps and training alike:
+the command line builds a :class:`Cluster`, the library (:func:`jfbbench.sweep.run`,
+:func:`jfbbench.training.train_grid`) hands it with its tasks to :func:`run_tasks`.
+
+A task is a function of its settings that returns its result. The runner hands each result
+to ``on_result`` in this process as soon as it completes. Two kinds of task use it:
+
+- **tasks that hand rows back**: a sweep point (:func:`jfbbench.sweep.measure_task`) returns
+  its row, and this process is the one writer of the sweep's table: it appends each row as it
+  comes, so workers need no shared disk and the table's lock, journal and grid record live in
+  one process;
+- **tasks that own a table**: a training run (:func:`jfbbench.training.run_training`) writes
+  its own resumable table and the checkpoint beside it, and returns only a summary. A run's
+  rows come over minutes, and resuming needs each row on disk together with the checkpoint
+  written after it (theta, optimiser state, per-sample states); rows handed back at the end
+  would lose a killed run's progress, and streaming them back from a worker would need a
+  channel the runner does not have. The task holds the table's lock, so each training table
+  still has one writer (and training grids on several machines need ``out`` on a shared
+  filesystem).
+
+A task that raises becomes a failed result (``status`` = ``error: <type>: <message>``) and
+the grid goes on; a task whose worker dies (killed, out of memory) is rescheduled by Dask on
+another worker, up to ``retries`` times, and is otherwise reported as lost (nothing is
+written: a rerun measures it).
 """
 
 from __future__ import annotations
@@ -20,6 +39,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from ._validation import check_nonnegative_int, check_positive_int
 
 
 @dataclass
@@ -41,14 +62,11 @@ class Cluster:
                                 ("--scheduler-file", self.scheduler_file)) if v is not None]  # fmt: skip
         if len(given) > 1:
             raise ValueError(f"give one of --workers, --scheduler, --scheduler-file, got {' and '.join(given)}")
-        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
-            raise ValueError(f"--workers must be an integer >= 1, got {self.workers!r}")
-        if self.threads_per_worker is not None and (
-            not isinstance(self.threads_per_worker, int) or self.threads_per_worker < 1
-        ):
-            raise ValueError(f"--threads-per-worker must be an integer >= 1, got {self.threads_per_worker!r}")
-        if not isinstance(self.retries, int) or self.retries < 0:
-            raise ValueError(f"--retries must be an integer >= 0, got {self.retries!r}")
+        if self.workers is not None:
+            check_positive_int(self.workers, "--workers")
+        if self.threads_per_worker is not None:
+            check_positive_int(self.threads_per_worker, "--threads-per-worker")
+        check_nonnegative_int(self.retries, "--retries")
 
     @property
     def local(self) -> bool:

@@ -1,4 +1,4 @@
-"""The bounds B1-B6 of THEORY.md hold on the analytic families, and ``validate`` catches an
+"""The bounds B1-B6 hold on the analytic families, and ``validate`` catches an
 operator that declares a contraction factor smaller than its true one."""
 
 import json
@@ -11,8 +11,9 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jfbbench import bounds, linalg, plots, problems, sweep, validate
+from jfbbench import linalg, plots, problems, sweep, theory
 from jfbbench.cli import expand_multi_values, main
+from jfbbench.theory import bounds
 
 FAMILY_SETTINGS = {
     "affine": lambda dim: dict(dim=dim, n_params=3, batch=2),
@@ -23,14 +24,14 @@ HYPOTHESIS = settings(max_examples=12, deadline=None, suppress_health_check=[Hea
 
 
 def _rows(problem, depths, restart_depths):
-    eq = validate.equilibrium(problem)
-    meas = validate.measure(problem, eq, depths, restart_depths)
-    return pd.DataFrame(validate.evaluate(eq, meas, dict(problem="p", lipschitz=problem.lipschitz, seed=0)))
+    eq = theory.find_equilibrium(problem)
+    meas = theory.measure_equilibrium(problem, eq, depths, restart_depths)
+    return pd.DataFrame(theory.evaluate(eq, meas, dict(problem="p", lipschitz=problem.lipschitz, seed=0)))
 
 
 def _violations(rows, bound_names):
     """Checked points of the inequalities (not the expectations: B2's rate, B4's ordering) that fail."""
-    expected = rows.apply(lambda r: (r["bound"], r["check"]) in validate.EXPECTATIONS, axis=1)
+    expected = rows.apply(lambda r: (r["bound"], r["check"]) in theory.EXPECTATIONS, axis=1)
     sub = rows[rows["bound"].isin(bound_names) & rows["checked"].astype(bool) & ~expected]
     return sub[~sub["holds"].astype(bool)]
 
@@ -59,7 +60,7 @@ def test_jfb_error_decays_at_the_spectral_radius(family, spectrum, rho):
     extra = dict(spectrum=spectrum) if spectrum else {}
     p = problems.make(family, lipschitz=rho, seed=3, dim=8, **extra)
     rows = _rows(p, range(1, 49), [4])
-    b2 = rows[(rows["bound"] == "B2") & (rows["check"] == validate.CHECKS["B2"][0])]
+    b2 = rows[(rows["bound"] == "B2") & (rows["check"] == theory.CHECKS["B2"][0])]
     assert b2["checked"].sum() >= 4
     rate, radius = float(b2["fitted_rate"].iloc[0]), float(b2["spectral_radius"].iloc[0])
     assert radius == pytest.approx(rho, rel=1e-9)  # symmetric spectra in [-rho, rho]
@@ -146,12 +147,12 @@ def test_validate_catches_an_operator_declaring_too_small_a_rho(registered, tmp_
     assert "FAILED" in result.output
     summary = pd.read_csv(tmp_path / "summary.csv")
     status = summary.set_index(["bound", "check"])["status"]
-    assert status[("B1", validate.CHECKS["B1"][0])] == "FAIL"  # declared rho: violated
-    assert status[("B1", validate.CHECKS["B1"][1])] == "pass"  # measured rho_loc = 0.9: holds
-    assert status[("B1", validate.CHECKS["B1"][2])] == "FAIL"  # rho_loc = 0.9 > declared 0.5
-    assert status[("B3", validate.CHECKS["B3"][0])] == "FAIL"
-    assert status[("B5", validate.CHECKS["B5"][0])] == "FAIL"
-    assert status[("B4", validate.CHECKS["B4"][1])] == "not observed"  # an expectation: reported only
+    assert status[("B1", theory.CHECKS["B1"][0])] == "FAIL"  # declared rho: violated
+    assert status[("B1", theory.CHECKS["B1"][1])] == "pass"  # measured rho_loc = 0.9: holds
+    assert status[("B1", theory.CHECKS["B1"][2])] == "FAIL"  # rho_loc = 0.9 > declared 0.5
+    assert status[("B3", theory.CHECKS["B3"][0])] == "FAIL"
+    assert status[("B5", theory.CHECKS["B5"][0])] == "FAIL"
+    assert status[("B4", theory.CHECKS["B4"][1])] == "not observed"  # an expectation: reported only
     assert summary["rho_loc"].max() == pytest.approx(0.9, rel=1e-9)
 
 
@@ -162,7 +163,7 @@ def test_a_problem_outside_the_theory_is_reported_not_passed(registered, tmp_pat
     )
     assert result.exit_code == 0, result.output
     summary = pd.read_csv(tmp_path / "summary.csv")
-    assert set(summary["status"]) == {validate.OUTSIDE}
+    assert set(summary["status"]) == {theory.OUTSIDE}
     assert summary["checked"].sum() == 0
     assert summary["rho_loc"].iloc[0] == pytest.approx(0.9, rel=1e-6)
     assert "outside the theory (reported, not checked): not_contractive" in result.output
@@ -177,9 +178,9 @@ def test_validate_checks_an_existing_sweep_table(tmp_path):
         configs=dict(dim=[5], batch=[2]),
     )
     table = sweep.run(grid, tmp_path / "sweep.csv", timing=False, progress=False)
-    result = validate.check_table(table)
-    summary = validate.summarize(result)
-    assert not validate.failed(summary), validate.format_summary(summary)
+    result = theory.check_table(table)
+    summary = theory.summarize(result)
+    assert not theory.failed(summary), theory.format_summary(summary)
     assert set(summary["bound"]) == {"B1", "B2", "B3", "B4", "B5", "B6"}
     assert json.loads(result["config"].iloc[0]) == dict(batch=2, dim=5)
     assert (result.loc[result["bound"] == "B1", "source"] == "table").all()
@@ -237,7 +238,7 @@ def test_equilibrium_by_iteration_agrees_with_the_dense_one():
     p = problems.make(
         "tanh_layer", lipschitz=0.8, seed=5, dim=5, input_dim=3, batch=2, weight="normalised", preactivation=None
     )
-    dense, iterative = validate.equilibrium(p), validate.equilibrium(p, dense_max_dim=4)
+    dense, iterative = theory.find_equilibrium(p), theory.find_equilibrium(p, dense_max_dim=4)
     assert dense.dense and not iterative.dense
     assert iterative.b_norm == pytest.approx(dense.b_norm, rel=1e-6)
     assert iterative.rho_loc == pytest.approx(dense.rho_loc, rel=1e-4)
@@ -246,19 +247,19 @@ def test_equilibrium_by_iteration_agrees_with_the_dense_one():
 
 def _measured(family="tanh_layer", rho=0.8, depth=2):
     p = problems.make(family, lipschitz=rho, seed=3, **FAMILY_SETTINGS[family](5))
-    eq = validate.equilibrium(p)
-    return p, eq, validate.measure(p, eq, [1, 2, 3, 8], [depth])
+    eq = theory.find_equilibrium(p)
+    return p, eq, theory.measure_equilibrium(p, eq, [1, 2, 3, 8], [depth])
 
 
 def _summary_status(eq, meas, bound, check):
-    rows = validate.tidy(validate.evaluate(eq, meas, dict(problem="p", lipschitz=eq.rho, seed=0)))
-    summary = validate.summarize(rows).set_index(["bound", "check"])
+    rows = theory.tidy(theory.evaluate(eq, meas, dict(problem="p", lipschitz=eq.rho, seed=0)))
+    summary = theory.summarize(rows).set_index(["bound", "check"])
     return rows, summary.loc[(bound, check), "status"]
 
 
 def test_b5_constant_does_not_come_from_the_calls_it_checks_and_a_violation_at_m_2_fails():
     _, eq, meas = _measured()
-    check = validate.CHECKS["B5"][0]
+    check = theory.CHECKS["B5"][0]
     rows, status = _summary_status(eq, meas, "B5", check)
     b5 = rows[rows["bound"] == "B5"].set_index("calls")
     assert status == "pass" and not b5.loc[[0, 1], "checked"].any() and b5.loc[2:, "checked"].all()
@@ -299,8 +300,8 @@ def test_b5_local_constant_is_the_exact_lipschitz_constant_on_affine_families(fa
 
 def test_b6_deq_memory_check_fails_when_deq_keeps_more_than_one_application_of_t():
     _, eq, meas = _measured()
-    check = validate.CHECKS["B6"][3]
-    assert "flat" not in " ".join(validate.CHECKS["B6"])
+    check = theory.CHECKS["B6"][3]
+    assert "flat" not in " ".join(theory.CHECKS["B6"])
     _, status = _summary_status(eq, meas, "B6", check)
     assert status == "pass" and meas.deq_bytes <= meas.jfb1_bytes + meas.step_bytes
     assert meas.step_bytes > 0 and meas.jfb1_bytes > 0
@@ -313,9 +314,9 @@ def test_b6_memory_checks_hold_with_several_restart_depths_on_the_cached_tanh_la
     """B5's double-backward power iteration must not leave graphs that a problem's cache (the
     tanh layer's normalised W) reuses in the byte counts of the restarted sequences."""
     p = problems.make("tanh_layer", lipschitz=0.9, seed=0, **FAMILY_SETTINGS["tanh_layer"](5))
-    eq = validate.equilibrium(p)
-    meas = validate.measure(p, eq, [1, 2, 3, 4], [1, 2, 4])
-    rows = pd.DataFrame(validate.evaluate(eq, meas, dict(problem="p", lipschitz=0.9, seed=0)))
+    eq = theory.find_equilibrium(p)
+    meas = theory.measure_equilibrium(p, eq, [1, 2, 3, 4], [1, 2, 4])
+    rows = pd.DataFrame(theory.evaluate(eq, meas, dict(problem="p", lipschitz=0.9, seed=0)))
     b6 = rows[rows["bound"] == "B6"]
     assert b6["holds"].astype(bool).all(), b6[["check", "depth", "measured", "bound_value"]].to_string()
     assert meas.restarted_bytes == {k: meas.jfb_bytes[k] for k in (1, 2, 4)}

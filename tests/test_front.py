@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from jfbbench import front
+from jfbbench import front, plots
 from jfbbench.cli import main
 from jfbbench.sweep import Grid, run
 
@@ -207,7 +207,7 @@ def test_unconverged_rows_and_rows_of_an_unconverged_reference_are_listed_not_dr
     assert left.loc["unrolled K=1", "reason"] == "reference not converged" and left.loc["unrolled K=1", "n"] == 3
     assert left.loc["deq tol=1e-10", "reason"] == "not converged" and left.loc["deq tol=1e-10", "n"] == 1
     assert left.loc["jfb K=4 tol=1e-04", "reason"] == "error: ValueError: x"
-    front.write([df], tmp_path, formats=("png",))
+    plots.write_front([df], tmp_path, formats=("png",))
     assert len(pd.read_csv(tmp_path / "excluded.csv")) == 3
 
 
@@ -226,7 +226,7 @@ def test_settings_with_a_state_made_at_a_fixed_theta_are_the_fixed_theta_limit_a
         restarts=8, warm_start=True, operator_evals=2, vjp_evals=2, rel_error=1e-10
     )  # after 8 calls at theta, almost free and exact: it would win every target
     df = pd.concat([df, warm], ignore_index=True)
-    summary, table, _ = front.write([df], tmp_path, formats=("png",))
+    summary, table, _ = plots.write_front([df], tmp_path, formats=("png",))
     limit = summary[summary["regime"] == "fixed_theta_limit"]
     assert list(limit["setting"]) == ["deq tol=1e-10 warm m=8"] and limit["on_front_cost"].all()
     assert "deq tol=1e-10 warm m=8" not in set(table["best"]) | set(table["runner_up"])

@@ -8,7 +8,8 @@ import torch
 from conftest import finite_difference, rel
 
 from jfbbench import data, estimators, problems
-from jfbbench.solvers import dense_jacobian, fixed_point
+from jfbbench.linalg import dense_jacobian
+from jfbbench.solvers import fixed_point
 
 TINY = dict(patch=8, kernel_size=3, blur=1.0, noise=0.02, dtype=torch.float64)
 TINY_NET = dict(patch=16, kernel_size=3, nc=(4, 4, 4, 4), nb=1, init="random", lipschitz_iters=0)
@@ -236,7 +237,7 @@ def test_motion_blur_kernel_is_normalised_and_contraction_holds():
 
 
 def test_nonsmooth_weighted_tv_is_outside_the_smooth_theory():
-    from jfbbench.validate import outside_reason
+    from jfbbench.theory import outside_reason
 
     smooth = problems.make("weighted_tv", lipschitz=0.9, smoothing=0.05)
     rough = problems.make("weighted_tv", lipschitz=0.9, smoothing=0.0)

@@ -16,7 +16,7 @@ from conftest import finite_difference, rel
 import jfbbench
 from jfbbench import estimators, linalg, problems
 from jfbbench.cli import main
-from jfbbench.solvers import dense_jacobian
+from jfbbench.linalg import dense_jacobian
 
 ROOT = Path(jfbbench.__file__).resolve().parent.parent
 
@@ -298,7 +298,7 @@ def test_from_module_estimates_rho_and_says_it_is_not_guaranteed(plugin_dir, mon
     dense_norm = float(torch.linalg.matrix_norm(dense_jacobian(p.operator(x), x), 2))
     assert p.lipschitz == pytest.approx(dense_norm, rel=1e-6)
     assert p.contraction_guaranteed is False and "power iteration at x*" in p.theory_note
-    from jfbbench.validate import outside_reason
+    from jfbbench.theory import outside_reason
 
     assert "contraction not guaranteed" in outside_reason(p)
 

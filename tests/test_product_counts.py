@@ -102,6 +102,7 @@ CASES = [
     ("torchdeq_phantom", dict(depth=5, damping=0.5)),
     ("deq", dict()),
     ("deq", dict(adjoint="gmres")),
+    ("deq", dict(adjoint="cg_normal")),  # CG on the normal equations: a product with J per step
     ("jfb", dict(depth=4)),
     ("neumann", dict(depth=4)),
     ("phantom", dict(depth=3, damping=0.7)),

@@ -9,7 +9,10 @@ import torch
 from conftest import newton_fixed_point, rel
 
 from jfbbench import ConvergenceWarning, estimators, problems, solvers
-from jfbbench.solvers import adjoint_solve, dense_jacobian, fixed_point, gmres
+from jfbbench.linalg import dense_jacobian
+from jfbbench.solvers import adjoint_solve, fixed_point, gmres, krylov
+from jfbbench.solvers.anderson import Anderson
+from jfbbench.solvers.krylov import _orthogonalise
 
 FORWARD = ["picard", "anderson", "broyden", "auto"]
 ADJOINT = ["fixed_point", "gmres", "auto"]
@@ -82,7 +85,7 @@ def test_periodic_anderson_keeps_the_gram_matrix_of_its_history(memory, mix_ever
     torch.manual_seed(0)
     a = torch.randn(3, 12, 12, dtype=torch.float64) * 0.2
     x = torch.randn(3, 12, dtype=torch.float64)
-    acc = solvers._Anderson(x, memory, mix_every=mix_every)
+    acc = Anderson(x, memory, mix_every=mix_every)
     mixed = 0
     for k in range(1, 16):
         fx = torch.bmm(a, x.unsqueeze(2)).squeeze(2) + 1.0
@@ -382,7 +385,7 @@ def _arnoldi(a: torch.Tensor, steps: int, loss: float | None) -> tuple[float, li
     for k in range(steps):
         q[k + 1] = torch.bmm(a, q[k].unsqueeze(2)).squeeze(2)
         basis, pair = q[: k + 1].transpose(0, 1), q[k : k + 2].transpose(0, 1)
-        _, hn, loss, twice = solvers._orthogonalise(basis, pair, loss, torch.zeros(s, dtype=torch.float64))
+        _, hn, loss, twice = _orthogonalise(basis, pair, loss, torch.zeros(s, dtype=torch.float64))
         passes.append(twice)
         q[k + 1] /= hn.unsqueeze(1)
     q = q.transpose(0, 1)
@@ -411,7 +414,7 @@ def test_gram_schmidt_keeps_an_ill_conditioned_basis_orthogonal(monkeypatch):
     assert any(twice)  # the second pass ran where it had to
     always, _ = _arnoldi(a, 40, None)
     assert always <= 1e-12
-    monkeypatch.setattr(solvers, "ORTHOGONALITY", math.inf)  # one pass only
+    monkeypatch.setattr(krylov, "ORTHOGONALITY", math.inf)  # one pass only
     single, twice = _arnoldi(a, 40, 0.0)
     assert not any(twice) and single > 1e-10  # the case needs the second pass
 
@@ -445,7 +448,7 @@ def test_gmres_without_host_reads_always_takes_two_passes_and_agrees(monkeypatch
     j = _symmetric(n, 0.95, seed=3)
     v = torch.randn(2, n, dtype=torch.float64)
     u_cpu, st_cpu = gmres(lambda w: w - w @ j, v, 1e-12, 2000, per_sample=True)
-    monkeypatch.setattr(solvers, "_host_reads_are_free", lambda device: False)
+    monkeypatch.setattr(krylov, "_host_reads_are_free", lambda device: False)
     u, st = gmres(lambda w: w - w @ j, v, 1e-12, 2000, per_sample=True)
     assert st["converged"] and rel(u, u_cpu) <= 1e-10
     cycles = math.ceil(st["iterations"] / 21)

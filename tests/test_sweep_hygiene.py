@@ -243,7 +243,7 @@ def test_a_table_with_other_columns_is_another_table(tmp_path, monkeypatch):
     out = tmp_path / "t.csv"
     args = [*BASE, "--estimator", "jfb", "--depth", "1", "--out", out]
     assert sweep(*args).exit_code == 0
-    from jfbbench import sweep as sweep_mod
+    from jfbbench.sweep import schema as sweep_mod
 
     columns = sweep_mod.table_columns
     monkeypatch.setattr(sweep_mod, "table_columns", lambda grid: [*columns(grid), "new_measurement"])

@@ -11,10 +11,9 @@ from test_imaging import _one_thread_and_cache  # noqa: F401  (autouse fixture: 
 from jfbbench import problems
 from jfbbench.cli import main
 from jfbbench.estimators.base import flat_grad
-from jfbbench.linalg import newton_fixed_point
+from jfbbench.linalg import dense_jacobian, newton_fixed_point
 from jfbbench.problems.weighted_tv import WeightedTV
-from jfbbench.solvers import dense_jacobian
-from jfbbench.train import TrainConfig, Trainer, checkpoint_path, train
+from jfbbench.training import TrainConfig, Trainer, checkpoint_path, train
 
 
 def read(path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import click
@@ -37,6 +38,16 @@ class UsageFailure(click.ClickException):
 
     def format_message(self) -> str:
         return self.message
+
+
+def usage_failure(err: Exception, spellings: Mapping[str, str | Callable[[str], str]] | None = None) -> UsageFailure:
+    """A library error as a one-line usage error; an :class:`~jfbbench._validation.ArgumentError`
+    spells the arguments it names as the command's options (``spellings``: placeholder -> the
+    option, or a function of the placeholder's key)."""
+    from .._validation import ArgumentError
+
+    text = err.spelled(spellings or {}) if isinstance(err, ArgumentError) else str(err)
+    return UsageFailure(text.strip().splitlines()[0] if text.strip() else type(err).__name__)
 
 
 def cluster_options(fn):

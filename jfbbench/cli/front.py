@@ -22,10 +22,10 @@ def front_command(tables, out, formats):
     after restarts at a fixed theta, whose state's cost is not counted, are shown apart as the
     fixed-theta limit (targets_fixed_theta.csv); rows that did not converge, or whose
     reference did not, are left out and listed (excluded.csv)."""
-    from .. import front
+    from .. import plots
 
     try:
-        summary, table, written = front.write(tables, out, formats)
+        summary, table, written = plots.write_front(tables, out, formats)
     except ValueError as exc:
         raise UsageFailure(str(exc).splitlines()[0]) from None
     for _, r in table.iterrows():

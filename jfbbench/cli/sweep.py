@@ -6,7 +6,17 @@ from pathlib import Path
 
 import click
 
-from ._common import UsageFailure, cluster_options, make_cluster
+from ._common import cluster_options, make_cluster, usage_failure
+from ._values import iter_config_values, parse_shard
+
+#: How this command spells the arguments the library's errors name.
+SPELLINGS = {
+    "configs": lambda key: f"--set {key}=" if key else "--set",
+    "own": lambda key: f"--{key}",
+    "depths": "--depth",
+    "out": "--out",
+    "append": "--append",
+}
 
 
 @click.command("sweep")
@@ -65,10 +75,10 @@ def sweep(**kw):
     cluster = make_cluster(kw)
     out = kw["out"]
     try:
-        configs = dict(sweep_mod.iter_config_values(kw["settings"]))
+        configs = dict(iter_config_values(kw["settings"]))
         if kw["dim"]:
             configs["dim"] = list(kw["dim"])
-        axes = dict(sweep_mod.iter_config_values(kw["estimator_settings"], "--estimator-set"))
+        axes = dict(iter_config_values(kw["estimator_settings"], "--estimator-set"))
         for key, values in (("tol", kw["tol"]), ("extra_steps", kw["extra_steps"])):
             if values:
                 axes[key] = list(values)
@@ -87,7 +97,7 @@ def sweep(**kw):
             estimator_axes=axes,
         )
         grid.validate()
-        shard_t = sweep_mod.parse_shard(kw["shard"])
+        shard_t = parse_shard(kw["shard"])
         sweep_mod.check_writable(out)
         if kw["min_run_time"] <= 0:
             raise ValueError(f"--min-run-time must be > 0 seconds, got {kw['min_run_time']}")
@@ -102,7 +112,7 @@ def sweep(**kw):
             cluster=cluster,
         )
     except ValueError as exc:
-        raise UsageFailure(str(exc).splitlines()[0]) from None
+        raise usage_failure(exc, SPELLINGS) from None
     summary = table.attrs["summary"]
     failed = int((table["converged"].astype(str) == "False").sum())
     errors = int(table["status"].astype(str).str.startswith("error").sum()) if "status" in table else 0

@@ -1,24 +1,15 @@
-"""``jfbbench train``: bilevel training of imaging problems, one run or a grid of runs."""
+"""``jfbbench train``: bilevel training of the problems with training presets (imaging,
+classification), one run or a grid of runs."""
 
 from __future__ import annotations
 
 import ast
-import itertools
-import string
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ._common import UsageFailure, cluster_options, device_settings, make_cluster
-
-#: Options that take several values (a grid axis each), by TrainConfig field, in the order the
-#: runs are made (all of seed 0 first, so a partial grid covers every setting).
-GRID_FIELDS = ("seed", "problem", "estimator", "depth", "warm_start", "steps", "lr", "optimizer", "batch_size",
-               "tol", "solver", "adjoint", "extra_steps")  # fmt: skip
-#: ``--out`` fields besides GRID_FIELDS: ``{start}`` is ``warm`` or ``cold``.
-EXTRA_FIELDS = {"preset": lambda c: c.preset, "start": lambda c: "warm" if c.warm_start else "cold"}
 
 
 def _parse_set(items: tuple[str, ...]) -> dict[str, Any]:
@@ -34,89 +25,13 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-@dataclass(frozen=True)
-class Run:
-    """One training run of a grid: its settings and its table (None: no table)."""
-
-    config: Any
-    out: Path | None
-    progress: bool = False
-
-    def key(self) -> str:
-        from dataclasses import asdict
-
-        return repr((sorted(asdict(self.config).items()), str(self.out)))
-
-
-def run_training(run: Run) -> dict[str, Any]:
-    """One task: train (or resume) the run; its rows go to its own table as they come (the
-    task is that table's one writer). Returns what the summary line needs."""
-    from .._journal import TableLock
-    from ..train import train
-
-    if run.out is None:
-        rows = train(run.config, None, progress=run.progress)
-    else:
-        with TableLock(run.out):
-            rows = train(run.config, run.out, progress=run.progress)
-    first, last = rows[0], rows[-1]
-    return dict(
-        key=run.key(),
-        first_psnr=float(first["test_psnr"]),
-        input_psnr=float(first["input_psnr"]),
-        **{k: last[k] for k in ("step", "test_psnr", "wall_time", "operator_evals", "vjp_evals", "status")},
-    )
-
-
-def grid_runs(kw: dict[str, Any], **fixed: Any) -> list[Any]:
-    """The TrainConfigs of the product of the options' values; an estimator without a depth
-    (``deq``) runs once, at depth 1, and one that cannot warm-start runs cold only."""
-    from .. import estimators
-    from ..train import TrainConfig
-
-    axes = {f: list(kw[f]) if kw[f] else [None] for f in GRID_FIELDS}
-    configs, seen = [], set()
-    for values in itertools.product(*axes.values()):
-        settings = {k: v for k, v in zip(axes, values, strict=True) if v is not None}
-        name = settings["estimator"]
-        if name in estimators.names() and not getattr(estimators.factory(name), "uses_depth", True):
-            settings["depth"] = 1
-        if name in estimators.names() and not getattr(estimators.factory(name), "supports_warm_start", False):
-            settings["warm_start"] = False
-        key = tuple(sorted(settings.items()))
-        if key in seen:
-            continue
-        seen.add(key)
-        configs.append(TrainConfig(**settings, **fixed))
-    return configs
-
-
-def out_paths(template: Path | None, configs: list[Any]) -> list[Path | None]:
-    """Each run's table: ``--out`` with its ``{field}`` placeholders filled in. Several runs
-    need placeholders for every option that varies, so no two runs share a table."""
-    if template is None:
-        return [None] * len(configs)
-    fields = {name for _, name, _, _ in string.Formatter().parse(str(template)) if name}
-    allowed = [*GRID_FIELDS, *EXTRA_FIELDS]
-    unknown = sorted(fields - set(allowed))
-    if unknown:
-        raise UsageFailure(f"--out {str(template)!r} names unknown fields {unknown}; allowed: {', '.join(allowed)}")
-    varying = [f for f in GRID_FIELDS if len({getattr(c, f) for c in configs}) > 1]
-    missing = [f for f in varying if f not in fields and not (f == "warm_start" and "start" in fields)]
-    if missing:
-        raise UsageFailure(
-            f"--out {str(template)!r} must tell the runs apart: add {', '.join('{' + f + '}' for f in missing)} "
-            f"(e.g. --out 'runs/{{problem}}/{{estimator}}-K{{depth}}-s{{seed}}.csv')"
-        )
-
-    def value(c: Any, f: str) -> Any:
-        return EXTRA_FIELDS[f](c) if f in EXTRA_FIELDS else getattr(c, f)
-
-    return [Path(str(template).format(**{f: value(c, f) for f in fields})) for c in configs]
-
-
 @click.command("train")
-@click.option("--problem", multiple=True, required=True, help="weighted_tv, pnp_fb or drunet_fb.")
+@click.option(
+    "--problem",
+    multiple=True,
+    required=True,
+    help="A problem with training presets: weighted_tv, pnp_fb, drunet_fb, conv_deq, mondeq, ignn.",
+)
 @click.option(
     "--estimator", multiple=True, required=True, help="Any registered estimator (deq, unrolled, jfb, restarted_jfb...)."
 )
@@ -163,22 +78,22 @@ def out_paths(template: Path | None, configs: list[Any]) -> list[Path | None]:
     help="CSV to append rows to (resumable); for several runs a template such as "
     "'runs/{problem}/{estimator}-K{depth}-s{seed}.csv'.",
 )
-@click.option("--threads", default=1, show_default=True, type=int, help="torch intra-op threads per run.")
+@click.option("--threads", default=None, type=int, hidden=True, help="Deprecated: --threads-per-worker.")
 @cluster_options
 def train_command(**kw: Any) -> None:
     """Bilevel training: one gradient per outer step from the chosen estimator; learning
-    curves (outer loss, test PSNR, wall time, operator/VJP counts, gap to DEQ) to --out.
+    curves (outer loss, test PSNR or accuracy, wall time, operator/VJP counts, gap to DEQ) to --out.
     Every option but --set, --gap-every, --preset and --reference-tol takes several values:
     one run per combination, each its own resumable table, run here or on Dask (--workers,
     --scheduler)."""
-    import torch
+    from ..training import Run, grid_runs, out_paths, progress_enabled, train_grid
 
-    from ..runner import run_tasks
-    from ..train import progress_enabled
-
-    if kw["threads"] < 1:
-        raise UsageFailure(f"--threads must be >= 1, got {kw['threads']}")
-    kw["threads_per_worker"] = kw["threads_per_worker"] or kw["threads"]  # the same setting, two names
+    threads = kw.pop("threads")
+    if threads is not None:  # the deprecated name of --threads-per-worker
+        if kw["threads_per_worker"] not in (None, threads):
+            raise UsageFailure("give --threads-per-worker only (--threads is its deprecated name)")
+        click.echo("--threads is deprecated: use --threads-per-worker", err=True)
+        kw["threads_per_worker"] = threads
     cluster = make_cluster(kw)
     preset = "quick" if kw["quick"] else kw["preset"]
     starts = dict.fromkeys([*kw.pop("start"), *(["warm"] if kw.pop("warm_start") else [])])
@@ -195,22 +110,14 @@ def train_command(**kw: Any) -> None:
             c.resolved()
     except (ValueError, TypeError) as err:
         raise UsageFailure(str(err).splitlines()[0]) from None
-    outs = out_paths(kw["out"], configs)
-    single = len(configs) == 1 and cluster.local
-    if cluster.local:
-        torch.set_num_threads(cluster.threads_per_worker)
-    runs = [Run(c, o, progress=single and progress_enabled()) for c, o in zip(configs, outs, strict=True)]
-    results: dict[str, Any] = {}
     try:
-        summary = run_tasks(
-            runs,
-            run_training,
-            lambda res: results.__setitem__(res["key"], res),
-            cluster,
-            failed_result=lambda run, error: dict(key=run.key(), error=error),
-            progress=False if single else None,
-            desc="train",
-        )
+        outs = out_paths(kw["out"], configs)
+    except ValueError as err:  # the library names the argument, the command line its option
+        raise UsageFailure(f"--{err}") from None
+    single = len(configs) == 1 and cluster.local
+    runs = [Run(c, o, progress=single and progress_enabled()) for c, o in zip(configs, outs, strict=True)]
+    try:
+        results, summary = train_grid(runs, cluster, progress=False if single else None)
     except ValueError as err:  # the cluster cannot be reached
         raise UsageFailure(str(err).splitlines()[0]) from None
     errors = [r["error"] for r in results.values() if "error" in r]
@@ -222,9 +129,12 @@ def train_command(**kw: Any) -> None:
         if res is None or "error" in res:
             click.echo(f"{head}: {res['error'] if res else 'lost with its worker; rerun to train it'}")
             continue
+        if res["metric"] == "psnr":
+            metric = f"test PSNR {res['first']:.2f} -> {res['last']:.2f} dB (blurred input {res['baseline']:.2f})"
+        else:
+            metric = f"test {res['metric']} {res['first']:.4g} -> {res['last']:.4g}"
         click.echo(
-            f"{head}: step {res['step']}, test PSNR {res['first_psnr']:.2f} -> {float(res['test_psnr']):.2f} dB "
-            f"(blurred input {res['input_psnr']:.2f}), {float(res['wall_time']):.1f} s, "
+            f"{head}: step {res['step']}, {metric}, {float(res['wall_time']):.1f} s, "
             f"{res['operator_evals']} T + {res['vjp_evals']} VJP, status {res['status']}"
         )
     if errors or summary.lost:

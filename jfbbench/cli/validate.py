@@ -1,4 +1,4 @@
-"""``jfbbench validate``: check THEORY.md's bounds B1-B6 numerically (:mod:`jfbbench.validate`)."""
+"""``jfbbench validate``: check the bounds B1-B6 numerically (:mod:`jfbbench.theory`)."""
 
 from __future__ import annotations
 
@@ -46,19 +46,19 @@ def validate_command(
     no_plots,
     progress,
 ):
-    """Check the bounds B1-B6 of THEORY.md: on a grid (every registered problem that claims a
-    contraction, rho in 0.5 0.9 0.99, seeds 0 1, K = 1..64), or on an existing sweep TABLE.
+    """Check the bounds B1-B6 (gradient errors, forward iterates, memory against K): on a grid
+    (every registered problem that claims a contraction, rho in 0.5 0.9 0.99, seeds 0 1,
+    K = 1..64), or on an existing sweep TABLE.
 
     Writes OUT/validation.csv.gz (one row per bound, problem, rho, seed and K), OUT/summary.csv
     and the figures (with a TABLE, also the sweep's figures, B1's bound drawn on the error
     one), prints the summary, and exits with 1 when a bound fails where its
     assumptions hold (problems outside the theory are reported, never counted as passes).
     """
-    from .. import plots
-    from .. import validate as val
-    from .._validation import check_lipschitz
-    from ..sweep import parse_value as sweep_parse_value
+    from .. import plots, theory
+    from .._validation import check_lipschitz, check_positive_int
     from ._common import UsageFailure, device_settings
+    from ._values import parse_value
 
     config = device_settings(device, dtype)
     try:
@@ -70,9 +70,8 @@ def validate_command(
             key, sep, value = item.partition("=")
             if not sep or not key.strip():
                 raise ValueError(f"--set takes key=value, got {item!r}")
-            config[key.strip()] = sweep_parse_value(value)
-        if max_depth < 1:
-            raise ValueError(f"--max-depth must be an integer >= 1, got {max_depth}")
+            config[key.strip()] = parse_value(value)
+        check_positive_int(max_depth, "--max-depth")
         for rho in lipschitz:
             check_lipschitz(rho)
         bad = [k for k in restart_depth if k < 1 or k > max_depth]
@@ -89,23 +88,23 @@ def validate_command(
             raise ValueError(f"cannot create --out {str(out)!r}: {exc.strerror}") from None
         sweep_table = plots.read_table(table) if table is not None else None
         if sweep_table is not None:
-            full = val.check_table(sweep_table)
+            full = theory.check_table(sweep_table)
         else:
-            full = val.run_grid(
+            full = theory.run_grid(
                 problem_names or None,
-                lipschitz=list(lipschitz) or val.DEFAULT_LIPSCHITZ,
-                seeds=list(seed) or val.DEFAULT_SEEDS,
+                lipschitz=list(lipschitz) or theory.DEFAULT_LIPSCHITZ,
+                seeds=list(seed) or theory.DEFAULT_SEEDS,
                 depths=range(1, max_depth + 1),
-                restart_depths=list(restart_depth) or [k for k in val.DEFAULT_RESTART_DEPTHS if k <= max_depth],
+                restart_depths=list(restart_depth) or [k for k in theory.DEFAULT_RESTART_DEPTHS if k <= max_depth],
                 config=config,
                 progress=progress,
             )
     except ValueError as exc:
         raise UsageFailure(str(exc)) from None
-    summary = val.summarize(full)
+    summary = theory.summarize(full)
     full.to_csv(out / FULL_TABLE, index=False, float_format="%.10g")
     summary.to_csv(out / "summary.csv", index=False)
-    click.echo(val.format_summary(summary))
+    click.echo(theory.format_summary(summary))
     if not no_plots:
         written = plots.plot_bounds(full, out, formats=formats)
         if sweep_table is not None:  # the sweep's own figures, B1 drawn on the error one
@@ -114,7 +113,7 @@ def validate_command(
             click.echo(str(path))
     click.echo(f"tables: {out / FULL_TABLE}, {out / 'summary.csv'}")
     failing = summary[summary["status"].isin(["FAIL", "error"])]
-    outside = summary.loc[summary["status"] == val.OUTSIDE, "problem"].unique()
+    outside = summary.loc[summary["status"] == theory.OUTSIDE, "problem"].unique()
     if len(outside):
         click.echo(f"outside the theory (reported, not checked): {', '.join(map(str, outside))}")
     if len(failing):

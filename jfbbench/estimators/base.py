@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from .._validation import check_choice, check_depth, check_tol, default_tol
+from ..problems.base import is_batched
 from ..solvers import FORWARD_METHODS, fixed_point
 
 Tensor = torch.Tensor
@@ -19,21 +20,26 @@ Tensor = torch.Tensor
 class Estimate:
     """What one gradient call returns.
 
-    grad:  the flattened total derivative of the loss at the estimate,
-           dL/dtheta = dL/dtheta|_x + (dT/dtheta)^T u (or the estimator's approximation of
-           the second term), for ``problem.parameters()`` concatenated in order.
-    x:     the (detached) iterate the loss was evaluated at.
-    state: what to pass to the next call: for ``restarted_jfb`` the detached last iterate;
-           for an estimator built with ``warm_start=True`` the equilibrium x it solved for
-           (``deq``: the pair (x, u) with u the adjoint solution); None otherwise.
-    stats: at least ``operator_evals`` (applications of T), ``vjp_evals`` (derivative
-           products with J^T or B^T, i.e. backward passes through T; the one backward pass
-           through L is not counted), ``forward_residual`` (||T(x) - x|| where the graph
-           starts) and ``converged`` (of the forward solve; None for estimators that make
-           none); ``jvp_evals``, products with J (forward-mode, or the transpose of a VJP),
-           where an estimator takes any (absent: none); the built-in estimators add
-           ``workspace_bytes``, the most bytes their solvers held at once (Anderson's
-           history, the GMRES basis; 0 without a solver).
+    Attributes
+    ----------
+    grad
+        The flattened total derivative of the loss at the estimate,
+        dL/dtheta = dL/dtheta|_x + (dT/dtheta)^T u (or the estimator's approximation of the
+        second term), for ``problem.parameters()`` concatenated in order.
+    x
+        The (detached) iterate the loss was evaluated at.
+    state
+        What to pass to the next call: for ``restarted_jfb`` the detached last iterate; for an
+        estimator built with ``warm_start=True`` the equilibrium x it solved for (``deq``: the
+        pair (x, u) with u the adjoint solution); None otherwise.
+    stats
+        At least ``operator_evals`` (applications of T), ``vjp_evals`` (derivative products with
+        J^T or B^T, i.e. backward passes through T; the one backward pass through L is not
+        counted), ``forward_residual`` (||T(x) - x|| where the graph starts) and ``converged``
+        (of the forward solve; None for estimators that make none); ``jvp_evals``, products
+        with J (forward-mode, or the transpose of a VJP), where an estimator takes any
+        (absent: none); the built-in estimators add ``workspace_bytes``, the most bytes their
+        solvers held at once (Anderson's history, the GMRES basis; 0 without a solver).
     """
 
     grad: Tensor
@@ -91,6 +97,17 @@ def loss_gradients(loss: Tensor, x: Tensor, params: list[Tensor]) -> tuple[Tenso
     return v, _flatten(direct, params)
 
 
+def flat_sum(params: list[Tensor], *grads: Sequence[Tensor | None]) -> Tensor:
+    """The sum of several lists of per-parameter gradients (None: zero, as
+    ``torch.autograd.grad(..., allow_unused=True)`` gives for an unused parameter), flattened
+    and concatenated in the order of ``params``."""
+    out = []
+    for i, p in enumerate(params):
+        parts = [g[i] for g in grads if g[i] is not None]
+        out.append((sum(parts[1:], parts[0]) if parts else torch.zeros_like(p)).reshape(-1))
+    return torch.cat(out)
+
+
 def start_point(problem: Any, state: Tensor | None) -> Tensor:
     """The iterate a call starts from: ``state`` (checked against the problem's x) or, when
     None, the problem's cold start. Detached."""
@@ -122,9 +139,10 @@ class Estimator:
     1e-12 in float64, 1e-5 in float32), ``max_iter``, ``solver`` (``picard``, ``anderson``,
     ``broyden`` or ``auto``: see :func:`jfbbench.solvers.fixed_point`), ``memory`` (of
     Anderson and Broyden), ``mix_every`` (Anderson mixes every this many steps; None:
-    ``jfbbench.solvers.ANDERSON_MIX_EVERY``, 1: classical Anderson) and ``per_sample`` (each
-    sample of a batched state, dimension 0, stops at its own tolerance; None: whenever the
-    state has a batch of more than one).
+    ``jfbbench.solvers.ANDERSON_MIX_EVERY``, 1: classical Anderson) and ``per_sample`` (True:
+    each sample of the state, dimension 0, stops at its own tolerance; False: the state is
+    one vector; None: as the problem declares with its ``batched`` attribute, whole-tensor
+    where it declares nothing; see :meth:`per_sample_on`).
 
     ``warm_start=True`` (estimators that solve for x*: ``supports_warm_start``) starts the
     forward solve from the ``state`` passed in (the cold start when None) and returns the
@@ -189,7 +207,18 @@ class Estimator:
     def forward_tol(self, x: Tensor) -> float:
         return self.tol if self.tol is not None else default_tol(x.dtype)
 
+    def per_sample_on(self, problem: Any) -> bool:
+        """Whether the solves stop sample by sample on ``problem``: ``per_sample`` when it was
+        given, else the problem's declaration ``batched`` (False where it has none: the state is
+        solved as one vector, which is right whatever its rows couple)."""
+        return is_batched(problem) if self.per_sample is None else self.per_sample
+
     def solve(self, op: Callable[[Tensor], Tensor], x0: Tensor) -> tuple[Tensor, dict]:
+        """The forward solve of ``op`` from ``x0`` to ``forward_tol``. ``op`` is the
+        :class:`CountingOperator` of the problem, whose declaration decides per-sample
+        stopping (:meth:`per_sample_on`); any other callable is solved as one vector unless
+        ``per_sample=True``."""
+        problem = op.problem if isinstance(op, CountingOperator) else None
         return fixed_point(
             op,
             x0,
@@ -197,7 +226,7 @@ class Estimator:
             self.max_iter,
             method=self.solver,
             memory=self.memory,
-            per_sample=self.per_sample,
+            per_sample=self.per_sample_on(problem),
             mix_every=self.mix_every,
         )
 

@@ -7,10 +7,12 @@ from typing import Any
 import torch
 
 from .._validation import check_choice, check_depth, check_tol, default_tol
-from ..solvers import ADJOINT_METHODS, adjoint_solve, dense_jacobian
+from ..linalg import dense_jacobian
+from ..solvers import ADJOINT_METHODS, adjoint_solve
 from .base import CountingOperator, Estimate, Estimator, flat_grad, loss_gradients, start_point
+from .cg_adjoint import CG_ADJOINTS, cg_adjoint
 
-ADJOINT_SOLVERS = (*ADJOINT_METHODS, "dense")
+ADJOINT_SOLVERS = (*ADJOINT_METHODS, "dense", *CG_ADJOINTS)
 
 
 class DEQ(Estimator):
@@ -25,7 +27,11 @@ class DEQ(Estimator):
     ``"picard"``, ``"anderson"`` or ``"broyden"``); backward: one application of T with the
     graph at x*, then the adjoint system solved with vector-Jacobian products only
     (``adjoint="auto"`` by default, ``"fixed_point"``: u <- J^T u + v; ``"gmres"``:
-    Krylov) or densely (``"dense"``: form J, solve exactly; small n only). ``adjoint_tol``
+    Krylov; ``"cg"``: conjugate gradients where J is symmetric, a non-symmetric J being
+    recorded as not converged; ``"cg_normal"``: CG on the normal equations, for any J, one
+    vector-Jacobian and one Jacobian-vector product per step, counted in ``jvp_evals``: see
+    :func:`jfbbench.estimators.cg_adjoint.cg_adjoint`) or densely (``"dense"``: form J,
+    solve exactly; small n only). ``adjoint_tol``
     (None: as ``tol``) and ``adjoint_max_iter`` bound the adjoint solve. ``depth`` does
     not apply.
 
@@ -92,14 +98,19 @@ class DEQ(Estimator):
             u0 = start_point(problem, u0)
             if not bool(u0.any()):
                 u0 = None
-        if self.adjoint != "dense":
+        jvp_count = 0
+        if self.adjoint in CG_ADJOINTS:
+            u, adj = cg_adjoint(self.adjoint, vjp, fx, x, v, tol, self.adjoint_max_iter, self.per_sample, u0)
+            jvp_count = adj["jvp_evals"]
+            vjp_count += adj.get("graph_vjp_evals", 0)
+        elif self.adjoint != "dense":
             u, adj = adjoint_solve(
                 vjp,
                 v,
                 tol,
                 self.adjoint_max_iter,
                 method=self.adjoint,
-                per_sample=self.per_sample,
+                per_sample=self.per_sample_on(problem),
                 u0=u0,
                 restart=self.restart,
             )
@@ -125,12 +136,14 @@ class DEQ(Estimator):
         stats = dict(
             operator_evals=op.evals,
             vjp_evals=vjp_count,
+            jvp_evals=jvp_count,
             forward_iterations=fwd["iterations"],
             forward_residual=float(torch.linalg.vector_norm((fx - x).detach())),
             converged=bool(fwd["converged"] and adj["converged"]),
             forward_converged=bool(fwd["converged"]),
             adjoint_iterations=adj["iterations"],
             adjoint_residual=adj["relative_residual"],
+            adjoint_symmetry_gap=adj.get("adjoint_symmetry_gap"),
             adjoint_converged=bool(adj["converged"]),
             forward_method=fwd.get("method"),
             adjoint_method=adj.get("method", self.adjoint),

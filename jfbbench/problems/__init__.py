@@ -16,9 +16,13 @@ from typing import Any
 from .._registry import Registry
 from .._validation import check_device, check_dtype, check_lipschitz, check_seed
 from .affine import Affine
-from .base import Problem, ProblemProtocol
+from .base import Problem, ProblemProtocol, is_batched
+from .conv_deq import ConvDEQ
 from .deepinv_optim import DeepInvProblem, from_deepinv
+from .ignn import IGNN
+from .mondeq import MonDEQ
 from .pnp_fb import DRUNetFB, PnPFB
+from .recursive_reasoning import RecursiveReasoning
 from .tanh_layer import TanhLayer
 from .tikhonov import Tikhonov
 from .torch_module import ModuleProblem, from_module
@@ -27,12 +31,7 @@ from .weighted_tv import WeightedTV
 #: The entry-point group read for plug-in problems (``name = package.module:factory``).
 ENTRY_POINT_GROUP = "jfbbench.problems"
 _REGISTRY: Registry[ProblemProtocol] = Registry("problem", group=ENTRY_POINT_GROUP)
-register = _REGISTRY.register
-names = _REGISTRY.names
-factory = _REGISTRY.factory
-origin = _REGISTRY.origin
-describe = _REGISTRY.describe
-refresh = _REGISTRY.refresh
+register, names, factory, origin, describe, refresh = _REGISTRY.api()
 
 register("affine")(Affine)
 register("tanh_layer")(TanhLayer)
@@ -40,13 +39,17 @@ register("tikhonov")(Tikhonov)
 register("weighted_tv")(WeightedTV)
 register("pnp_fb")(PnPFB)
 register("drunet_fb")(DRUNetFB)
+register("recursive_reasoning")(RecursiveReasoning)
+register("conv_deq")(ConvDEQ)
+register("mondeq")(MonDEQ)
+register("ignn")(IGNN)
 
 
 def make(name: str, **config: Any) -> ProblemProtocol:
     """Build the problem ``name`` with ``config`` (``lipschitz``, ``seed``, ``dtype``,
     ``device`` and the family's own settings)."""
     factory = _REGISTRY.factory(name)
-    if "lipschitz" in config:
+    if config.get("lipschitz") is not None:  # None: a family's free mode (rho estimated)
         check_lipschitz(config["lipschitz"])
     if "dtype" in config:
         check_dtype(config["dtype"])
@@ -58,11 +61,12 @@ def make(name: str, **config: Any) -> ProblemProtocol:
     missing = [a for a in ("lipschitz", "parameters", "operator", "loss", "initial_point") if not hasattr(problem, a)]
     if missing:
         raise TypeError(f"problem {name!r} built an object without {', '.join(missing)}: {problem!r}")
+    is_batched(problem)  # a declaration that is not a bool is refused here, before any solve
     return problem
 
 
 __all__ = [
-    "Affine", "DRUNetFB", "DeepInvProblem", "ModuleProblem", "PnPFB", "Problem", "ProblemProtocol", "TanhLayer",
-    "Tikhonov", "WeightedTV", "describe", "factory", "from_deepinv", "from_module", "make", "names", "origin",
-    "refresh", "register",
+    "Affine", "ConvDEQ", "DRUNetFB", "DeepInvProblem", "IGNN", "ModuleProblem", "MonDEQ", "PnPFB", "Problem",
+    "ProblemProtocol", "RecursiveReasoning", "TanhLayer", "Tikhonov", "WeightedTV", "describe", "factory",
+    "from_deepinv", "from_module", "is_batched", "make", "names", "origin", "refresh", "register",
 ]  # fmt: skip

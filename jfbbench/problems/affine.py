@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from .._validation import check_choice
-from .base import Problem, check_positive_int, orthogonal
+from .._validation import check_choice, check_positive_int
+from .base import Problem, orthogonal
 
 SPECTRA = ("symmetric", "orthogonal", "nonnormal")
 
@@ -29,9 +29,12 @@ class Affine(Problem):
 
     theta in R^p is the only parameter, so B = dT/dtheta = U (for each batch row) and
     J = dT/dx = W. The outer loss is L(x) = 1/2 ||x - x_target||^2.
+
+    The rows of x are independent samples (``batched``): T maps each row by itself.
     """
 
     name = "affine"
+    batched = True
 
     def __init__(
         self,

@@ -24,6 +24,21 @@ from .._validation import check_device, check_dtype, check_lipschitz, check_seed
 
 @runtime_checkable
 class ProblemProtocol(Protocol):
+    """What an estimator asks of a problem: ``lipschitz`` (the contraction factor rho of T in
+    x), ``parameters()`` (theta), ``operator(x)`` (T_theta(x)), ``loss(x)`` (the outer loss L)
+    and ``initial_point()`` (the cold start x_0).
+
+    Optional: ``batched`` (a bool, absent means False) declares that dimension 0 of the state
+    holds independent samples, x = (x_1, ..., x_B) with T acting on each x_i alone (the i-th
+    row of T(x) depends on x_i only) and L a sum over the samples. Then J = dT/dx is block
+    diagonal and the solvers may hold each sample to the tolerance on its own and stop it when
+    it meets it (``per_sample``: fewer iterations where the samples converge at different
+    rates). Where the rows are coupled (a matrix-valued state z <- f(P z Q), a graph's nodes, a
+    sequence), freezing a row that has met the tolerance while the others still move stops the
+    solve at a point that is no fixed point at all; such problems leave ``batched`` False and
+    are solved as one vector, which is always correct.
+    """
+
     lipschitz: float
 
     def parameters(self) -> list[torch.Tensor]: ...
@@ -45,6 +60,9 @@ class Problem:
     """
 
     name: str = "problem"
+    #: Whether dimension 0 of the state holds independent samples (see
+    #: :class:`ProblemProtocol`): False, the safe default, solves the state as one vector.
+    batched: bool = False
     #: True where the contraction factor is guaranteed (analytic families); False where it
     #: is only estimated (learned denoisers), which puts the problem outside the theory.
     contraction_guaranteed: bool = True
@@ -82,13 +100,16 @@ class Problem:
         return f"{type(self).__name__}({settings})"
 
 
+def is_batched(problem: Any) -> bool:
+    """The problem's declaration ``batched`` (False where it has none): whether dimension 0
+    of its state holds independent samples that the solvers may stop one by one."""
+    batched = getattr(problem, "batched", False)
+    if not isinstance(batched, bool):
+        raise ValueError(f"problem.batched must be True or False, got {batched!r} (on {type(problem).__name__})")
+    return batched
+
+
 def orthogonal(n: int, generator: torch.Generator) -> torch.Tensor:
     """A Haar-random n x n orthogonal matrix (QR of a Gaussian matrix, signs fixed)."""
     q, r = torch.linalg.qr(torch.randn(n, n, generator=generator, dtype=torch.float64))
     return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
-
-
-def check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value

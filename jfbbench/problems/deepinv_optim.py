@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from .._validation import check_choice, check_dtype, check_lipschitz, check_seed
-from .torch_module import AdaptedProblem, half_squared_error
+from .._validation import check_choice, check_dtype, check_lipschitz, check_positive_int, check_seed
+from .torch_module import AdaptedProblem, check_batched, half_squared_error
 
 Tensor = torch.Tensor
 
@@ -42,6 +42,12 @@ class DeepInvProblem(AdaptedProblem):
 
     ``lipschitz`` given: the declared contraction factor (``contraction_guaranteed = True``);
     otherwise ||J||_2 estimated by power iteration and ``contraction_guaranteed = False``.
+
+    ``batched=True`` declares that the images of the batch (dimension 0 of x) are independent
+    samples, which holds when the physics and the prior act on each image alone (DeepInverse's
+    blurs, masks and denoisers without batch statistics do): the solvers may then stop each
+    image at its own tolerance. The default False solves the batch as one vector, which is
+    right whatever the physics or prior couple.
     """
 
     name = "from_deepinv"
@@ -55,6 +61,7 @@ class DeepInvProblem(AdaptedProblem):
         loss: Callable[[Tensor, Tensor], Tensor] | None = None,
         lipschitz: float | None = None,
         x0: Tensor | None = None,
+        batched: bool = False,
     ) -> None:
         from deepinv.optim import BaseOptim
 
@@ -74,6 +81,7 @@ class DeepInvProblem(AdaptedProblem):
                 f"from_deepinv: params_algo[{multi[0]!r}] has {len(model.params_algo[multi[0]])} values (one per "
                 "iteration); T must be the same map at every iteration, so give one value per parameter"
             )
+        self.batched = check_batched(batched, "from_deepinv")
         self.model, self.physics = model, physics
         self.algorithm = ITERATORS[iterator]
         self.y, self.x_true = y.detach(), x_true.detach()
@@ -94,6 +102,7 @@ class DeepInvProblem(AdaptedProblem):
             physics=type(physics).__name__,
             state_shape=str(tuple(self._x0.shape)),
             lipschitz_source=self.lipschitz_source,
+            batched=self.batched,
         )
 
     def _step_arguments(self) -> tuple[Any, Any, dict[str, Any]]:
@@ -113,8 +122,8 @@ class DeepInvProblem(AdaptedProblem):
         return f"from_deepinv({self.algorithm}, rho={self.lipschitz:.4g} {self.lipschitz_source})"
 
 
-#: ``problems.from_deepinv(model, physics, y, x_true, loss=None, lipschitz=None, x0=None)``: a
-#: problem from a DeepInverse optimiser built with PGD, HQS or GD (see :class:`DeepInvProblem`).
+#: ``problems.from_deepinv(model, physics, y, x_true, loss=None, lipschitz=None, x0=None, batched=False)``:
+#: a problem from a DeepInverse optimiser built with PGD, HQS or GD (see :class:`DeepInvProblem`).
 from_deepinv = DeepInvProblem
 
 
@@ -143,8 +152,7 @@ def tikhonov_deblurring(
     algorithm = check_choice(algorithm, "algorithm", tuple(ITERATORS.values()))
     rho = check_lipschitz(lipschitz)
     dtype, seed = check_dtype(dtype), check_seed(seed)
-    if isinstance(size, bool) or not isinstance(size, int) or size < 2:
-        raise ValueError(f"size must be an integer >= 2, got {size!r}")
+    check_positive_int(size, "size", minimum=2)
     g = torch.Generator().manual_seed(seed)
     x_true = torch.rand(1, 1, size, size, generator=g, dtype=torch.float64)
     kernel = dinv.physics.blur.gaussian_blur(sigma=(blur, blur)).to(torch.float64)
@@ -168,7 +176,12 @@ def tikhonov_deblurring(
         model.params_algo["stepsize"][0].fill_(tau)
     physics.to(device)
     problem = from_deepinv(
-        model, physics, y.to(dtype=dtype, device=device), x_true.to(dtype=dtype, device=device), lipschitz=rho
+        model,
+        physics,
+        y.to(dtype=dtype, device=device),
+        x_true.to(dtype=dtype, device=device),
+        lipschitz=rho,
+        batched=True,  # a circular blur and a Tikhonov prior act on each image alone
     )
     problem.config.update(size=size, blur=blur, noise=noise)
     return problem

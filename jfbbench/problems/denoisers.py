@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from .. import data
+from .._validation import check_positive_int
 
 INITS = ("suite", "random", "download")
 PUBLISHED_NC = (64, 128, 256, 512)
@@ -40,8 +41,7 @@ def make_drunet(nc: tuple[int, ...] = (8, 16, 32, 64), nb: int = 1, init: str = 
     nc = tuple(int(c) for c in nc)
     if len(nc) != 4 or min(nc) < 1:
         raise ValueError(f"nc must be four positive channel counts, got {nc!r}")
-    if isinstance(nb, bool) or not isinstance(nb, int) or nb < 1:
-        raise ValueError(f"nb must be an integer >= 1, got {nb!r}")
+    check_positive_int(nb, "nb")
     if init == "download":
         if nc != PUBLISHED_NC or nb != 4:
             raise ValueError(

@@ -19,7 +19,8 @@ from typing import Any
 import torch
 
 from .. import data
-from .base import Problem, check_positive_int
+from .._validation import check_positive_int
+from .base import Problem
 
 KERNELS = ("gaussian", "motion")
 
@@ -68,7 +69,13 @@ class ImagingProblem(Problem):
     ``patch`` (side, >= 8), ``train_per_image`` and ``test_per_image`` (crops per picture),
     ``images`` (the image set of :mod:`jfbbench.data`: ``default``, ``grey`` or ``grey256``).
     The ``seed`` draws the crops, the noise and (for ``motion``) the kernel.
+
+    The images of the batch are independent samples (``batched``): the blur, the priors and
+    the denoisers (convolutional, without batch statistics) act on each image alone, so
+    each image may stop at its own tolerance.
     """
+
+    batched = True
 
     def __init__(
         self,
@@ -161,6 +168,20 @@ class ImagingProblem(Problem):
     def psnr(self, x: torch.Tensor) -> torch.Tensor:
         """Per-image PSNR (dB) of x against the selected ground truth."""
         return data.psnr(x, self.target)
+
+    #: what :meth:`metrics` returns (a training run's ``test_psnr``, ``test_psnr_std``, ``train_psnr``)
+    metric_names: tuple[str, ...] = ("psnr", "psnr_std")
+
+    @torch.no_grad()
+    def metrics(self, x: torch.Tensor) -> dict[str, float]:
+        """Mean and standard deviation over the selected images of the PSNR (dB) of x."""
+        psnr = self.psnr(x)
+        return dict(psnr=float(psnr.mean()), psnr_std=float(psnr.std()) if psnr.numel() > 1 else 0.0)
+
+    @torch.no_grad()
+    def baseline_metrics(self) -> dict[str, float]:
+        """The PSNR of the selected observations y themselves (a training run's ``input_psnr``)."""
+        return dict(psnr=float(self.psnr(self.y).mean()))
 
     def estimate_lipschitz(self, x: torch.Tensor | None = None, iters: int = 30) -> float:
         """||dT/dx (x)||_2 by power iteration (at the cold start when x is None)."""

@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from .base import Problem, check_positive_int, orthogonal
+from .._validation import check_positive_int
+from .base import Problem, orthogonal
 
 
 class Tikhonov(Problem):
@@ -29,9 +30,13 @@ class Tikhonov(Problem):
 
     Closed form (the tests' reference): with H = A^T A + Lambda and v = x* - x_target,
     d ell / d theta_i = -lambda_i x*_i (H^{-1} v)_i (summed over i for the scalar weight).
+
+    The rows of x (``batch`` measurements y) are independent samples (``batched``): T maps
+    each row by itself, with the step tau shared through theta only.
     """
 
     name = "tikhonov"
+    batched = True
 
     def __init__(
         self,

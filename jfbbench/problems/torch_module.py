@@ -37,12 +37,21 @@ def estimate_lipschitz(operator: Callable[[Tensor], Tensor], x0: Tensor, iters: 
         return jacobian_spectral_norm(operator, at, iters=iters), where
 
 
+def check_batched(batched: Any, where: str) -> bool:
+    if not isinstance(batched, bool):
+        raise ValueError(f"{where}: batched must be True or False, got {batched!r}")
+    return batched
+
+
 class AdaptedProblem:
     """What the adapters share: theta, the loss against a target, the cold start, and the
     contraction factor -- declared (checked, ``contraction_guaranteed = True``) or estimated
-    by power iteration (``contraction_guaranteed = False``, said in ``theory_note``)."""
+    by power iteration (``contraction_guaranteed = False``, said in ``theory_note``), and
+    the declaration ``batched`` (False unless the user says dimension 0 holds independent
+    samples)."""
 
     name = "adapted"
+    batched = False
     _params: list[Tensor]
     _x0: Tensor
     target: Tensor
@@ -80,6 +89,12 @@ class ModuleProblem(AdaptedProblem):
     Without, rho is estimated as ||J||_2 by power iteration at an approximate fixed point
     (``lipschitz_source`` says where) and ``contraction_guaranteed = False``: a local
     estimate is no global constant, so the problem is outside the theory's guarantees.
+
+    ``batched=True`` declares that dimension 0 of z holds independent samples (row i of
+    f(z, x) depends on z_i alone, as in a layer applied to a batch of inputs), so the solvers
+    may stop each sample at its own tolerance. The default False solves z as one vector,
+    which is right whatever f couples (rows mixed by a matrix product, a graph's nodes, a
+    sequence's positions).
     """
 
     name = "from_module"
@@ -93,6 +108,7 @@ class ModuleProblem(AdaptedProblem):
         lipschitz: float | None = None,
         x0: Tensor | None = None,
         lipschitz_iters: int = 100,
+        batched: bool = False,
     ) -> None:
         if not isinstance(f, torch.nn.Module):
             raise TypeError(f"from_module: f must be a torch.nn.Module computing z <- f(z, x), got {type(f).__name__}")
@@ -100,6 +116,7 @@ class ModuleProblem(AdaptedProblem):
             raise TypeError(f"from_module: target must be a tensor, got {type(target).__name__}")
         if loss is not None and not callable(loss):
             raise TypeError(f"from_module: loss must be a function loss(z, target) -> scalar, got {loss!r}")
+        self.batched = check_batched(batched, "from_module")
         self.module = f
         self.x_input = x_input.detach() if isinstance(x_input, torch.Tensor) else x_input
         self.target = target.detach()
@@ -129,6 +146,7 @@ class ModuleProblem(AdaptedProblem):
             state_shape=str(tuple(self._x0.shape)),
             n_params=sum(p.numel() for p in self._params),
             lipschitz_source=self.lipschitz_source,
+            batched=self.batched,
         )
 
     def operator(self, z: Tensor) -> Tensor:
@@ -138,6 +156,6 @@ class ModuleProblem(AdaptedProblem):
         return f"from_module({type(self.module).__name__}, rho={self.lipschitz:.4g} {self.lipschitz_source})"
 
 
-#: ``problems.from_module(f, x_input, target, loss=None, lipschitz=None, x0=None)``: a problem
-#: from a module computing z <- f(z, x) (see :class:`ModuleProblem`).
+#: ``problems.from_module(f, x_input, target, loss=None, lipschitz=None, x0=None, batched=False)``:
+#: a problem from a module computing z <- f(z, x) (see :class:`ModuleProblem`).
 from_module = ModuleProblem

@@ -8,6 +8,13 @@ machine moves between two runs by more than the difference sought.
     git show REV:jfbbench/solvers.py > /tmp/solvers_before.py
     python results/benchmarks/compare_solvers.py /tmp/solvers_before.py
     python results/benchmarks/compare_solvers.py /tmp/solvers_before.py --case tanh_512x64 --method gmres
+
+``before`` is the one file ``jfbbench/solvers.py`` of a revision that had it, or the folder of
+the package ``jfbbench/solvers/`` of a later one (loaded as a subpackage of ``jfbbench``, whose
+other modules it imports):
+
+    mkdir -p /tmp/before && git archive REV jfbbench/solvers | tar -x -C /tmp/before
+    python results/benchmarks/compare_solvers.py /tmp/before/jfbbench/solvers
 """
 
 from __future__ import annotations
@@ -29,16 +36,31 @@ import jfbbench.solvers as current  # noqa: E402
 from jfbbench.measure import time_call  # noqa: E402
 
 
+def load(path: Path):
+    """The solvers at ``path``: a single module file, or a package folder (as
+    ``jfbbench._solvers_before``, so that its relative imports of ``jfbbench`` resolve)."""
+    if path.is_dir():
+        name = "jfbbench._solvers_before"
+        spec = importlib.util.spec_from_file_location(
+            name, path / "__init__.py", submodule_search_locations=[str(path)]
+        )
+    else:
+        name = "solvers_before"
+        spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("before", type=Path, help="the other solvers.py")
+    parser.add_argument("before", type=Path, help="the other solvers.py, or solvers/ package folder")
     parser.add_argument("--case", action="append", choices=list(CASES), help="only these cases")
     parser.add_argument("--method", action="append", choices=["picard", "anderson", "broyden", "gmres"])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    spec = importlib.util.spec_from_file_location("solvers_before", args.before)
-    before = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(before)
+    before = load(args.before)
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     print(f"{'case':22s} {'method':9s} {'unit ms':>8s} {'before':>7s} {'now':>7s}")

@@ -1,15 +1,15 @@
-"""The bounds B1-B6 of THEORY.md as pure functions of quantities measured at the equilibrium.
+"""The bounds B1-B6 as pure functions of quantities measured at the equilibrium.
 
-Notation (THEORY.md, "Setting"): T_theta is a rho-contraction in x with fixed point x*;
-J = d_x T(x*) (n x n), B = d_theta T(x*) (n x p), v = grad L(x*), u = (I - J^T)^{-1} v and
-grad ell = B^T u. ``rho`` is the declared (global) contraction factor, ``rho_loc`` = ||J||_2
-the local one at x*, ``radius`` the spectral radius of J. Norms are Euclidean / operator
-2-norms.
+Setting: T_theta is a rho-contraction in x with fixed point x*; J = d_x T(x*) (n x n),
+B = d_theta T(x*) (n x p), v = grad L(x*), u = (I - J^T)^{-1} v and grad ell = B^T u (the
+implicit-function theorem). ``rho`` is the declared (global) contraction factor, ``rho_loc``
+= ||J||_2 the local one at x*, ``radius`` the spectral radius of J. Norms are Euclidean /
+operator 2-norms.
 
 Each function returns the right-hand side of one inequality (or the fitted quantity it is
-compared with); :mod:`jfbbench.validate` measures the left-hand sides with the estimators and
-decides what holds. Nothing here touches a problem or an estimator, so the formulas can be
-read, tested and reused on their own.
+compared with); :mod:`jfbbench.theory.checks` compares them with what the estimators give
+(:mod:`jfbbench.theory.measurements`) and decides what holds. Nothing here touches a problem
+or an estimator, so the formulas can be read, tested and reused on their own.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def jfb_error_bound(b_norm: float, v_norm: float, rho: float, depth: int) -> flo
 
         ||g_K - grad ell|| <= ||B|| ||v|| rho^K / (1 - rho).
 
-    Since g_K - grad ell = -B^T (J^T)^K u (THEORY.md, estimator 3) and
+    Since g_K - grad ell = -B^T (J^T)^K u (JFB-K keeps the first K terms of u's Neumann series) and
     ||u|| <= ||v|| / (1 - ||J||), with ||J^K|| <= ||J||^K <= rho^K. It holds with the declared
     rho and with the local rho_loc = ||J(x*)||_2 (tighter): the JFB iterates stay at x*, so
     J is the same at every step. K = 1 is the bound of Fung et al., *JFB: Jacobian-Free
@@ -102,7 +102,7 @@ def jfb_power_bound(b_norm: float, u_norm: float, power_norm: float) -> float:
 
 
 def rate_matches(rate: float, radius: float, tolerance: float = RATE_TOLERANCE) -> bool:
-    """B2's pass criterion: |rate - radius| <= tolerance * radius."""
+    """B2's pass criterion: abs(rate - radius) <= tolerance * radius."""
     return math.isfinite(rate) and abs(rate - radius) <= tolerance * radius
 
 
@@ -136,7 +136,7 @@ def restart_bound(constant: float, rho: float, calls: int, depth: int, extra_ste
     C rho^{m(K+M)} of the JFB-K gradient at the equilibrium (Davy, Briceno-Arias, Pustelnik,
     2025, arXiv 2506.13239): call m starts from s_m = T^{m(K+M)}(x_0), so
     ||s_m - x*|| <= rho^{m(K+M)} ||x_0 - x*||, and the gradient is a Lipschitz function of
-    the start point. ``constant`` is C = Lip * ||x_0 - x*||; :mod:`jfbbench.validate` fits
+    the start point. ``constant`` is C = Lip * ||x_0 - x*||; :mod:`jfbbench.theory.checks` fits
     Lip on the calls m <= 1 and checks the bound at m >= 2 only, so that the points tested
     are not those the constant comes from."""
     return float(constant) * _check_rho(rho) ** (int(calls) * (int(depth) + int(extra_steps)))
@@ -148,7 +148,7 @@ def linear_memory(bytes_at_1: float, bytes_at_2: float, depth: int) -> float:
     (2, mem(2)) (each step of T with a graph saves the same tensors). DEQ and plain JFB do
     not depend on K; restarted JFB-K saves exactly what JFB-K saves. In practice the first
     step differs (its input needs no gradient, and tensors shared by every step, such as a
-    linear T's weight, are saved once), so :mod:`jfbbench.validate` takes the line through
+    linear T's weight, are saved once), so :mod:`jfbbench.theory.checks` takes the line through
     the two deepest K and checks every K >= 2."""
     return float(bytes_at_1) + (int(depth) - 1) * (float(bytes_at_2) - float(bytes_at_1))
 

@@ -1,167 +1,32 @@
-"""Measuring at the equilibrium: the quantities of THEORY.md's "Setting" for one problem, and
-what the estimators give there over the depths K.
+"""What the estimators give at the equilibrium of one problem, over the depths K.
 
-:func:`equilibrium` computes x*, the exact gradient, ||J(x*)||_2 (rho_loc), the spectral
-radius of J(x*), ||B||_2, ||v|| and ||x_0 - x*|| once per problem configuration (dense for
-small n, iterative otherwise); :func:`measure` runs JFB-K, unrolled-K, restarted JFB-K and DEQ
-there (errors against the exact gradient, saved bytes, the forward iterates), and
+:func:`measure_equilibrium` runs JFB-K, unrolled-K, restarted JFB-K and DEQ at the
+equilibrium :func:`~jfbbench.theory.equilibrium.find_equilibrium` computed (errors against the
+exact gradient, bytes saved for backward, the forward iterates);
 :func:`measurements_from_table` reads the same from an existing sweep table.
-:mod:`jfbbench.validate` judges the bounds of :mod:`jfbbench.bounds` against these numbers;
-nothing here decides what holds.
+:mod:`jfbbench.theory.checks` judges the bounds against these numbers; nothing here decides
+what holds.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 import torch
 
-from . import bounds, estimators, linalg
-from .measure import reference_gradient, saved_tensor_bytes
-from .solvers import dense_jacobian, fixed_point
+from .. import estimators
+from ..measure import saved_tensor_bytes
+from .equilibrium import NOISE_EPS, Equilibrium
 
 Tensor = torch.Tensor
 
-#: Round-off floor, in units of the dtype's machine epsilon times the scale of the quantity
-#: (||B|| ||v|| / (1 - rho_loc) for gradients, ||x_0|| + ||x*|| for iterates).
-NOISE_EPS = 1e3
 DEFAULT_DEPTHS = tuple(range(1, 65))
 DEFAULT_RESTART_DEPTHS = (1, 2, 4, 8)
-
-
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch on one thread: the validation problems are small, and intra-op threads on a
-    shared, loaded machine slow small matrix products down a hundredfold."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@dataclass
-class Equilibrium:
-    """Quantities at the equilibrium x* of one problem (THEORY.md, "Setting")."""
-
-    x_star: Tensor
-    x0: Tensor
-    grad: Tensor  #: the exact gradient B^T (I - J^T)^{-1} v (dense), or the tight DEQ one
-    rho: float  #: declared contraction factor
-    rho_loc: float  #: ||J||_2 at x*
-    radius: float  #: spectral radius of J
-    b_norm: float  #: ||B||_2
-    v_norm: float  #: ||grad L(x*)||
-    initial_distance: float  #: ||x_0 - x*||
-    nonlinear: bool  #: whether J changes with x (T not affine in x)
-    dense: bool  #: whether J and B were formed densely (exact norms and gradient)
-    jac: Tensor | None = None  #: the dense J (n x n) when ``dense``
-    u_norm: float = float("nan")  #: ||(I - J^T)^{-1} v|| when ``dense``
-
-    @property
-    def rho_checked(self) -> float:
-        """The declared rho, trusted to :data:`jfbbench.bounds.RHO_SLACK` (relative)."""
-        return min(self.rho * (1.0 + bounds.RHO_SLACK), math.nextafter(1.0, 0.0))
-
-    @property
-    def eps(self) -> float:
-        return float(torch.finfo(self.x_star.dtype).eps)
-
-    @property
-    def grad_scale(self) -> float:
-        """max(||grad ell||, ||B|| ||v|| / (1 - rho_loc)), with 1 - rho_loc taken >= 0.01: the
-        size of the terms summed in the gradients, which sets their round-off."""
-        return max(self.b_norm * self.v_norm / max(1.0 - self.rho_loc, 0.01), float(self.grad.norm()))
-
-    @property
-    def x_scale(self) -> float:
-        return float(self.x0.norm() + self.x_star.norm())
-
-
-def _is_nonlinear(op: Any, points: Sequence[Tensor], seed: int = 0) -> bool:
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    w = torch.randn(points[0].shape, generator=g, dtype=points[0].dtype).to(points[0].device)
-    outs = [torch.func.jvp(op, (p.detach(),), (w,))[1].detach() for p in points]
-    ref = max(float(outs[0].norm()), 1e-300)
-    return any(float((o - outs[0]).norm()) > 1e-9 * ref for o in outs[1:])
-
-
-def equilibrium(problem: Any, dense_max_dim: int = 2048) -> Equilibrium:
-    """x*, the exact gradient and the norms of THEORY.md at the equilibrium of ``problem``.
-
-    For n <= ``dense_max_dim``: x* by Newton's method, J and B formed densely, ||J||_2,
-    ||B||_2 and the spectral radius exact, grad ell = B^T (I - J^T)^{-1} v by a dense solve.
-    Otherwise x* and the gradient from the tight DEQ reference, ||J||_2 and ||B||_2 by power
-    iteration, the spectral radius by the power estimate of :mod:`jfbbench.linalg`.
-    """
-    params = list(problem.parameters())
-    x0 = problem.initial_point().detach()
-    n = x0.numel()
-    dense = n <= dense_max_dim
-    x_star = linalg.newton_fixed_point(problem.operator, x0) if dense else None
-    if dense:
-        with torch.no_grad():
-            res = float((problem.operator(x_star) - x_star).norm())
-        dense = math.isfinite(res) and res <= 1e-10 * max(1.0, float(x_star.norm()))
-    if dense:
-        x = x_star.clone().requires_grad_(True)
-        with torch.enable_grad():
-            fx = problem.operator(x)
-            jac = dense_jacobian(fx, x).detach()
-            bmat = linalg.dense_parameter_jacobian(fx, params)
-            (v,) = torch.autograd.grad(problem.loss(x), x)
-        v = v.detach().reshape(-1)
-        eye = torch.eye(n, dtype=jac.dtype, device=jac.device)
-        u = torch.linalg.solve(eye - jac.T, v)
-        grad = bmat.T @ u
-        rho_loc = float(torch.linalg.matrix_norm(jac, 2))
-        radius = float(torch.linalg.eigvals(jac).abs().max())
-        b_norm = float(torch.linalg.matrix_norm(bmat, 2))
-        v_norm = float(v.norm())
-    else:
-        ref = reference_gradient(problem)
-        x_star, grad = ref.x.detach(), ref.grad.detach()
-        rho_loc = linalg.jacobian_spectral_norm(problem.operator, x_star, iters=300)
-        radius = linalg.jacobian_spectral_radius(problem.operator, x_star, dense_max_dim=dense_max_dim)
-        b_norm = linalg.parameter_jacobian_norm(problem.operator, x_star, params, dense_max_dim=dense_max_dim)
-        x = x_star.clone().requires_grad_(True)
-        with torch.enable_grad():
-            (v,) = torch.autograd.grad(problem.loss(x), x)
-        v_norm = float(v.norm())
-    probe = x_star + (x_star - x0) * 0.5 + 0.1 * x_star.abs().mean()
-    return Equilibrium(
-        x_star=x_star.detach(),
-        x0=x0,
-        grad=grad.detach(),
-        rho=float(problem.lipschitz),
-        rho_loc=rho_loc,
-        radius=radius,
-        b_norm=b_norm,
-        v_norm=v_norm,
-        initial_distance=float((x0 - x_star).norm()),
-        nonlinear=_is_nonlinear(problem.operator, [x_star, x0, probe]),
-        dense=dense,
-        jac=jac if dense else None,
-        u_norm=float(u.norm()) if dense else float("nan"),
-    )
-
-
-def local_lipschitz(problem: Any, max_iter: int = 500) -> tuple[float, bool]:
-    """rho_loc = ||J(x*)||_2 by power iteration at a forward solve's x* (for problems outside
-    the theory, whose x* may be expensive); returns (rho_loc, whether the solve converged)."""
-    x0 = problem.initial_point().detach()
-    tol = 1e-10 if x0.dtype == torch.float64 else 1e-5
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        x_star, stats = fixed_point(problem.operator, x0, tol, max_iter, method="anderson")
-    return linalg.jacobian_spectral_norm(problem.operator, x_star, iters=50), bool(stats["converged"])
 
 
 @dataclass
@@ -307,7 +172,7 @@ def deq_memory(problem: Any, x_star: Tensor, tol: float | None, jfb1_bytes: floa
     return dict(deq_bytes=deq, jfb1_bytes=jfb1_bytes, step_bytes=step_bytes(problem, x_star))
 
 
-def measure(
+def measure_equilibrium(
     problem: Any,
     eq: Equilibrium,
     depths: Sequence[int] = DEFAULT_DEPTHS,
@@ -315,8 +180,9 @@ def measure(
 ) -> Measurements:
     """Run JFB-K and unrolled-K for every K in ``depths`` (error against ``eq.grad`` and
     saved bytes), restarted JFB-K sequences for K in ``restart_depths``, the saved bytes of
-    DEQ, JFB-1 and one application of T (:func:`deq_memory`), and the forward iterates. JFB's forward solve starts at x*
-    and runs to 100 eps, so that its error is resolved down to round-off."""
+    DEQ, JFB-1 and one application of T (:func:`deq_memory`), and the forward iterates.
+    JFB's forward solve starts at x* and runs to 100 eps, so that its error is resolved down
+    to round-off."""
     dtype = eq.x_star.dtype
     tol = 100 * float(torch.finfo(dtype).eps) if dtype == torch.float64 else None
     meas = Measurements(
@@ -397,6 +263,6 @@ def measurements_from_table(problem: Any, eq: Equilibrium, rows: pd.DataFrame) -
                 warnings.simplefilter("ignore")
                 g = target.gradient(problem).grad
             meas.restart[k], _ = restart_sequence(problem, eq, k, _restart_calls(k, max(depths)), g)
-        for k in restart_depths:  # after the gradients above (see measure)
+        for k in restart_depths:  # after the gradients above (see measure_equilibrium)
             meas.restart_lipschitz[k] = start_gradient_lipschitz(problem, eq.x_star, k)
     return meas

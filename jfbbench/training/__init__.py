@@ -1,0 +1,64 @@
+"""Bilevel training with any registered estimator: learning curves and the gap to DEQ steps.
+
+    min_theta  1/n_train sum_i L_i(x*_i(theta)),   x*_i(theta) = T_theta(x*_i(theta); y_i)
+
+One outer step = one gradient from the chosen estimator on a mini-batch of training images
+(cycled in a fixed order), written into the parameters' ``.grad`` and handed to the outer
+optimiser (Adam or SGD). ``restarted_jfb`` keeps its state per training image
+(:class:`~jfbbench.estimators.StateBank`), so each image restarts from where its last visit
+left it; with ``warm_start=True``, ``deq``, ``jfb``, ``phantom`` and ``neumann`` do the same
+with their forward solve (and DEQ with its adjoint solve).
+
+Each step appends one row to a tidy table, every quantity at theta_n, *after* the step:
+
+- ``outer_loss`` = l(theta_n) = L(x*(theta_n)) on the step's training batch, x* solved to
+  ``tol`` (the same quantity for every estimator); ``surrogate_loss`` = the estimator's own
+  L(x_K) at theta_{n-1} (what it differentiated);
+- the problem's held-out metrics (``problem.metrics(x)``, names in ``problem.metric_names``)
+  at the equilibrium x*(theta_n) of the test split as ``test_<name>`` (imaging: ``test_psnr``,
+  ``test_psnr_std``; classification: ``test_accuracy``, a fraction in [0, 1], ``test_loss``),
+  the same on the step's training batch as ``train_<name>`` (spreads left out) and, where the
+  problem has ``baseline_metrics()``, ``input_<name>`` (imaging: the blurred observations' PSNR);
+- cost of the step's gradient: ``step_operator_evals`` (T), ``step_vjp_evals`` (VJP) and
+  ``step_cost`` = T + VJP, their running sums ``operator_evals``, ``vjp_evals``, ``cost``,
+  the training wall time (evaluation excluded), ``state_bytes`` (the per-sample states kept)
+  and, every ``gap_every`` steps, ``peak_memory_bytes`` of the gradient call (allocator
+  peak (:func:`~jfbbench.measure.peak_bytes`: the CPU allocator's, or CUDA's on a GPU), measured on a repeat of the call);
+- every ``gap_every`` steps, the relative gap ||g - g_DEQ|| / ||g_DEQ|| between the
+  estimator's gradient and a tight DEQ gradient at the same theta_{n-1} on the same batch:
+  float64, tolerance ``reference_tol`` (<= 1e-8), its convergence in ``reference_converged``.
+
+Row 0 is the initial theta. Resumable: rows are appended with flush + fsync; a checkpoint
+(theta, optimiser state, per-sample states, counters) is written atomically beside the table
+after each row, and a rerun continues from it. A divergence (non-finite values, or a test
+solve that stays far from its tolerance) is recorded in the row's ``status`` and ends the
+run, rows kept.
+
+The package, one concept a file: :mod:`.config` (:class:`TrainConfig` and the presets),
+:mod:`.trainer` (:class:`Trainer`, the loop that yields rows), :mod:`.run` (:func:`train`:
+one run into its resumable table) and :mod:`.grid` (a grid of runs, each its own table, run
+by :func:`train_grid` through :mod:`jfbbench.runner`, as sweeps are).
+"""
+
+from .config import OPTIMIZERS, PRESETS, TrainConfig, presets_for
+from .grid import EXTRA_FIELDS, GRID_FIELDS, Run, grid_runs, out_paths, run_training, train_grid
+from .run import checkpoint_path, progress_enabled, train
+from .trainer import Trainer
+
+__all__ = [
+    "EXTRA_FIELDS",
+    "GRID_FIELDS",
+    "OPTIMIZERS",
+    "PRESETS",
+    "Run",
+    "TrainConfig",
+    "Trainer",
+    "checkpoint_path",
+    "grid_runs",
+    "out_paths",
+    "presets_for",
+    "progress_enabled",
+    "run_training",
+    "train",
+    "train_grid",
+]
