@@ -9,15 +9,19 @@ import torch
 from .._validation import check_choice, check_depth, check_tol, default_tol
 from ..linalg import dense_jacobian
 from ..solvers import ADJOINT_METHODS, adjoint_solve
-from .base import CountingOperator, Estimate, Estimator, flat_grad, start_point
+from .base import CountingOperator, Estimate, Estimator, flat_grad, loss_gradients, start_point
 from .cg_adjoint import CG_ADJOINTS, cg_adjoint
 
 ADJOINT_SOLVERS = (*ADJOINT_METHODS, "dense", *CG_ADJOINTS)
 
 
 class DEQ(Estimator):
-    r"""Implicit gradient grad ell(theta) = B^T u with (I - J^T) u = v (Bai, Kolter, Koltun,
-    *Deep Equilibrium Models*, NeurIPS 2019).
+    r"""Implicit gradient dL/dtheta = B^T u + dL/dtheta|_x with (I - J^T) u = v, v = dL/dx at
+    x*, B = dT/dtheta (Bai, Kolter, Koltun, *Deep Equilibrium Models*, NeurIPS 2019): the
+    total derivative of theta -> L(x*(theta), theta), whose last term is the loss's own
+    dependence on theta (zero for a loss of x alone). v and that term come from the one
+    backward pass through L, which no estimator counts among its VJPs (those are products
+    with T's derivatives).
 
     forward: x* = T(x*) to ``tol`` without a graph (``solver``: ``"auto"`` by default,
     ``"picard"``, ``"anderson"`` or ``"broyden"``); backward: one application of T with the
@@ -81,8 +85,7 @@ class DEQ(Estimator):
         x_star, fwd = self.solve(op, start_point(problem, x_state))
         x = x_star.detach().requires_grad_(True)
         fx = op(x)
-        loss = problem.loss(x)
-        (v,) = torch.autograd.grad(loss, x)
+        v, direct = loss_gradients(problem.loss(x), x, params)
         tol = self.adjoint_tol if self.adjoint_tol is not None else (self.tol or default_tol(x.dtype))
         vjp_count = 0
 
@@ -99,6 +102,7 @@ class DEQ(Estimator):
         if self.adjoint in CG_ADJOINTS:
             u, adj = cg_adjoint(self.adjoint, vjp, fx, x, v, tol, self.adjoint_max_iter, self.per_sample, u0)
             jvp_count = adj["jvp_evals"]
+            vjp_count += adj.get("graph_vjp_evals", 0)
         elif self.adjoint != "dense":
             u, adj = adjoint_solve(
                 vjp,
@@ -127,7 +131,7 @@ class DEQ(Estimator):
                 converged=True,
                 workspace_bytes=3 * jac.numel() * jac.element_size(),
             )
-        grad = flat_grad(fx, params, u)
+        grad = flat_grad(fx, params, u) + direct
         vjp_count += 1
         stats = dict(
             operator_evals=op.evals,
