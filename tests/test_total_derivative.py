@@ -117,7 +117,14 @@ def test_the_dense_reference_is_the_finite_difference_of_the_loss_at_equilibrium
 
 @pytest.mark.parametrize(
     "config",
-    [{}, dict(adjoint="gmres"), dict(adjoint="fixed_point"), dict(adjoint="dense"), dict(solver="anderson")],
+    [
+        {},
+        dict(adjoint="gmres"),
+        dict(adjoint="fixed_point"),
+        dict(adjoint="dense"),
+        dict(adjoint="cg_normal"),
+        dict(solver="anderson"),
+    ],
     ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "default",
 )
 def test_deq_is_the_total_derivative(case, config):

@@ -59,7 +59,13 @@ SPELLINGS = {
 )
 @click.option("--shard", default="0/1", show_default=True, help="Run grid points i mod n only (i/n).")
 @click.option("--no-timing", is_flag=True, help="Skip the runtime measurement (errors, memory and counts only).")
-@click.option("--min-run-time", type=float, default=0.1, show_default=True, help="Seconds of timing per row.")
+@click.option(
+    "--min-run-time",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="Seconds of timing per row, at least (and at least 3 timed blocks of calls).",
+)
 @cluster_options
 def sweep(**kw):
     """Measure error, runtime and memory over a grid; with no arguments, the default grid."""

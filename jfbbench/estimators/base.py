@@ -23,7 +23,9 @@ class Estimate:
     Attributes
     ----------
     grad
-        The flattened gradients of ``problem.parameters()``, concatenated in order.
+        The flattened total derivative of the loss at the estimate,
+        dL/dtheta = dL/dtheta|_x + (dT/dtheta)^T u (or the estimator's approximation of the
+        second term), for ``problem.parameters()`` concatenated in order.
     x
         The (detached) iterate the loss was evaluated at.
     state
@@ -31,9 +33,12 @@ class Estimate:
         estimator built with ``warm_start=True`` the equilibrium x it solved for (``deq``: the
         pair (x, u) with u the adjoint solution); None otherwise.
     stats
-        At least ``operator_evals``, ``vjp_evals``, ``forward_residual`` (||T(x) - x|| where
-        the graph starts) and ``converged`` (of the forward solve; None for estimators that
-        make none); the built-in estimators add ``workspace_bytes``, the most bytes their
+        At least ``operator_evals`` (applications of T), ``vjp_evals`` (derivative products with
+        J^T or B^T, i.e. backward passes through T; the one backward pass through L is not
+        counted), ``forward_residual`` (||T(x) - x|| where the graph starts) and ``converged``
+        (of the forward solve; None for estimators that make none); ``jvp_evals``, products
+        with J (forward-mode, or the transpose of a VJP), where an estimator takes any
+        (absent: none); the built-in estimators add ``workspace_bytes``, the most bytes their
         solvers held at once (Anderson's history, the GMRES basis; 0 without a solver).
     """
 
@@ -82,6 +87,16 @@ def _flatten(grads: Sequence[Tensor | None], params: list[Tensor]) -> Tensor:
     )
 
 
+def loss_gradients(loss: Tensor, x: Tensor, params: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """(v, d) from one backward pass through the loss: v = dL/dx at x, and d = dL/dtheta at
+    fixed x, the loss's direct dependence on theta (a trainable read-out head, a regulariser
+    on theta), flattened as :func:`flat_grad` (zeros where the loss does not use a
+    parameter). The total derivative an implicit estimator returns is B^T u + d."""
+    v, *direct = torch.autograd.grad(loss, [x, *params], allow_unused=True)
+    v = torch.zeros_like(x) if v is None else v
+    return v, _flatten(direct, params)
+
+
 def flat_sum(params: list[Tensor], *grads: Sequence[Tensor | None]) -> Tensor:
     """The sum of several lists of per-parameter gradients (None: zero, as
     ``torch.autograd.grad(..., allow_unused=True)`` gives for an unused parameter), flattened
@@ -91,16 +106,6 @@ def flat_sum(params: list[Tensor], *grads: Sequence[Tensor | None]) -> Tensor:
         parts = [g[i] for g in grads if g[i] is not None]
         out.append((sum(parts[1:], parts[0]) if parts else torch.zeros_like(p)).reshape(-1))
     return torch.cat(out)
-
-
-def loss_gradients(loss: Tensor, x: Tensor, params: list[Tensor]) -> tuple[Tensor, Tensor]:
-    """(v, d) from one backward pass through the loss: v = dL/dx at x, and d = dL/dtheta at
-    fixed x, the loss's direct dependence on theta (a trainable read-out head, a regulariser
-    on theta), flattened as :func:`flat_grad` (zeros where the loss does not use a
-    parameter). The total derivative an implicit estimator returns is B^T u + d."""
-    v, *direct = torch.autograd.grad(loss, [x, *params], allow_unused=True)
-    v = torch.zeros_like(x) if v is None else v
-    return v, _flatten(direct, params)
 
 
 def start_point(problem: Any, state: Tensor | None) -> Tensor:

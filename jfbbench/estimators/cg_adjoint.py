@@ -62,7 +62,9 @@ def cg_adjoint(
     vector-Jacobian and one Jacobian-vector product (double backward, :func:`jvp_of`) per
     iteration, at the rate of CG on kappa^2.
 
-    ``vjp`` counts its own calls; the returned stats add ``jvp_evals``.
+    ``vjp`` counts its own calls; the returned stats add ``jvp_evals`` and, for ``cg_normal``,
+    ``graph_vjp_evals`` (1: the VJP built with its graph for the J products, a VJP the caller
+    counts too).
     """
 
     def a(w: Tensor) -> Tensor:  # I - J^T
@@ -89,5 +91,6 @@ def cg_adjoint(
         return w - jvp(w)
 
     u, stats = cg_normal(a, at, v, tol, max_iter, u0=u0, per_sample=per_sample)
-    stats.update(jvp_evals=stats["transposed_products"])
+    # graph_vjp_evals: the one VJP (J^T z, create_graph) whose graph the J products differentiate
+    stats.update(jvp_evals=stats["transposed_products"], graph_vjp_evals=1)
     return u, stats

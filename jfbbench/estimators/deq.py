@@ -102,6 +102,7 @@ class DEQ(Estimator):
         if self.adjoint in CG_ADJOINTS:
             u, adj = cg_adjoint(self.adjoint, vjp, fx, x, v, tol, self.adjoint_max_iter, self.per_sample, u0)
             jvp_count = adj["jvp_evals"]
+            vjp_count += adj.get("graph_vjp_evals", 0)
         elif self.adjoint != "dense":
             u, adj = adjoint_solve(
                 vjp,

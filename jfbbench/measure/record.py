@@ -33,7 +33,13 @@ def measure(
     the estimator's solvers held, from its stats; None if it does not say), ``state_bytes``
     (the state returned for the next call), ``peak_memory_bytes`` (the allocator's peak during
     the call: CUDA's ``max_memory_allocated``, or torch.profiler's memory events on the CPU)
-    and ``rss_growth_bytes`` (coarse)."""
+    and ``rss_growth_bytes`` (coarse).
+
+    Cost: ``operator_evals`` (applications of T), ``vjp_evals`` (products with J^T or B^T: a
+    backward pass through T) and ``jvp_evals`` (products with J: a forward-mode product, or
+    the transpose of a VJP, as torchopt's normal equations take; 0 when the estimator's stats
+    do not say, as for every built-in estimator, which take none); ``vjp_evals + jvp_evals``
+    is the number of derivative products done."""
     x0 = problem.initial_point()
     device = x0.device
 
@@ -59,6 +65,7 @@ def measure(
         rss_growth_bytes=rss,
         operator_evals=est.stats["operator_evals"],
         vjp_evals=est.stats["vjp_evals"],
+        jvp_evals=est.stats.get("jvp_evals", 0),
         forward_residual=est.stats["forward_residual"],
         converged=est.stats["converged"],
         reference_converged=reference.converged,
