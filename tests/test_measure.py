@@ -144,3 +144,19 @@ def test_saved_peak_is_flat_in_depth_for_revdeq_and_grows_for_unrolling():
     assert rows["revdeq", 32]["memory_bytes"] > rows["revdeq", 4]["memory_bytes"]  # the cumulative sum grows
     # unrolling holds every step's tanh output (batch x dim doubles) until the backward pass
     assert rows["unrolled", 32]["saved_peak_bytes"] - rows["unrolled", 4]["saved_peak_bytes"] >= 28 * 4 * 32 * 8
+
+
+def test_saved_peak_frees_a_graph_whose_backward_ran_only_in_part():
+    from jfbbench.measure import saved_tensor_usage
+
+    x = torch.randn(1000, dtype=torch.float64, requires_grad=True)
+    th = torch.ones((), dtype=torch.float64, requires_grad=True)
+
+    def partial_backward_per_step() -> None:
+        for _ in range(8):
+            f = (x.exp() * th).sum()  # exp saves its output, the product saves it again
+            torch.autograd.grad(f, th)  # exp's node never runs: its saved output goes with f
+
+    _, total, peak = saved_tensor_usage(partial_backward_per_step)
+    step = 1000 * 8 + 8  # exp(x), and th saved by the product
+    assert total == 8 * step and peak == step

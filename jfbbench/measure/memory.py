@@ -22,8 +22,11 @@ def _storage_key(t: torch.Tensor) -> tuple:
 
 
 class _Packed:
-    """What a saved-tensor hook hands autograd instead of the tensor: the tensor itself, and a
-    finaliser that tells the count when autograd lets it go."""
+    """What a saved-tensor hook hands autograd instead of the tensor: a detached view of it (the
+    same storage; holding the tensor itself would close a cycle through its ``grad_fn`` when
+    autograd saves an output, which Python's collector cannot see, and keep a graph whose
+    backward never ran alive for good), and the target of a finaliser that tells the count
+    when autograd lets it go."""
 
     __slots__ = ("tensor", "__weakref__")
 
@@ -69,7 +72,7 @@ def saved_tensor_usage(fn: Callable[[], Any]) -> tuple[Any, int, int]:
             held += nbytes
             peak = max(peak, held)
         holders[key] += 1
-        packed = _Packed(t)
+        packed = _Packed(t.detach())
         weakref.finalize(packed, release, key, nbytes)
         return packed
 
