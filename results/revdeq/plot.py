@@ -21,7 +21,7 @@ def main(table: str, out: str) -> None:
         df[col] = v.where(np.isfinite(v), 1e30).clip(lower=1e-17, upper=1e30)  # inf/nan drawn at 1e30
     cases = list(dict.fromkeys(df["case"]))
     fig, axes = plt.subplots(2, len(cases), figsize=(4 * len(cases), 7), sharex=True, sharey="row")
-    palette = dict(zip(sorted(df["beta"].unique()), sns.color_palette("viridis", df["beta"].nunique())))
+    palette = dict(zip(sorted(df["beta"].unique()), sns.color_palette("viridis", df["beta"].nunique()), strict=True))
     for j, case in enumerate(cases):
         d = df[df["case"] == case]
         for i, (col, label) in enumerate(

@@ -29,7 +29,9 @@ def bptt(problem, depth: int, beta: float) -> torch.Tensor:
         y = (1 - beta) * y + beta * problem.operator(z)
         z = (1 - beta) * z + beta * problem.operator(y)
     grads = torch.autograd.grad(problem.loss(z), params, allow_unused=True)
-    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
+    return torch.cat(
+        [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params, strict=True)]
+    )
 
 
 def main(out: str) -> None:
