@@ -17,6 +17,7 @@ both from the tables alone.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -56,6 +57,23 @@ def _panel(df: pd.DataFrame) -> pd.Series:
     return name
 
 
+def _estimator(df: pd.DataFrame) -> pd.Series:
+    """The estimator a point measures: its name, with its settings when the row has any
+    (``shine (memory=40, refine=4)``), so that variants are separate settings of the front
+    (the tolerance and warm start, which the label shows anyway, left out)."""
+    name = df["estimator"].astype(str)
+    if "estimator_config" not in df.columns:
+        return name
+
+    def settings(cfg: object) -> str:
+        if not isinstance(cfg, str) or cfg in ("", "{}", "nan"):
+            return ""
+        shown = {k: v for k, v in json.loads(cfg).items() if k not in ("tol", "warm_start")}
+        return " (" + ", ".join(f"{k}={v}" for k, v in sorted(shown.items())) + ")" if shown else ""
+
+    return name + df["estimator_config"].map(settings)
+
+
 def points_from_sweep(df: pd.DataFrame) -> pd.DataFrame:
     """One row per measurement of a sweep table, in the front's columns."""
     memory = _column(df, "peak_memory_bytes")
@@ -64,7 +82,7 @@ def points_from_sweep(df: pd.DataFrame) -> pd.DataFrame:
         dict(
             panel=_panel(df),
             source="sweep",
-            estimator=df["estimator"],
+            estimator=_estimator(df),
             depth=_column(df, "depth"),
             tol=_column(df, "tol"),
             warm_start=_column(df, "warm_start", False),
