@@ -2,14 +2,31 @@
 
 From sweep tables (gradients at a fixed theta, one row per seed) and training tables
 (gradients along a training run, the gap to a tight DEQ every few steps), one *point* per
-problem and estimator setting (estimator, K, tolerance, warm or cold; for sweeps also the
-number of restarts before the measured call): the gradient's relative error to a tight DEQ
-gradient, median and interquartile range over the seeds or the steps, against its cost per
-gradient: T + VJP (operator applications plus vector-Jacobian products), seconds, peak
-memory. A setting is on the *front* when no other setting of the same problem is at most as
+problem and estimator setting -- every setting of the estimator (its ``estimator_config``:
+K, tolerance, solver, adjoint, extra steps, memory, ..., warm or cold, the number of
+restarts before the measured call), the dtype and the device: rows that differ in any of
+them are never pooled. A point gives the gradient's relative error to a tight DEQ gradient,
+median and interquartile range over the seeds or the steps, against its cost per gradient:
+T + VJP + JVP (operator applications plus derivative products), seconds, and the
+allocator's peak memory (the CPU allocator's as torch.profiler records it, or CUDA's
+``max_memory_allocated``; a row without a measured peak has none, never another figure in its
+place). A setting is on the *front* when no other setting of the same problem is at most as
 costly and at most as wrong, one of the two strictly. For a target error, the cheapest
 setting whose median error reaches it answers "which estimator should I use"
 (:func:`targets`).
+
+Rows that did not converge, whose reference did not converge, or whose measurement failed
+are left out of the front and listed beside it (:func:`excluded`, ``excluded.csv``).
+
+*Fixed-theta limit.* A sweep row measured after m restarts (``restarts`` > 0: restarted JFB,
+or a warm-started estimator, called m times at the same theta first) costs only its own call,
+while the m calls that made its state are not counted; at a fixed theta such a state
+converges to the equilibrium, so the point is the limit of a training run whose theta does
+not move. These points are kept apart (``regime = "fixed_theta_limit"``): they have their own
+front and their own targets table (``targets_fixed_theta.csv``), and are not in
+``targets.csv``, which holds the cold settings and the training runs (whose per-step cost
+carries the state along a real run).
+
 
 The tables are written by :func:`write_tables`, the figures by :mod:`jfbbench.plots.front`,
 both from the tables alone.
@@ -17,6 +34,7 @@ both from the tables alone.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -29,14 +47,29 @@ from .tables import read_table
 #: The target errors of the "cheapest setting that reaches it" table.
 TARGETS = (1e-1, 1e-2, 1e-4, 1e-8)
 
+#: What the memory axis holds, by device.
+MEMORY_SOURCES = {
+    "cpu": "CPU allocator peak (torch.profiler)",
+    "cuda": "CUDA max_memory_allocated",
+}
+
 #: The cost axes, in the order of preference: (column, label).
 COSTS = (
-    ("cost", "T + VJP per gradient"),
+    ("cost", "T + VJP + JVP per gradient"),
     ("seconds", "seconds per gradient"),
-    ("memory", "peak memory per gradient (bytes)"),
+    ("memory", "allocator peak per gradient (bytes; CPU: torch.profiler, CUDA: max_memory_allocated)"),
 )
 
-SETTING = ["estimator", "depth", "tol", "warm_start", "restarts"]
+#: What makes a point: the estimator, its settings (``settings``: the rest of its
+#: ``estimator_config``, as sorted JSON), the dtype and the device.
+SETTING = ["estimator", "depth", "tol", "warm_start", "restarts", "settings", "dtype", "device"]
+#: Settings with a column of their own, not repeated in ``settings``.
+_OWN_COLUMNS = {"depth", "tol", "warm_start"}
+#: Columns of a training table that name a setting of the run beyond those.
+TRAINING_SETTINGS = ("optimizer", "lr", "batch_size", "solver", "adjoint", "extra_steps", "max_iter", "memory")
+#: The regimes: a cold sweep setting, a sweep setting measured after restarts at a fixed
+#: theta (its state's cost not counted), a training run.
+REGIMES = ("cold", "fixed_theta_limit", "training")
 
 
 def _column(df: pd.DataFrame, name: str, default: object = np.nan) -> pd.Series:
@@ -56,23 +89,79 @@ def _panel(df: pd.DataFrame) -> pd.Series:
     return name
 
 
+def _settings_json(config: object) -> str:
+    """An estimator's settings beyond depth, tol and warm start, as sorted JSON."""
+    if isinstance(config, dict):
+        d = config
+    else:
+        try:
+            d = json.loads(str(config)) if _present(config) else {}
+        except json.JSONDecodeError:
+            return json.dumps({"estimator_config": str(config)})
+    return json.dumps({k: v for k, v in d.items() if k not in _OWN_COLUMNS}, sort_keys=True)
+
+
+def _present(v: object) -> bool:
+    return not (v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip()))
+
+
+def _flag(v: object) -> bool | None:
+    """A true/false column read back from a CSV: True, False or None (empty)."""
+    if not _present(v):
+        return None
+    if isinstance(v, str):
+        return v.strip().lower() in ("true", "1", "yes")
+    return bool(v)
+
+
+def _memory_source(device: pd.Series) -> pd.Series:
+    kind = device.fillna("cpu").astype(str).str.split(":").str[0]
+    return kind.map(lambda k: MEMORY_SOURCES.get(k, f"{k} allocator peak"))
+
+
+def _reason(status: object, converged: object, reference_converged: object, error: float) -> str:
+    """Why a row is left out of the front ("" when it is not)."""
+    if _present(status) and str(status) not in ("ok", "reference_not_converged"):
+        return str(status).splitlines()[0]
+    if _flag(reference_converged) is False or status == "reference_not_converged":
+        return "reference not converged"
+    if _flag(converged) is False:
+        return "not converged"
+    if not (isinstance(error, (int, float)) and math.isfinite(error)):
+        return "no error measured"
+    return ""
+
+
 def points_from_sweep(df: pd.DataFrame) -> pd.DataFrame:
     """One row per measurement of a sweep table, in the front's columns."""
-    memory = _column(df, "peak_memory_bytes")
-    memory = memory.where(memory.notna(), _column(df, "memory_bytes"))
+    restarts = pd.to_numeric(_column(df, "restarts", 0), errors="coerce").fillna(0)
+    device = _column(df, "device", "cpu")
+    error = pd.to_numeric(df["rel_error"], errors="coerce")
+    reasons = [
+        _reason(*r)
+        for r in zip(
+            _column(df, "status", ""), _column(df, "converged"), _column(df, "reference_converged"), error, strict=True
+        )
+    ]
     return pd.DataFrame(
         dict(
             panel=_panel(df),
             source="sweep",
+            regime=np.where(restarts > 0, "fixed_theta_limit", "cold"),
             estimator=df["estimator"],
             depth=_column(df, "depth"),
             tol=_column(df, "tol"),
             warm_start=_column(df, "warm_start", False),
-            restarts=_column(df, "restarts", 0),
-            error=df["rel_error"],
-            cost=_column(df, "operator_evals") + _column(df, "vjp_evals"),
+            restarts=restarts,
+            settings=_column(df, "estimator_config", "{}").map(_settings_json),
+            dtype=_column(df, "dtype", "float64").astype(str),
+            device=device.astype(str),
+            error=error,
+            cost=_column(df, "operator_evals") + _column(df, "vjp_evals") + _column(df, "jvp_evals").fillna(0),
             seconds=_column(df, "time_s"),
-            memory=memory,
+            memory=_column(df, "peak_memory_bytes"),
+            memory_source=_memory_source(device),
+            excluded=reasons,
         )
     )
 
@@ -84,26 +173,49 @@ def points_from_training(df: pd.DataFrame) -> pd.DataFrame:
     df = df[df["grad_gap"].notna()]
     tol = _column(df, "tol").where(df["estimator"].map(_solves), np.nan)  # the evaluation's tol otherwise
     panel = df["problem"].astype(str) + " (training" + (", " + df["preset"].astype(str) if "preset" in df else "") + ")"
+    present = [c for c in TRAINING_SETTINGS if c in df.columns]
+    settings: object = "{}"
+    if present and len(df):
+        settings = df[present].apply(lambda r: json.dumps(r.to_dict(), sort_keys=True, default=_scalar), axis=1)
+    device = _column(df, "device", "cpu")  # training runs on the CPU unless the table says otherwise
+    reasons = [
+        _reason(*r)
+        for r in zip(
+            _column(df, "status", ""),
+            _column(df, "forward_converged"),
+            _column(df, "reference_converged"),
+            df["grad_gap"],
+            strict=True,
+        )
+    ]
     return pd.DataFrame(
         dict(
             panel=panel,
             source="training",
+            regime="training",
             estimator=df["estimator"],
             depth=_column(df, "depth"),
             tol=tol,
             warm_start=_column(df, "warm_start", False),
             restarts=np.nan,
+            settings=settings,
+            dtype=_column(df, "dtype", "float64").astype(str),
+            device=device.astype(str),
             error=df["grad_gap"],
             cost=df["step_cost"],
             seconds=df["step_time"],
             memory=_column(df, "peak_memory_bytes"),
-        )
+            memory_source=_memory_source(device),
+            excluded=reasons,
+        ),
+        index=df.index,
     )
 
 
 def read_points(tables: Iterable[str | Path | pd.DataFrame]) -> pd.DataFrame:
     """The front's rows from sweep and training tables (paths or frames), told apart by their
-    columns (a sweep has ``rel_error``; a training table ``grad_gap`` and ``step``)."""
+    columns (a sweep has ``rel_error``; a training table ``grad_gap`` and ``step``). Rows to
+    be left out of the front keep their reason in ``excluded`` (empty for the others)."""
     frames = []
     for t in tables:
         df = t if isinstance(t, pd.DataFrame) else read_table(t)
@@ -120,8 +232,9 @@ def read_points(tables: Iterable[str | Path | pd.DataFrame]) -> pd.DataFrame:
         raise ValueError("no tables given")
     out = pd.concat(frames, ignore_index=True)
     out["warm_start"] = out["warm_start"].map(_truthy)
-    for col in ("depth", "tol", "restarts"):
+    for col in ("depth", "tol", "restarts", "error", "cost", "seconds", "memory"):
         out[col] = pd.to_numeric(out[col], errors="coerce")
+    out["label"] = _labels(out)
     return out
 
 
@@ -136,15 +249,23 @@ def _solves(name: str) -> bool:
 
 
 def _truthy(v: object) -> bool:
-    if isinstance(v, str):
-        return v.strip().lower() in ("true", "1", "yes")
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return False
-    return bool(v)
+    return bool(_flag(v))
 
 
-def label(row: pd.Series) -> str:
-    """A setting as text: ``deq tol=1e-04 warm``, ``restarted_jfb K=2 m=8``."""
+def _scalar(v: object) -> object:
+    """A numpy scalar as a Python one, for JSON."""
+    return v.item() if hasattr(v, "item") else str(v)
+
+
+def _fmt(v: object) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def label(row: pd.Series, shown: Sequence[str] = ()) -> str:
+    """A setting as text: ``deq tol=1e-04 warm m=8``, ``restarted_jfb K=2 m=8`` (m: the calls
+    at the same theta before the measured one, in sweeps; ``warm m=0`` is a warm setting's
+    first call, from the cold start), with the settings named in ``shown`` (keys of
+    ``settings``, ``dtype``, ``device``) where the row has them."""
     parts = [str(row["estimator"])]
     if pd.notna(row.get("depth")):
         parts.append(f"K={int(row['depth'])}")
@@ -152,30 +273,66 @@ def label(row: pd.Series) -> str:
         parts.append(f"tol={row['tol']:.0e}")
     if row.get("warm_start"):
         parts.append("warm")
-    if pd.notna(row.get("restarts")) and row.get("restarts", 0) > 0:
-        parts.append(f"m={int(row['restarts'])}")
+    if pd.notna(row.get("restarts")) and (row.get("restarts", 0) > 0 or row.get("warm_start")):
+        parts.append(f"m={int(row['restarts'])}")  # m = 0: the first call of a warm setting, from a cold start
+    settings = json.loads(row.get("settings") or "{}")
+    for key in shown:
+        if key in ("dtype", "device"):
+            parts.append(str(row[key]))
+        elif key in settings:
+            parts.append(f"{key}={_fmt(settings[key])}")
     return " ".join(parts)
 
 
+def _labels(points: pd.DataFrame) -> pd.Series:
+    """Each point's label, naming the settings that differ between points of the same
+    estimator in the same panel (a setting present in some rows and absent in others differs
+    too), and the dtype and device where a panel holds several."""
+    parsed = points["settings"].map(json.loads)
+    shown: dict[tuple[str, str], list[str]] = {}
+    for panel, idx in points.groupby("panel").groups.items():
+        wide = [c for c in ("dtype", "device") if points.loc[idx, c].nunique(dropna=False) > 1]
+        for name, sub in points.loc[idx].groupby("estimator").groups.items():
+            dicts = parsed.loc[sub]
+            keys = sorted(set().union(*dicts))
+            differ = [k for k in keys if len({_fmt(d[k]) if k in d else None for d in dicts}) > 1]
+            shown[(panel, name)] = differ + wide
+    return points.apply(lambda r: label(r, shown[(r["panel"], r["estimator"])]), axis=1)
+
+
 def summarise(points: pd.DataFrame) -> pd.DataFrame:
-    """One row per (panel, setting): median and quartiles of the error, medians of the costs,
-    the number of measurements, and ``on_front`` for each cost axis."""
-    keys = ["panel", "source", *SETTING]
+    """One row per (panel, setting), from the points not left out: median and quartiles of
+    the error, medians of the costs (the memory's over the rows that measured a peak:
+    ``memory_n`` of them), the number of measurements, and ``on_front`` for each cost axis,
+    the front taken within each panel and regime (the fixed-theta limit apart)."""
+    points = points[points["excluded"] == ""]
+    keys = ["panel", "source", "regime", *SETTING]
     g = points.groupby(keys, dropna=False)
     out = g["error"].quantile(0.5).rename("error").to_frame()
     out["error_q25"] = g["error"].quantile(0.25)
     out["error_q75"] = g["error"].quantile(0.75)
     for col, _ in COSTS:
         out[col] = g[col].median()
+    out["memory_n"] = g["memory"].count()
+    out["memory_source"] = g["memory_source"].first()
     out["n"] = g["error"].size()
+    out["setting"] = g["label"].first()
     out = out.reset_index()
-    out["setting"] = out.apply(label, axis=1)
     for col, _ in COSTS:
         out[f"on_front_{col}"] = False
-        for _, idx in out.groupby("panel").groups.items():
+        for _, idx in out.groupby(["panel", "regime"]).groups.items():
             sub = out.loc[idx]
             out.loc[pareto(sub[col], sub["error"]), f"on_front_{col}"] = True
-    return out.sort_values(["panel", "cost", "error"]).reset_index(drop=True)
+    return out.sort_values(["panel", "regime", "cost", "error"]).reset_index(drop=True)
+
+
+def excluded(points: pd.DataFrame) -> pd.DataFrame:
+    """The settings left out of the front, one row per (panel, setting, reason), with the
+    number of rows left out."""
+    left = points[points["excluded"] != ""]
+    cols = ["panel", "source", "regime", "label", "excluded"]
+    out = left.groupby(cols, dropna=False).size().rename("n").reset_index()
+    return out.rename(columns={"label": "setting", "excluded": "reason"})
 
 
 def pareto(cost: pd.Series, error: pd.Series) -> list:
@@ -213,25 +370,39 @@ def targets(summary: pd.DataFrame, levels: Sequence[float] = TARGETS, by: str = 
                     runner_up_cost_ratio=r[by] / b[by] if b[by] else np.nan,
                 )
             rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=None if rows else ["panel", "target", "best", "runner_up"])
 
 
 def write_tables(
     tables: Iterable[str | Path | pd.DataFrame], out: str | Path
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[Path]]:
-    """Read the tables and write ``front.csv`` (every setting, with its front membership),
-    ``targets.csv`` (cheapest setting per target error, by T + VJP) and ``targets_cold.csv``
-    (the same among the settings that start cold: one gradient at a new theta, no state)
-    under ``out``. Returns the summary, the targets table and the paths written. The figures
-    are :func:`jfbbench.plots.write_front`'s."""
-    summary = summarise(read_points(tables))  # the tables read and checked before anything is written
-    table = targets(summary)
+    """Read the tables and write under ``out``:
+
+    - ``front.csv``: every setting, with its regime, front membership and memory source;
+    - ``targets.csv``: the cheapest setting per target error, by T + VJP + JVP, among the
+      cold settings and the training runs: the answer to "which estimator for which accuracy";
+    - ``targets_cold.csv``: the same among the settings that start cold (one gradient at a new
+      theta, no state);
+    - ``targets_fixed_theta.csv``: the same among the fixed-theta limit's settings (measured
+      after restarts at the same theta; the calls that made their state are not counted);
+    - ``excluded.csv``: the settings left out (not converged, reference not converged, failed).
+
+    Returns the summary, the targets table and the paths written. The figures are
+    :func:`jfbbench.plots.write_front`'s."""
+    points = read_points(tables)  # the tables read and checked before anything is written
+    summary = summarise(points)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cold = summary[~summary["warm_start"] & ~(summary["restarts"].fillna(0) > 0)]
+    fixed = summary["regime"] == "fixed_theta_limit"
+    table = targets(summary[~fixed])
+    cold = summary[(summary["regime"] == "cold") & ~summary["warm_start"]]
+    cold = pd.concat([cold, summary[(summary["regime"] == "training") & ~summary["warm_start"]]])
     cold = cold[~((cold["source"] == "training") & (cold["estimator"] == "restarted_jfb"))]
-    written = [out / "front.csv", out / "targets.csv", out / "targets_cold.csv"]
+    names = ["front.csv", "targets.csv", "targets_cold.csv", "targets_fixed_theta.csv", "excluded.csv"]
+    written = [out / n for n in names]
     summary.to_csv(written[0], index=False)
     table.to_csv(written[1], index=False)
     targets(cold).to_csv(written[2], index=False)
+    targets(summary[fixed]).to_csv(written[3], index=False)
+    excluded(points).to_csv(written[4], index=False)
     return summary, table, written

@@ -228,12 +228,16 @@ def test_state_bank_keeps_one_state_per_sample():
         ("deq", dict(tol=0), r"tol must be a positive finite number, got 0"),
         ("jfb", dict(tol=-1e-3), r"tol must be a positive finite number, got -0.001"),
         ("deq", dict(adjoint_tol=0.0), r"adjoint_tol must be a positive finite number"),
-        ("deq", dict(adjoint="lu"), r"adjoint must be one of 'fixed_point', 'gmres', 'auto', 'dense'; got 'lu'"),
+        (
+            "deq",
+            dict(adjoint="lu"),
+            r"adjoint must be one of 'fixed_point', 'gmres', 'auto', 'dense', 'cg', 'cg_normal'; got 'lu'",
+        ),
         ("restarted_jfb", dict(extra_steps=-1), r"extra_steps must be an integer >= 0, got -1"),
         (
             "jfbb",
             {},
-            r"unknown estimator 'jfbb'; known estimators: (deepinv_\w+, )*deq, hrm_one_step, jfb, neumann, phantom, restarted_jfb, (torch\w+, )*trm, unrolled",
+            r"unknown estimator 'jfbb'; known estimators: (deepinv_\w+, )*deq, forward_mode, hrm_one_step, jfb, neumann, phantom, restarted_jfb, revdeq, shine, (torch\w+, )*trm, unrolled",
         ),
     ],
 )
@@ -289,7 +293,8 @@ def test_user_registered_problem_runs_through_every_estimator():
     for name in estimators.names():
         if getattr(estimators.factory(name), "requires_problem", None):  # e.g. DeepInverse's DEQ: its own problems
             continue
-        e = estimators.make(name, depth=40).gradient(p)
+        extra = dict(refine=40) if name == "shine" else {}  # SHINE's depth: its refinement steps
+        e = estimators.make(name, depth=40, **extra).gradient(p)
         assert rel(e.grad, ref) <= 1e-5, name
     with pytest.raises(ValueError, match="lipschitz"):
         problems.make("user_quadratic", lipschitz=1.2)

@@ -132,3 +132,209 @@ def test_plug_in_estimators_get_their_own_stable_colours_and_variants_are_shades
     assert shades["restarted_jfb (2 restarts)"] == pytest.approx(plots.ESTIMATOR_COLOURS["restarted_jfb"])
     light, dark = np.mean(shades["restarted_jfb (16 restarts)"]), np.mean(shades["restarted_jfb (2 restarts)"])
     assert light > dark  # the later variant is a lighter shade of the same colour
+
+
+# --- figures a reader can trust: no estimator hides, nothing overlaps, units and spreads drawn ---
+
+
+def _estimator_lines(ax):
+    """{label: Line2D} of the estimator lines of a sweep panel (the lines carry their label as gid)."""
+    return {line.get_gid(): line for line in ax.lines if line.get_gid() and ":" not in line.get_gid()}
+
+
+def _look(line):
+    """What tells a line apart: its colour, dash pattern and marker."""
+    return (mcolors.to_rgb(line.get_color()), line._unscaled_dash_pattern[1], line.get_marker())
+
+
+def _sweep_rows(curves, rhos=(0.9,)):
+    """Sweep rows from {estimator label: errors at K = 1, 2, 4} (a label's '(m restarts)' sets restarts)."""
+    rows = []
+    for rho in rhos:
+        for lab, errors in curves.items():
+            name, _, rest = lab.partition(" (")
+            restarts = int(rest.split()[0]) if rest else 0
+            for k, e in zip([1, 2, 4], errors(rho) if callable(errors) else errors, strict=True):
+                rows.append(dict(lipschitz=rho, estimator=name, restarts=restarts, depth=k, rel_error=e))
+    return table(rows)
+
+
+def test_every_estimator_has_a_visible_line_with_its_own_colour_dash_and_marker():
+    same = [0.5, 0.2, 0.05]
+    curves = {
+        "deq": [1e-9] * 3, "unrolled": same, "jfb": [0.4, 0.1, 0.01], "restarted_jfb (0 restarts)": same,
+        "restarted_jfb (8 restarts)": [0.4, 0.1, 0.01], "my_plugin": same,
+    }  # fmt: skip
+    g = plots.facet_figure(plots.prepare(_sweep_rows(curves)), "rel_error", "error", "t")
+    (ax,) = g.axes_dict.values()
+    lines = _estimator_lines(ax)
+    assert set(lines) == set(curves)
+    looks = {lab: _look(line) for lab, line in lines.items()}
+    # no two lines share a dash pattern or a marker: each stays told apart where colours coincide
+    assert len({dash for _, dash, _ in looks.values()}) == len(looks)
+    assert len({marker for _, _, marker in looks.values()}) == len(looks)
+    for line in lines.values():
+        assert line.get_visible() and len(line.get_xdata()) == 3 and line.get_linewidth() > 0
+    # of two equal lines, the one drawn first (lower) is wider and has the larger markers: a halo
+    below, above = lines["unrolled"], lines["restarted_jfb (0 restarts)"]
+    assert below.get_zorder() <= above.get_zorder() and ax.lines.index(below) < ax.lines.index(above)
+    assert below.get_linewidth() > above.get_linewidth() and below.get_markersize() > above.get_markersize()
+    # the legend shows each with the same look as its line
+    legend = {
+        t.get_text().split(" (=")[0].split(" (≈")[0]: h
+        for t, h in zip(g._legend.texts, g._legend.legend_handles, strict=True)
+    }
+    for lab in lines:
+        assert (mcolors.to_rgb(legend[lab].get_color()), legend[lab].get_marker()) == (looks[lab][0], looks[lab][2])
+    plt.close(g.figure)
+
+
+def test_coinciding_curves_are_named_in_the_legend_or_in_their_panel():
+    curves = {
+        "unrolled": lambda rho: [0.5 * rho, 0.2 * rho, 0.05 * rho],
+        "restarted_jfb (0 restarts)": lambda rho: [0.5 * rho, 0.2 * rho, 0.05 * rho],  # equal everywhere
+        "jfb": lambda rho: [0.3, 0.1, 0.01],
+        # within 1 % of jfb at rho = 0.5 only; twice it at rho = 0.9
+        "restarted_jfb (8 restarts)": lambda rho: [0.301, 0.1005, 0.0101] if rho == 0.5 else [0.6, 0.2, 0.02],
+    }
+    g = plots.facet_figure(plots.prepare(_sweep_rows(curves, rhos=(0.5, 0.9))), "rel_error", "error", "t")
+    texts = [t.get_text() for t in g._legend.texts]
+    assert "restarted_jfb (0 restarts) (= unrolled)" in texts
+    assert "jfb" in texts and "restarted_jfb (8 restarts)" in texts  # not the same in every panel
+    title = {col: ax.get_title() for (_, col), ax in g.axes_dict.items()}
+    assert "restarted_jfb (8 restarts) ≈ jfb" in title["ρ = 0.5"]
+    assert title["ρ = 0.9"] == "affine\nρ = 0.9"  # no note where nothing coincides but what the legend says
+    plt.close(g.figure)
+    # 3 % apart is not "coinciding" (a reader can tell them apart on a log axis)
+    x = pd.Series([1.0, 0.1], index=[1, 2])
+    assert plots.coinciding({"a": x, "b": x * 1.03}) == {}
+    assert plots.coinciding({"a": x, "b": x * 1.01}) == {"b": ("a", False)}
+    assert plots.coinciding({"a": x, "b": x.copy()}) == {"b": ("a", True)}
+
+
+def _captured_sweep_figures(df, monkeypatch, tmp_path):
+    """{figure name: Figure} of plot_sweep, kept open."""
+    from jfbbench.plots import sweep
+
+    figures = {}
+    monkeypatch.setattr(sweep, "save", lambda fig, stem, formats: figures.setdefault(stem.name, fig) and [stem])
+    plots.plot_sweep(df, tmp_path, formats=("png",))
+    return figures
+
+
+@pytest.mark.parametrize(("scale", "unit"), [(1.0, "KiB"), (2.0**20, "GiB")])
+def test_memory_axis_is_in_the_unit_of_its_magnitude(scale, unit, monkeypatch, tmp_path):
+    rows = [
+        dict(estimator=e, depth=k, rel_error=0.1, memory_bytes=scale * 3000.0 * k * (1 + i), peak_memory_bytes=None)
+        for i, e in enumerate(["jfb", "unrolled"]) for k in (1, 2, 4)
+    ]  # fmt: skip
+    fig = _captured_sweep_figures(table(rows), monkeypatch, tmp_path)["memory_vs_depth"]
+    (ax,) = fig.axes[:1]
+    assert f"({unit})" in ax.get_ylabel()
+    values = np.concatenate([line.get_ydata() for line in _estimator_lines(ax).values()])
+    assert 1 <= np.median(values) < 1024  # the numbers read as 1 to 1000 of that unit
+    size = dict(plots.BYTE_UNITS)[unit]
+    assert sorted(values * size) == pytest.approx(sorted(r["memory_bytes"] for r in rows))
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert len(labels) >= 2 and not any("times" in t for t in labels)  # never '4 x 10^0'
+    plt.close("all")
+
+
+def test_operator_work_shows_applications_of_t_and_vjps_and_runtime_its_spread(monkeypatch, tmp_path):
+    rows = [
+        dict(estimator="jfb", depth=k, rel_error=0.1, operator_evals=40 + k, vjp_evals=k, time_s=2e-3 * k,
+             time_iqr_s=4e-4 * k)
+        for k in (1, 2, 4)
+    ]  # fmt: skip
+    figures = _captured_sweep_figures(table(rows), monkeypatch, tmp_path)
+    work = figures["evals_vs_depth"]
+    found = {}
+    for ax in work.axes:
+        for line in _estimator_lines(ax).values():
+            found[ax.get_ylabel()] = tuple(line.get_ydata())
+    assert found == {"applications of T per gradient": (41.0, 42.0, 44.0), "VJPs per gradient": (1.0, 2.0, 4.0)}
+    time_ax = figures["time_vs_depth"].axes[0]
+    assert "(ms)" in time_ax.get_ylabel()
+    (bars,) = [c for c in time_ax.collections if (c.get_gid() or "").startswith("spread:")]
+    lengths = sorted(abs(seg[1, 1] - seg[0, 1]) for seg in bars.get_segments())
+    assert lengths == pytest.approx([0.4, 0.8, 1.6])  # the IQR of each point, in ms
+    plt.close("all")
+
+
+def _front_summary(n):
+    """A front of n settings crowded into a small corner, plus one setting off the front."""
+    rows = [
+        dict(panel="p", estimator=["unrolled", "jfb", "restarted_jfb"][i % 3], cost=2.0 + 0.05 * i,
+             error=0.9 - 0.01 * i, warm_start=bool(i % 2), on_front_cost=True, setting=f"setting number {i}")
+        for i in range(n)
+    ] + [dict(panel="p", estimator="deq", cost=50.0, error=1e-6, warm_start=True, on_front_cost=True,
+              setting="deq tol=1e-08")]  # fmt: skip
+    summary = pd.DataFrame(rows)
+    summary["error_q25"], summary["error_q75"] = summary["error"], summary["error"]
+    return summary
+
+
+def _area(a, b):
+    return max(min(a.x1, b.x1) - max(a.x0, b.x0), 0) * max(min(a.y1, b.y1) - max(a.y0, b.y0), 0)
+
+
+def test_front_labels_do_not_overlap_each_other_nor_the_points_and_the_key_names_every_one():
+    from matplotlib.text import Text
+
+    summary = _front_summary(10)
+    fig = plots.front_figure(summary, "cost")
+    fig.canvas.draw()  # the layout as saved; the labels' boxes measured with the renderer (text only)
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    labels = [t for t in ax.texts if t.get_gid() == "front label"]
+    assert sorted(t.get_text() for t in labels) == sorted(str(i) for i in range(1, 12))
+    boxes = [Text.get_window_extent(t, renderer) for t in labels]
+    assert all(_area(a, b) == 0 for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    frame = ax.get_window_extent(renderer)
+    assert all(_area(b, frame) == pytest.approx(b.width * b.height) for b in boxes)  # inside the axes
+    points = ax.transData.transform(summary[["cost", "error"]].to_numpy(float))
+    assert not any(b.contains(x, y) for b in boxes for x, y in points)
+    key = "\n".join(t.get_text() for a in fig.axes for t in a.texts if t.get_gid() != "front label")
+    assert all(s in key for s in summary["setting"])
+    # the same labels put naively beside their points would overlap: the test is not vacuous
+    naive = [ax.annotate(t.get_text(), t.xy, xytext=(3, 3), textcoords="offset points", fontsize=7) for t in labels]
+    fig.canvas.draw()
+    naive_boxes = [Text.get_window_extent(t, renderer) for t in naive]
+    assert any(_area(a, b) > 0 for i, a in enumerate(naive_boxes) for b in naive_boxes[i + 1 :])
+    # the legend is outside every panel
+    legend = fig.legends[0].get_window_extent(renderer)
+    assert all(_area(legend, a.get_window_extent(renderer)) == 0 for a in fig.axes)
+    plt.close(fig)
+
+
+def _validation_rows():
+    rows = []
+    for k in range(1, 9):
+        base = dict(problem="tanh_layer", lipschitz=0.9, seed=0, depth=k, calls=None, status="checked", floor=0.0,
+                    checked=True, estimator="jfb")  # fmt: skip
+        rows.append({**base, "bound": "B1", "check": "JFB-K error <= ||B|| ||v|| rho^K/(1-rho)",
+                     "measured": 0.5 * 0.8**k, "bound_value": 0.9**k, "ratio": 0.5 * (0.8 / 0.9) ** k})  # fmt: skip
+        rows.append({**base, "bound": "B4", "check": "JFB-K error <= unrolled error",
+                     "measured": 1.2, "bound_value": 1.0, "ratio": 1.2})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_expected_orderings_are_drawn_apart_from_the_bounds_never_as_violations(monkeypatch, tmp_path):
+    from jfbbench.plots import bounds
+
+    figures = {}
+    monkeypatch.setattr(bounds, "save", lambda fig, stem, formats: figures.setdefault(stem.name, fig) and [stem])
+    plots.plot_bounds(_validation_rows(), tmp_path)
+    fig = figures["bound_ratios"]
+    where = {}
+    for ax in fig.axes:
+        for c in ax.collections:
+            where.setdefault(c.get_gid(), set()).add(ax)
+    bound_axes = where["bound:B1: JFB-K error <= ||B|| ||v|| rho^K/(1-rho)"]
+    expected_axes = where["expected:B4: JFB-K error <= unrolled error"]
+    assert not bound_axes & expected_axes  # never in the same panel
+    red = {ax for ax in fig.axes for line in ax.lines if mcolors.to_rgb(line.get_color()) == (1.0, 0.0, 0.0)}
+    assert bound_axes <= red and not expected_axes & red  # the violation line is the bounds' alone
+    legend = [t.get_text() for t in fig.legends[0].texts]
+    assert any("B4" in t and "not a bound" in t for t in legend)
+    plt.close("all")

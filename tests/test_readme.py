@@ -1,8 +1,8 @@
-"""The README's examples run as written: every Python block on its own, in a fresh interpreter
-and an empty folder (a block that needs a download, a GPU or an optional library says so on
-its first line, ``# needs: WHAT (why)``, and is skipped where WHAT is missing, with the
-reason); its command lines write outside the committed ``results/``, and its custom sweep
-runs."""
+"""The README's and the user guide's examples run as written: every Python block on its own,
+in a fresh interpreter and an empty folder (a block that needs a download, a GPU or an
+optional library says so on its first line, ``# needs: WHAT (why)``, and is skipped where
+WHAT is missing, with the reason); their command lines write outside the committed
+``results/``, and the guide's custom sweep runs."""
 
 from __future__ import annotations
 
@@ -23,12 +23,18 @@ import jfbbench
 from jfbbench.cli import expand_multi_values, main
 
 ROOT = Path(jfbbench.__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text()
+#: The pages a new user copies commands from: the README, getting started and the user guide.
+PAGES = [ROOT / "README.md", ROOT / "docs" / "getting_started.md", *sorted((ROOT / "docs" / "guide").glob("*.md"))]
 NEEDS = re.compile(r"^# needs: (\S+)(?: \((.*)\))?")
 
 
-def blocks(language: str) -> list[str]:
-    return re.findall(rf"^```{language}\n(.*?)^```", README, flags=re.S | re.M)
+def blocks(language: str) -> list[tuple[str, str]]:
+    """(page, code) of every ``language`` block of :data:`PAGES`."""
+    out = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        out += [(page.name, code) for code in re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.S | re.M)]
+    return out
 
 
 def missing(need: str) -> bool:
@@ -43,18 +49,18 @@ def missing(need: str) -> bool:
 
 def python_blocks() -> list:
     out = []
-    for i, code in enumerate(blocks("python")):
+    for i, (page, code) in enumerate(blocks("python")):
         first = code.splitlines()[0]
         need = NEEDS.match(first)
         marks = []
         if need and missing(need.group(1)):
             marks.append(pytest.mark.skip(reason=f"needs {need.group(1)}: {need.group(2) or 'absent here'}"))
-        out.append(pytest.param(code, id=f"block{i}-{first[:30]}", marks=marks))
+        out.append(pytest.param(code, id=f"{page}-{i}-{first[:30]}", marks=marks))
     return out
 
 
-def test_the_readme_has_python_blocks():
-    assert len(blocks("python")) >= 6
+def test_the_pages_have_python_blocks():
+    assert len(blocks("python")) >= 8
 
 
 @pytest.mark.parametrize("code", python_blocks())
@@ -70,7 +76,7 @@ def commands() -> list[list[str]]:
     """The ``jfbbench ...`` command lines of the README's bash blocks (continuations joined,
     comments dropped)."""
     out = []
-    for block in blocks("bash"):
+    for _, block in blocks("bash"):
         for line in block.replace("\\\n", " ").splitlines():
             words = shlex.split(line, comments=True)
             if "jfbbench" in words:
@@ -78,7 +84,7 @@ def commands() -> list[list[str]]:
     return out
 
 
-def test_no_readme_command_writes_into_the_committed_results():
+def test_no_example_command_writes_into_the_committed_results():
     """Each command's --out is outside results/, and a command without --out writes to its
     default, which is outside results/ too."""
     defaults = {name: cmd.params for name, cmd in main.commands.items()}
@@ -93,8 +99,8 @@ def test_no_readme_command_writes_into_the_committed_results():
     assert checked >= 6
 
 
-def test_the_readme_custom_sweep_runs(tmp_path, monkeypatch):
-    """The README's parquet sweep, as written (untimed, to keep the test short)."""
+def test_the_guide_custom_sweep_runs(tmp_path, monkeypatch):
+    """The guide's parquet sweep, as written (untimed, to keep the test short)."""
     (args,) = [a for a in commands() if a[0] == "sweep" and any(w.endswith(".parquet") for w in a)]
     monkeypatch.chdir(tmp_path)
     res = CliRunner().invoke(main, expand_multi_values([*args, "--no-timing"]))

@@ -57,7 +57,16 @@ def test_forward_solvers_reach_the_newton_fixed_point(solved, method, per_sample
     # a posteriori: ||x - x*|| <= ||f(x) - x|| rho / (1 - rho); the relative residual is <= 1e-12
     assert rel(x, x_star) <= 1e-12 * 0.95 / 0.05 * 10
     assert x.dtype == x_star.dtype and x.shape == x_star.shape
-    assert st["workspace_bytes"] >= 0 and st["iterations_max"] <= st["iterations"]
+    assert st["workspace_bytes"] == held_bytes(st, x) and st["iterations_max"] <= st["iterations"]
+
+
+def held_bytes(st, x):
+    """The largest history among the solvers a solve used, per sample: none for Picard, m past
+    values of f and of f(x) - x and their m x m Gram matrix for Anderson, m pairs for Broyden."""
+    s, n = st["samples"], x.numel() // st["samples"]
+    m = solvers.ANDERSON_MEMORY
+    held = dict(picard=0, anderson=2 * m * n + m * m, broyden=2 * solvers.BROYDEN_MEMORY * n)
+    return max(held[m] for m in st["switches"]) * s * x.element_size()
 
 
 @pytest.mark.parametrize("mix_every", [1, 2, 5])

@@ -28,15 +28,20 @@ from ._common import UsageFailure
     help="What the columns of panels show: the declared rho, or the measured ||J(x*)|| or spectral radius.",
 )
 def plot(table, out, formats, bounds_table, facet):
-    """Draw error, runtime and memory against depth from a sweep TABLE (CSV or Parquet): a row
-    of panels per problem (and varying problem setting), a column per rho, colour =
-    estimator, line style = any other setting that varies; seeds as a median and a range."""
+    """Draw error, runtime, memory and operator work against depth from a sweep TABLE (CSV or
+    Parquet): a row of panels per problem (and varying problem setting), a column per rho,
+    each estimator its colour, dash and marker, lines for any other setting that varies;
+    seeds as a median and a range. A validation TABLE (validation.csv.gz of jfbbench
+    validate) gives its bound figures instead, without rerunning the checks."""
     from .. import plots
 
     try:
         df = plots.read_table(table)
         bounds = plots.read_table(bounds_table) if bounds_table is not None else None
-        written = plots.plot_sweep(df, out, formats=formats, bounds=bounds, facet=facet)
+        if set(plots.VALIDATION_COLUMNS) <= set(df.columns) and "rel_error" not in df.columns:
+            written = plots.plot_bounds(df, out, formats=formats)
+        else:
+            written = plots.plot_sweep(df, out, formats=formats, bounds=bounds, facet=facet)
     except ValueError as exc:
         raise UsageFailure(str(exc)) from None
     for path in written:

@@ -66,7 +66,13 @@ SPELLINGS = {
 )
 @click.option("--shard", default="0/1", show_default=True, help="Run grid points i mod n only (i/n).")
 @click.option("--no-timing", is_flag=True, help="Skip the runtime measurement (errors, memory and counts only).")
-@click.option("--min-run-time", type=float, default=0.1, show_default=True, help="Seconds of timing per row.")
+@click.option(
+    "--min-run-time",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="Seconds of timing per row, at least (and at least 3 timed blocks of calls).",
+)
 @click.option(
     "--allow-large-memory",
     is_flag=True,

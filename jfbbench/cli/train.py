@@ -1,4 +1,5 @@
-"""``jfbbench train``: bilevel training of imaging problems, one run or a grid of runs."""
+"""``jfbbench train``: bilevel training of the problems with training presets (imaging,
+classification), one run or a grid of runs."""
 
 from __future__ import annotations
 
@@ -25,7 +26,12 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, Any]:
 
 
 @click.command("train")
-@click.option("--problem", multiple=True, required=True, help="weighted_tv, pnp_fb or drunet_fb.")
+@click.option(
+    "--problem",
+    multiple=True,
+    required=True,
+    help="A problem with training presets: weighted_tv, pnp_fb, drunet_fb, conv_deq, mondeq, ignn.",
+)
 @click.option(
     "--estimator", multiple=True, required=True, help="Any registered estimator (deq, unrolled, jfb, restarted_jfb...)."
 )
@@ -77,7 +83,7 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, Any]:
 @cluster_options
 def train_command(**kw: Any) -> None:
     """Bilevel training: one gradient per outer step from the chosen estimator; learning
-    curves (outer loss, test PSNR, wall time, operator/VJP counts, gap to DEQ) to --out.
+    curves (outer loss, test PSNR or accuracy, wall time, operator/VJP counts, gap to DEQ) to --out.
     Every option but --set, --gap-every, --preset and --reference-tol takes several values:
     one run per combination, each its own resumable table, run here or on Dask (--workers,
     --scheduler)."""
@@ -124,9 +130,12 @@ def train_command(**kw: Any) -> None:
         if res is None or "error" in res:
             click.echo(f"{head}: {res['error'] if res else 'lost with its worker; rerun to train it'}")
             continue
+        if res["metric"] == "psnr":
+            metric = f"test PSNR {res['first']:.2f} -> {res['last']:.2f} dB (blurred input {res['baseline']:.2f})"
+        else:
+            metric = f"test {res['metric']} {res['first']:.4g} -> {res['last']:.4g}"
         click.echo(
-            f"{head}: step {res['step']}, test PSNR {res['first_psnr']:.2f} -> {float(res['test_psnr']):.2f} dB "
-            f"(blurred input {res['input_psnr']:.2f}), {float(res['wall_time']):.1f} s, "
+            f"{head}: step {res['step']}, {metric}, {float(res['wall_time']):.1f} s, "
             f"{res['operator_evals']} T + {res['vjp_evals']} VJP, status {res['status']}; table {run.out}"
         )
     if errors or summary.lost:

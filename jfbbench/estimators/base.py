@@ -3,7 +3,7 @@ counting, and the assembly of a flat gradient from autograd."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,16 +20,26 @@ Tensor = torch.Tensor
 class Estimate:
     """What one gradient call returns.
 
-    grad:  the flattened gradients of ``problem.parameters()``, concatenated in order.
-    x:     the (detached) iterate the loss was evaluated at.
-    state: what to pass to the next call: for ``restarted_jfb`` the detached last iterate;
-           for an estimator built with ``warm_start=True`` the equilibrium x it solved for
-           (``deq``: the pair (x, u) with u the adjoint solution); None otherwise.
-    stats: at least ``operator_evals``, ``vjp_evals``, ``forward_residual``
-           (||T(x) - x|| where the graph starts) and ``converged`` (of the forward solve;
-           None for estimators that make none); the built-in estimators add
-           ``workspace_bytes``, the most bytes their solvers held at once (Anderson's
-           history, the GMRES basis; 0 without a solver).
+    Attributes
+    ----------
+    grad
+        The flattened total derivative of the loss at the estimate,
+        dL/dtheta = dL/dtheta|_x + (dT/dtheta)^T u (or the estimator's approximation of the
+        second term), for ``problem.parameters()`` concatenated in order.
+    x
+        The (detached) iterate the loss was evaluated at.
+    state
+        What to pass to the next call: for ``restarted_jfb`` the detached last iterate; for an
+        estimator built with ``warm_start=True`` the equilibrium x it solved for (``deq``: the
+        pair (x, u) with u the adjoint solution); None otherwise.
+    stats
+        At least ``operator_evals`` (applications of T), ``vjp_evals`` (derivative products with
+        J^T or B^T, i.e. backward passes through T; the one backward pass through L is not
+        counted), ``forward_residual`` (||T(x) - x|| where the graph starts) and ``converged``
+        (of the forward solve; None for estimators that make none); ``jvp_evals``, products
+        with J (forward-mode, or the transpose of a VJP), where an estimator takes any
+        (absent: none); the built-in estimators add ``workspace_bytes``, the most bytes their
+        solvers held at once (Anderson's history, the GMRES basis; 0 without a solver).
     """
 
     grad: Tensor
@@ -67,10 +77,35 @@ def check_parameters(problem: Any) -> list[Tensor]:
 def flat_grad(output: Tensor, params: list[Tensor], grad_outputs: Tensor | None = None) -> Tensor:
     """d output / d params, flattened and concatenated; zeros for unused parameters.
     Uses ``torch.autograd.grad``, so no ``.grad`` attribute is ever set."""
-    grads = torch.autograd.grad(output, params, grad_outputs, allow_unused=True)
+    return _flatten(torch.autograd.grad(output, params, grad_outputs, allow_unused=True), params)
+
+
+def _flatten(grads: Sequence[Tensor | None], params: list[Tensor]) -> Tensor:
+    """Gradients of ``params`` flattened and concatenated, zeros for the unused (None)."""
     return torch.cat(
-        [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params, strict=False)]
+        [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params, strict=True)]
     )
+
+
+def loss_gradients(loss: Tensor, x: Tensor, params: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """(v, d) from one backward pass through the loss: v = dL/dx at x, and d = dL/dtheta at
+    fixed x, the loss's direct dependence on theta (a trainable read-out head, a regulariser
+    on theta), flattened as :func:`flat_grad` (zeros where the loss does not use a
+    parameter). The total derivative an implicit estimator returns is B^T u + d."""
+    v, *direct = torch.autograd.grad(loss, [x, *params], allow_unused=True)
+    v = torch.zeros_like(x) if v is None else v
+    return v, _flatten(direct, params)
+
+
+def flat_sum(params: list[Tensor], *grads: Sequence[Tensor | None]) -> Tensor:
+    """The sum of several lists of per-parameter gradients (None: zero, as
+    ``torch.autograd.grad(..., allow_unused=True)`` gives for an unused parameter), flattened
+    and concatenated in the order of ``params``."""
+    out = []
+    for i, p in enumerate(params):
+        parts = [g[i] for g in grads if g[i] is not None]
+        out.append((sum(parts[1:], parts[0]) if parts else torch.zeros_like(p)).reshape(-1))
+    return torch.cat(out)
 
 
 def start_point(problem: Any, state: Tensor | None) -> Tensor:

@@ -35,6 +35,7 @@ import torch
 
 from .._validation import check_depth
 from .base import Estimate, Estimator, flat_grad
+from .products import ProductCountingOperator
 
 
 def deq_api_available() -> bool:
@@ -102,7 +103,8 @@ class _DeepInvDEQ(Estimator):
             )
         x0 = problem.initial_point()
         tol = self.forward_tol(x0)
-        counts = dict(operator=0, forward_checks=0, backward_checks=0)
+        counts = dict(forward_checks=0, backward_checks=0)
+        products = ProductCountingOperator(problem)
         last = dict(forward=False, backward=False)
         forward_check = model.fixed_point.check_conv_fn
 
@@ -116,8 +118,12 @@ class _DeepInvDEQ(Estimator):
             last["backward"] = bool(model.__class__.check_conv_fn(model, *args))
             return last["backward"]
 
-        def count_operator(*_: Any) -> None:
-            counts["operator"] += 1
+        def count_operator(module: Any, args: Any, out: dict[str, Any]) -> dict[str, Any]:
+            # every application of the iterator is one of T; a tap on its estimate counts the
+            # products DeepInverse's backward solve and the final B^T take through it
+            products.evals += 1
+            est = out["est"]
+            return {**out, "est": (products.tap(est[0]), *est[1:])}
 
         deq = self._config_cls(
             jacobian_free=self.jacobian_free,
@@ -148,8 +154,8 @@ class _DeepInvDEQ(Estimator):
             residual = float(torch.linalg.vector_norm(problem.operator(x) - x))
         converged = last["forward"] and (self.jacobian_free or last["backward"])
         stats = dict(
-            operator_evals=counts["operator"],
-            vjp_evals=backward_iterations + 1,
+            operator_evals=products.evals,
+            **products.products(),
             forward_iterations=forward_iterations,
             forward_residual=residual,
             converged=bool(converged),

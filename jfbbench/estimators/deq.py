@@ -9,20 +9,29 @@ import torch
 from .._validation import check_choice, check_depth, check_tol, default_tol
 from ..linalg import dense_jacobian
 from ..solvers import ADJOINT_METHODS, adjoint_solve
-from .base import CountingOperator, Estimate, Estimator, flat_grad, start_point
+from .base import CountingOperator, Estimate, Estimator, flat_grad, loss_gradients, start_point
+from .cg_adjoint import CG_ADJOINTS, cg_adjoint
 
-ADJOINT_SOLVERS = (*ADJOINT_METHODS, "dense")
+ADJOINT_SOLVERS = (*ADJOINT_METHODS, "dense", *CG_ADJOINTS)
 
 
 class DEQ(Estimator):
-    r"""Implicit gradient grad ell(theta) = B^T u with (I - J^T) u = v (Bai, Kolter, Koltun,
-    *Deep Equilibrium Models*, NeurIPS 2019).
+    r"""Implicit gradient dL/dtheta = B^T u + dL/dtheta|_x with (I - J^T) u = v, v = dL/dx at
+    x*, B = dT/dtheta (Bai, Kolter, Koltun, *Deep Equilibrium Models*, NeurIPS 2019): the
+    total derivative of theta -> L(x*(theta), theta), whose last term is the loss's own
+    dependence on theta (zero for a loss of x alone). v and that term come from the one
+    backward pass through L, which no estimator counts among its VJPs (those are products
+    with T's derivatives).
 
     forward: x* = T(x*) to ``tol`` without a graph (``solver``: ``"auto"`` by default,
     ``"picard"``, ``"anderson"`` or ``"broyden"``); backward: one application of T with the
     graph at x*, then the adjoint system solved with vector-Jacobian products only
     (``adjoint="auto"`` by default, ``"fixed_point"``: u <- J^T u + v; ``"gmres"``:
-    Krylov) or densely (``"dense"``: form J, solve exactly; small n only). ``adjoint_tol``
+    Krylov; ``"cg"``: conjugate gradients where J is symmetric, a non-symmetric J being
+    recorded as not converged; ``"cg_normal"``: CG on the normal equations, for any J, one
+    vector-Jacobian and one Jacobian-vector product per step, counted in ``jvp_evals``: see
+    :func:`jfbbench.estimators.cg_adjoint.cg_adjoint`) or densely (``"dense"``: form J,
+    solve exactly; small n only). ``adjoint_tol``
     (None: as ``tol``) and ``adjoint_max_iter`` bound the adjoint solve. ``depth`` does
     not apply.
 
@@ -76,8 +85,7 @@ class DEQ(Estimator):
         x_star, fwd = self.solve(op, start_point(problem, x_state))
         x = x_star.detach().requires_grad_(True)
         fx = op(x)
-        loss = problem.loss(x)
-        (v,) = torch.autograd.grad(loss, x)
+        v, direct = loss_gradients(problem.loss(x), x, params)
         tol = self.adjoint_tol if self.adjoint_tol is not None else (self.tol or default_tol(x.dtype))
         vjp_count = 0
 
@@ -90,7 +98,12 @@ class DEQ(Estimator):
             u0 = start_point(problem, u0)
             if not bool(u0.any()):
                 u0 = None
-        if self.adjoint != "dense":
+        jvp_count = 0
+        if self.adjoint in CG_ADJOINTS:
+            u, adj = cg_adjoint(self.adjoint, vjp, fx, x, v, tol, self.adjoint_max_iter, self.per_sample, u0)
+            jvp_count = adj["jvp_evals"]
+            vjp_count += adj.get("graph_vjp_evals", 0)
+        elif self.adjoint != "dense":
             u, adj = adjoint_solve(
                 vjp,
                 v,
@@ -118,17 +131,19 @@ class DEQ(Estimator):
                 converged=True,
                 workspace_bytes=3 * jac.numel() * jac.element_size(),
             )
-        grad = flat_grad(fx, params, u)
+        grad = flat_grad(fx, params, u) + direct
         vjp_count += 1
         stats = dict(
             operator_evals=op.evals,
             vjp_evals=vjp_count,
+            jvp_evals=jvp_count,
             forward_iterations=fwd["iterations"],
             forward_residual=float(torch.linalg.vector_norm((fx - x).detach())),
             converged=bool(fwd["converged"] and adj["converged"]),
             forward_converged=bool(fwd["converged"]),
             adjoint_iterations=adj["iterations"],
             adjoint_residual=adj["relative_residual"],
+            adjoint_symmetry_gap=adj.get("adjoint_symmetry_gap"),
             adjoint_converged=bool(adj["converged"]),
             forward_method=fwd.get("method"),
             adjoint_method=adj.get("method", self.adjoint),

@@ -15,8 +15,10 @@ class JFB(Estimator):
     back-propagate L (Fung et al., *JFB: Jacobian-Free Backpropagation for Implicit
     Networks*, AAAI 2022).
 
-    K = 1 is plain JFB, g_1 = B^T v. In general g_K = B^T sum_{j<K} (J^T)^j v, JFB applied
-    to T^K, whose error is exactly -B^T (J^T)^K u.
+    K = 1 is plain JFB, g_1 = B^T v + dL/dtheta. In general
+    g_K = B^T sum_{j<K} (J^T)^j v + dL/dtheta, JFB applied to T^K, whose error is exactly
+    -B^T (J^T)^K u; dL/dtheta, the loss's direct dependence on theta, is exact (autograd
+    differentiates L itself).
     """
 
     keeps_depth_graph = True

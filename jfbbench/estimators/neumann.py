@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from .base import CountingOperator, Estimate, Estimator, flat_grad
+from .base import CountingOperator, Estimate, Estimator, flat_grad, loss_gradients
 
 
 class Neumann(Estimator):
@@ -17,10 +17,11 @@ class Neumann(Estimator):
 
     Solve x* to tolerance without a graph, apply T once with the graph at x*, then
 
-        u_k = sum_{j<k} (J^T)^j v,    g = B^T u_k,
+        u_k = sum_{j<k} (J^T)^j v,    g = B^T u_k + dL/dtheta|_x,
 
     with vector-Jacobian products only (k - 1 products by J^T, one by B^T), where
-    v = grad L(x*). Mathematically g equals JFB-k at the equilibrium (the k-step
+    v = dL/dx at x* and the last term is the loss's direct dependence on theta (from the same
+    backward pass through L as v). Mathematically g equals JFB-k at the equilibrium (the k-step
     composition differentiated by autograd); here the series is summed explicitly on one
     graph of T, so autograd memory does not grow with k. Its error is -B^T (J^T)^k u.
     """
@@ -33,12 +34,12 @@ class Neumann(Estimator):
         x_star, fwd = self.solve(op, self.forward_start(problem, state))
         x = x_star.detach().requires_grad_(True)
         fx = op(x)
-        (v,) = torch.autograd.grad(problem.loss(x), x)
+        v, direct = loss_gradients(problem.loss(x), x, params)
         term, u = v, v.clone()
         for _ in range(self.depth - 1):
             (term,) = torch.autograd.grad(fx, x, term, retain_graph=True)
             u = u + term
-        grad = flat_grad(fx, params, u)
+        grad = flat_grad(fx, params, u) + direct
         stats = dict(
             operator_evals=op.evals,
             vjp_evals=self.depth,

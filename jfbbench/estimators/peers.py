@@ -26,6 +26,14 @@ Settings, matched to ours where the peer allows it:
   default; ``rtol = adjoint_tol``, ``maxiter = adjoint_max_iter``), or by
   ``linear_solver="inv"`` (dense) or ``"neumann"`` (``depth`` terms, torchopt's
   ``solve_inv(ns=True)`` with ``alpha=-1``: its plain series diverges for F = T(x) - x).
+
+Costs are counted where the peer spends them, not at one entry point: ``operator_evals``
+counts every application of T (torchopt's backward evaluates F twice more at the root), and
+a tap on each output of T (:class:`.products.ProductCountingOperator`) counts every backward
+pass through it (``vjp_evals``: products with J^T, B^T) and through those (``jvp_evals``:
+products with J). torchopt's normal-equation CG takes one of each per step (A^T A p, with
+A = J^T - I, and A^T b once), so its products done are ``vjp_evals + jvp_evals``; its dense
+solver forms A by n forward-mode products through the matvec, counted as n VJPs.
 """
 
 from __future__ import annotations
@@ -41,8 +49,9 @@ from typing import Any
 import torch
 
 from .._validation import check_choice, check_depth, check_tol
-from .base import CountingOperator, Estimate, Estimator, flat_grad
+from .base import Estimate, Estimator, flat_grad
 from .phantom import Phantom
+from .products import ProductCountingOperator
 
 #: estimator name -> the peer library it needs
 PEER_LIBRARIES = {"torchdeq_ift": "torchdeq", "torchdeq_phantom": "torchdeq", "torchopt_implicit": "torchopt"}
@@ -102,7 +111,7 @@ class _TorchDEQBase(Estimator):
         )
 
     def _run(self, problem: Any, params: list[torch.Tensor], deq_kwargs: dict[str, Any]) -> Estimate:
-        op = CountingOperator(problem)
+        op = ProductCountingOperator(problem)
         x0 = problem.initial_point().detach()
         deq = self._torchdeq.get_deq(**deq_kwargs)
         deq.train()
@@ -113,6 +122,7 @@ class _TorchDEQBase(Estimator):
         rel = float(info["rel_lowest"].max())
         stats = dict(
             operator_evals=op.evals,
+            **op.products(),
             forward_iterations=int(info["nstep"].max()),
             forward_residual=float(torch.linalg.vector_norm(info["abs_lowest"].double())),
             forward_relative_residual=rel,
@@ -158,10 +168,8 @@ class TorchDEQIFT(_TorchDEQBase, _AdjointSettings):
 
     def _backward_stats(self, info: dict[str, Any]) -> dict[str, Any]:
         if not info:
-            return dict(vjp_evals=None, adjoint_iterations=None)
-        steps = int(info["nstep"].max())
-        # IFT re-applies T once in its backward and takes one VJP per backward step, plus B^T
-        return dict(vjp_evals=steps + 1, adjoint_iterations=steps, adjoint_residual=float(info["rel_lowest"].max()))
+            return dict(adjoint_iterations=None)
+        return dict(adjoint_iterations=int(info["nstep"].max()), adjoint_residual=float(info["rel_lowest"].max()))
 
 
 class TorchDEQPhantom(_TorchDEQBase, Phantom):
@@ -176,9 +184,7 @@ class TorchDEQPhantom(_TorchDEQBase, Phantom):
     def _gradient(self, problem: Any, params: list[torch.Tensor], state: torch.Tensor | None) -> Estimate:
         kwargs = self._deq_kwargs(problem.initial_point())
         kwargs.update(ift=False, grad=self.depth, tau=self.damping)
-        est = self._run(problem, params, kwargs)
-        est.stats["vjp_evals"] = self.depth
-        return est
+        return self._run(problem, params, kwargs)
 
 
 @contextlib.contextmanager
@@ -289,22 +295,25 @@ class TorchoptImplicit(_AdjointSettings):
         return ls.solve_inv(ns=True, maxiter=self.depth - 1, alpha=-1.0)
 
     def _gradient(self, problem: Any, params: list[torch.Tensor], state: torch.Tensor | None) -> Estimate:
-        op = CountingOperator(problem)
+        op = ProductCountingOperator(problem)
         x0 = problem.initial_point().detach()
         base_solve = self._linear_solve(self.adjoint_tolerance(x0))
-        counts = dict(matvec=0)
         forward: dict[str, Any] = {}
+        materialised = 0
 
         def solve(matvec: Callable[[Any], Any], b: Any) -> Any:
-            def counted(w: Any) -> Any:
-                counts["matvec"] += 1
-                return matvec(w)
-
-            return base_solve(counted, b)
+            nonlocal materialised
+            if self.linear_solver == "inv":
+                # torchopt forms the n x n matrix by forward-mode products through matvec
+                # (jacfwd, one call under vmap), which the taps pass on uncounted: n products with J^T
+                materialised += sum(t.numel() for t in (b if isinstance(b, (tuple, list)) else (b,)))
+            return base_solve(matvec, b)
 
         def optimality(x: torch.Tensor, theta: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            # through ``op``: torchopt re-evaluates F at the root twice in its backward (for the
+            # VJPs in x and in theta); each evaluation is an application of T, each product a VJP
             with _parameters_replaced(problem, params, theta):
-                return problem.operator(x) - x
+                return op(x) - x
 
         @self._torchopt.diff.implicit.custom_root(optimality, argnums=1, solve=solve)
         def root(x_init: torch.Tensor, theta: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -321,7 +330,8 @@ class TorchoptImplicit(_AdjointSettings):
                 grad = flat_grad(loss, params)
         stats = dict(
             operator_evals=op.evals,
-            vjp_evals=counts["matvec"] + 1,
+            vjp_evals=op.vjp_evals + materialised,
+            jvp_evals=op.jvp_evals,
             forward_iterations=forward["iterations"],
             forward_residual=forward["residual"],
             converged=bool(forward["converged"]),

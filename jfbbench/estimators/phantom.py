@@ -29,10 +29,10 @@ class Phantom(JFB):
     Solve x* to tolerance without a graph, detach it, apply k = ``depth`` damped steps
     x <- tau T(x) + (1 - tau) x *with* the graph (tau = ``damping``), back-propagate L:
 
-        g = tau B^T sum_{j<k} ((1 - tau) I + tau J^T)^j v.
+        g = tau B^T sum_{j<k} ((1 - tau) I + tau J^T)^j v + dL/dtheta.
 
     As k grows, g -> B^T (I - J^T)^{-1} v, the DEQ gradient, at the rate of the damped
-    map's contraction |1 - tau| + tau rho (slower than rho for tau < 1, but damping can
+    map's contraction abs(1 - tau) + tau rho (slower than rho for tau < 1, but damping can
     help where J has eigenvalues near -1). tau = 1 is JFB-k exactly. The default tau = 1
     is TorchDEQ's; Geng et al. recommend 0.5-0.7 for multiscale DEQs.
     """

@@ -72,7 +72,8 @@ class TRM(RestartedJFB):
     #: the family it needs (its latent and answer updates)
     requires_problem = "recursive_reasoning"
 
-    def __init__(self, cycles: int = 3) -> None:
+    def __init__(self, depth: int = 1, cycles: int = 3) -> None:
+        check_depth(depth)  # accepted so that a sweep can pass it, as to deq; cycles is T
         self.cycles = check_depth(cycles, "cycles")
         super().__init__(depth=1, extra_steps=self.cycles - 1)
 
@@ -106,8 +107,8 @@ class HRMOneStep(Estimator):
     stateful = True
     solves = False
 
-    def __init__(self, cycles: int = 3) -> None:
-        super().__init__()
+    def __init__(self, depth: int = 1, cycles: int = 3) -> None:
+        super().__init__(depth)  # depth is accepted for sweeps, as by deq, and not used; cycles is T
         self.cycles = check_depth(cycles, "cycles")
 
     def config(self) -> dict[str, Any]:

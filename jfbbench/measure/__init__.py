@@ -9,6 +9,7 @@ from .memory import (
     peak_bytes,
     rss_growth_bytes,
     saved_tensor_bytes,
+    saved_tensor_usage,
     tensor_bytes,
 )
 from .record import measure
@@ -27,6 +28,7 @@ __all__ = [
     "reference_gradient",
     "rss_growth_bytes",
     "saved_tensor_bytes",
+    "saved_tensor_usage",
     "tensor_bytes",
     "time_call",
 ]

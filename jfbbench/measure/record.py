@@ -11,7 +11,7 @@ from ..estimators import Estimator
 from ..solvers import ConvergenceWarning
 from . import memory as _memory
 from .error import Reference, compare
-from .memory import peak_bytes, rss_growth_bytes, saved_tensor_bytes, tensor_bytes
+from .memory import peak_bytes, rss_growth_bytes, saved_tensor_usage, tensor_bytes
 from .timing import time_call
 
 
@@ -29,11 +29,19 @@ def measure(
     grid's settings). A solve that stops at max_iter is recorded with ``converged=False``; a
     reference that did not converge sets ``status="reference_not_converged"``.
 
-    Memory: ``memory_bytes`` (what autograd saves for backward), ``workspace_bytes`` (what
+    Memory: ``memory_bytes`` (every tensor autograd saves for backward during the call, summed),
+    ``saved_peak_bytes`` (the most of those held at once: flat in the depth for a method that
+    frees each step's graph before building the next), ``workspace_bytes`` (what
     the estimator's solvers held, from its stats; None if it does not say), ``state_bytes``
     (the state returned for the next call), ``peak_memory_bytes`` (the allocator's peak during
     the call: CUDA's ``max_memory_allocated``, or torch.profiler's memory events on the CPU)
-    and ``rss_growth_bytes`` (coarse)."""
+    and ``rss_growth_bytes`` (coarse).
+
+    Cost: ``operator_evals`` (applications of T), ``vjp_evals`` (products with J^T or B^T: a
+    backward pass through T) and ``jvp_evals`` (products with J: a forward-mode product, or
+    the transpose of a VJP, as torchopt's normal equations take; 0 when the estimator's stats
+    do not say, as for every built-in estimator, which take none); ``vjp_evals + jvp_evals``
+    is the number of derivative products done."""
     x0 = problem.initial_point()
     device = x0.device
 
@@ -44,7 +52,7 @@ def measure(
         warnings.simplefilter("always", ConvergenceWarning)
         est, rss = rss_growth_bytes(call)
         # one call for both: the saved-tensor hooks allocate nothing the allocator sees
-        (_, saved), peak = peak_bytes(lambda: saved_tensor_bytes(call), device)
+        (_, saved, saved_peak), peak = peak_bytes(lambda: saved_tensor_usage(call), device)
     messages = sorted({str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)})
     if peak is None and device.type == "cpu":
         messages.append(
@@ -53,12 +61,14 @@ def measure(
     row: dict[str, Any] = compare(est.grad, reference.grad)
     row.update(
         memory_bytes=saved,
+        saved_peak_bytes=saved_peak,
         workspace_bytes=est.stats.get("workspace_bytes"),
         state_bytes=tensor_bytes(est.state),
         peak_memory_bytes=peak,
         rss_growth_bytes=rss,
         operator_evals=est.stats["operator_evals"],
         vjp_evals=est.stats["vjp_evals"],
+        jvp_evals=est.stats.get("jvp_evals", 0),
         forward_residual=est.stats["forward_residual"],
         converged=est.stats["converged"],
         reference_converged=reference.converged,

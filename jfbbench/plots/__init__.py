@@ -6,14 +6,38 @@
   bound at every checked point (:func:`plot_bounds`);
 - :mod:`.front`: error against cost per estimator setting, the front joined
   (:func:`plot_front`, :func:`write_front`);
-- :mod:`._style`: what they share: one colour per estimator (:func:`estimator_palette`),
-  the panel grid, saving.
+- :mod:`._style`: what they share: one look per estimator (colour, dash, marker:
+  :func:`estimator_styles`), coinciding curves said (:func:`coincidence_notes`), a unit
+  per figure (:func:`readable_unit`), readable log ticks, labels placed without overlap
+  (:func:`place_labels`), the panel grid, saving.
 """
 
 from ..tables import read_table, require_columns
-from ._style import ERROR_FLOOR, ESTIMATOR_COLOURS, estimator_palette, panel_grid, save
+from ._style import (
+    BYTE_UNITS,
+    COINCIDE_RTOL,
+    ERROR_FLOOR,
+    ESTIMATOR_COLOURS,
+    ESTIMATOR_DASHES,
+    ESTIMATOR_MARKERS,
+    TIME_UNITS,
+    LineStyle,
+    boxes_overlap,
+    coincidence_notes,
+    coinciding,
+    estimator_of,
+    estimator_order,
+    estimator_palette,
+    estimator_styles,
+    line_widths,
+    panel_grid,
+    place_labels,
+    readable_log_axis,
+    readable_unit,
+    save,
+)
 from .bounds import VALIDATION_COLUMNS, plot_bounds
-from .front import plot_front, write_front
+from .front import front_figure, plot_front, write_front
 from .sweep import (
     FACETS,
     RUN_SETTINGS,
@@ -27,8 +51,10 @@ from .sweep import (
 )
 
 __all__ = [
-    "ERROR_FLOOR", "ESTIMATOR_COLOURS", "FACETS", "RUN_SETTINGS", "SWEEP_COLUMNS", "VALIDATION_COLUMNS",
-    "estimator_palette", "facet_figure", "overlay_jfb_bound", "panel_grid", "plot_bounds", "plot_front",
-    "plot_sweep", "prepare", "read_table", "require_columns", "save", "sweep_frame", "with_depthless_rows_spread",
-    "write_front",
+    "BYTE_UNITS", "COINCIDE_RTOL", "ERROR_FLOOR", "ESTIMATOR_COLOURS", "ESTIMATOR_DASHES", "ESTIMATOR_MARKERS",
+    "FACETS", "RUN_SETTINGS", "SWEEP_COLUMNS", "TIME_UNITS", "VALIDATION_COLUMNS", "LineStyle", "boxes_overlap",
+    "coincidence_notes", "coinciding", "estimator_of", "estimator_order", "estimator_palette", "estimator_styles",
+    "facet_figure", "front_figure", "line_widths", "overlay_jfb_bound", "panel_grid", "place_labels", "plot_bounds",
+    "plot_front", "plot_sweep", "prepare", "read_table", "readable_log_axis", "readable_unit", "require_columns",
+    "save", "sweep_frame", "with_depthless_rows_spread", "write_front",
 ]  # fmt: skip

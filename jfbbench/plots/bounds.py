@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
 from ..tables import require_columns
-from ..theory.checks import CHECKS
-from ._style import ERROR_FLOOR, NEUTRAL, estimator_palette, panel_grid, save
+from ..theory.checks import CHECKS, EXPECTATIONS
+from ._style import ERROR_FLOOR, NEUTRAL, estimator_palette, panel_grid, readable_log_axis, save
 
 VALIDATION_COLUMNS = ["bound", "check", "problem", "lipschitz", "seed", "depth", "measured", "bound_value", "checked"]
 
@@ -49,7 +50,8 @@ def _error_panel(ax, d: pd.DataFrame, rho: float) -> None:
         fit = unr[unr["measured"] > unr["floor"]]
         if not fit.empty and r > 0:
             c = float((fit["measured"] / (fit["depth"] * r ** fit["depth"])).max())
-            ax.plot(unr["depth"], c * shape, "--", color=colour["unrolled"], label="B4 shape C·K r^K (fitted C)")
+            ax.plot(unr["depth"], c * shape, ls=(0, (1, 2)), lw=1.0, color=colour["unrolled"],
+                    label="B4 rate C·K r^K (r: spectral radius), C fitted (a guide, not a bound)")  # fmt: skip
     fwd = _rows(d, "B3", CHECKS["B3"][0])
     if not fwd.empty:
         ax.plot(fwd["depth"], fwd["measured"], "-", color=NEUTRAL, label="‖x_K − x*‖")
@@ -81,42 +83,74 @@ def _error_figure(v: pd.DataFrame, out: Path, formats: Sequence[str]) -> list[Pa
     for ax in axes.flat:
         for handle, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             entries.setdefault(lab, handle)
-    fig.legend(list(entries.values()), list(entries), loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.02))
-    fig.suptitle("Measured errors (solid) and their bounds B1–B4 (dashed)", y=1.0)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.98))
+    fig.suptitle("Measured errors (solid) and their bounds B1–B3 (dashed, dotted, dash-dot); B4's rate (fine dots)")
+    fig.tight_layout()
+    fig.legend(list(entries.values()), list(entries), loc="upper center", ncol=3, bbox_to_anchor=(0.5, 0.0))
     return save(fig, out / "error_vs_depth_bounds", formats)
 
 
+#: The marker of each rho in the ratio figure.
+_RHO_MARKERS = ("o", "^", "s", "D", "v", "P")
+
+
 def _ratio_figure(v: pd.DataFrame, out: Path, formats: Sequence[str]) -> list[Path]:
+    """measured / bound at every checked point: the bounds in the top row of panels (they
+    hold below 1), the expected-but-unproven orderings (:data:`EXPECTATIONS`, e.g. B4's JFB-K
+    error / unrolled error) apart in the bottom row, where a point above 1 is an expectation
+    not met, not a violation."""
     r = v[v["checked"].astype(bool) & v["bound"].isin(["B1", "B2", "B3", "B4", "B5"]) & v["bound_value"].notna()].copy()
-    r = r[pd.to_numeric(r["ratio"], errors="coerce") > 0]
+    r["ratio"] = pd.to_numeric(r["ratio"], errors="coerce")
+    r = r[r["ratio"] > 0]
     if r.empty:
         return []
-    r["ratio"] = pd.to_numeric(r["ratio"], errors="coerce")
     r["steps"] = np.where(r["bound"] == "B5", r["depth"] * r["calls"].fillna(1), r["depth"])
     r["label"] = r["bound"] + ": " + r["check"]
-    r["ρ"] = r["lipschitz"].map(lambda x: f"{x:g}")
-    g = sns.relplot(
-        data=r,
-        x="steps",
-        y="ratio",
-        hue="label",
-        style="ρ",
-        col="problem",
-        kind="scatter",
-        s=14,
-        col_wrap=min(3, r["problem"].nunique()),
-        height=3.4,
-        aspect=1.15,
-    )
-    for ax in g.axes.flat:
-        ax.set_yscale("log")
-        ax.axhline(1.0, color="red", lw=1)
-        ax.grid(True, alpha=0.3)
-    g.set_axis_labels("depth K (B5: steps m·K)", "measured / bound (holds below 1)")
-    g.set_titles("{col_name}")
-    g.figure.suptitle("Measured / bound at every checked point", y=1.02)
-    return save(g.figure, out / "bound_ratios", formats)
+    r["expected"] = [(b, c) in EXPECTATIONS for b, c in zip(r["bound"], r["check"], strict=True)]
+    problems = sorted(r["problem"].unique())
+    kinds = [False] + ([True] if r["expected"].any() else [])
+    fig, axes = panel_grid(len(kinds), len(problems), 3.5, 3.0, sharex="col", sharey="row")
+    labels = sorted(r["label"].unique())
+    colours = dict(zip(labels, sns.color_palette("Dark2", len(labels)), strict=True))
+    rhos = sorted(r["lipschitz"].unique())
+    markers = {rho: _RHO_MARKERS[i % len(_RHO_MARKERS)] for i, rho in enumerate(rhos)}
+    for i, expected in enumerate(kinds):
+        for j, problem in enumerate(problems):
+            ax = axes[i, j]
+            sub = r[(r["problem"] == problem) & (r["expected"] == expected)]
+            for (lab, rho), pts in sub.groupby(["label", "lipschitz"]):
+                ax.scatter(pts["steps"], pts["ratio"], s=14, color=colours[lab], marker=markers[rho], lw=0,
+                           gid=f"{'expected' if expected else 'bound'}:{lab}")  # fmt: skip
+            if sub.empty:
+                ax.text(0.5, 0.5, "no checked point", ha="center", va="center", color=NEUTRAL, transform=ax.transAxes)
+            ax.set_yscale("log")
+            if expected:
+                ax.axhline(1.0, color=NEUTRAL, lw=1, ls="--")
+            else:
+                ax.axhline(1.0, color="red", lw=1)
+            ax.grid(True, alpha=0.3)
+            if i == 0:
+                ax.set_title(problem, fontsize=9)
+            if i == len(kinds) - 1:
+                ax.set_xlabel("depth K (B5: steps m·K)")
+        axes[i, 0].set_ylabel(
+            "measured / reference\n(expected ≤ 1, not proven)" if expected else "measured / bound\n(holds below 1)"
+        )
+    for ax in axes.flat:
+        readable_log_axis(ax.yaxis)
+    expected_labels = set(r.loc[r["expected"], "label"])
+    handles = [
+        plt.Line2D([], [], ls="", marker="o", color=colours[lab],
+                   label=lab + (" (expected, not a bound: bottom row)" if lab in expected_labels else ""))
+        for lab in labels
+    ]  # fmt: skip
+    handles += [plt.Line2D([], [], ls="", marker=markers[rho], color=NEUTRAL, label=f"ρ = {rho:g}") for rho in rhos]
+    handles += [plt.Line2D([], [], color="red", label="a bound: a point above is a violation")]
+    if len(kinds) > 1:
+        handles += [plt.Line2D([], [], color=NEUTRAL, ls="--", label="an expectation: a point above is no violation")]
+    fig.suptitle("Measured / bound at every checked point (top); expected orderings, not bounds, apart (bottom)")
+    fig.tight_layout()
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    return save(fig, out / "bound_ratios", formats)
 
 
 def plot_bounds(table: pd.DataFrame, out: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
@@ -125,12 +159,14 @@ def plot_bounds(table: pd.DataFrame, out: str | Path, formats: Sequence[str] = (
     - ``error_vs_depth_bounds``: measured errors against K (solid) with their bounds (dashed,
       same colour): JFB-K's gradient error with B1 (rho dashed, rho_loc dotted) and B2's
       finite-K bound ||B|| ||u|| ||J^K|| (dash-dot; an implementation check), unrolling's with
-      the O(K r^K) shape of B4 (r the spectral radius; constant fitted to the measurements, so a guide to the rate, not a bound), and the
+      the O(K r^K) shape of B4 (r the spectral radius; constant fitted to the measurements, so
+      a guide to the rate, not a bound), and the
       forward error ||x_K - x*|| with B3 (a priori); the grey line is the round-off floor
       below which points are not checked;
-    - ``bound_ratios``: measured/bound for every checked point of B1, B2, B3, B4 (JFB-K error
-      over unrolled error) and B5 (against the steps m K): a bound holds where its points lie
-      below 1.
+    - ``bound_ratios``: measured/bound for every checked point of B1, B2, B3 and B5 (against
+      the steps m K; a bound holds where its points lie below the red line at 1), and, in a
+      row of their own, the expected orderings that are no bound (B4: JFB-K error over
+      unrolled error), whose points above 1 are expectations not met, not violations.
 
     Problems outside the theory have no curves. Returns the files written."""
     require_columns(table, VALIDATION_COLUMNS, "validation table")

@@ -7,12 +7,26 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
 from ..tables import require_columns
-from ._style import ERROR_FLOOR, estimator_palette, save
+from ._style import (
+    BYTE_UNITS,
+    COINCIDE_RTOL,
+    ERROR_FLOOR,
+    TIME_UNITS,
+    coincidence_notes,
+    depth_axis,
+    estimator_order,
+    estimator_styles,
+    line_widths,
+    readable_log_axis,
+    readable_unit,
+    save,
+)
 
 SWEEP_COLUMNS = ["problem", "lipschitz", "estimator", "depth", "rel_error", "time_s", "memory_bytes"]
 
@@ -120,61 +134,125 @@ def _check_only_seeds_are_pooled(d: pd.DataFrame) -> None:
 
 
 def prepare(df: pd.DataFrame, facet: str = "lipschitz") -> pd.DataFrame:
-    """:func:`sweep_frame` with depthless rows spread over the depths and units for the axes."""
+    """:func:`sweep_frame` with depthless rows spread over the depths, the errors floored at
+    :data:`ERROR_FLOOR` and the lines named (``line``: the estimator, and its setting where
+    one varies)."""
     d = with_depthless_rows_spread(sweep_frame(df, facet), by="panel")
     d["depth"] = d["depth"].astype(float)
     d["rel_error"] = d["rel_error"].astype(float).clip(lower=ERROR_FLOOR)
-    d["memory_KiB"] = d["memory_bytes"].astype(float) / 1024
-    for col in ("workspace_bytes", "state_bytes", "peak_memory_bytes"):
-        if col in d.columns:
-            d[col.replace("_bytes", "_KiB")] = pd.to_numeric(d[col], errors="coerce") / 1024
+    d["line"] = [f"{e}, {s}" if s else e for e, s in zip(d["estimator"], d["setting"], strict=True)]
     return d
 
 
-def facet_figure(d: pd.DataFrame, y: str, ylabel: str, title: str, logy: bool = True) -> sns.FacetGrid:
-    """One figure of :func:`plot_sweep` from a prepared table (:func:`prepare`)."""
-    order = sorted(d["estimator"].unique())
-    # estimators often coincide (restarted JFB after restarts = JFB-K; on its first call =
-    # unrolling): earlier ones in the order are drawn wider, so a line on top leaves the one
-    # below visible as a halo
-    widths = dict(zip(order, np.linspace(3.2, 1.2, len(order)) if len(order) > 1 else [2.0], strict=True))
-    palette = estimator_palette(order)
-    styled = d["setting"].nunique() > 1 or (d["setting"] != "").any()
+def _not_converged(rows: pd.DataFrame) -> pd.Series:
+    """Rows whose forward solve is recorded as not converged."""
+    if "converged" not in rows.columns:
+        return pd.Series(False, index=rows.index)
+    return rows["converged"].astype(str).str.lower().isin(["false", "0", "0.0"])
+
+
+def facet_figure(
+    d: pd.DataFrame, y: str, ylabel: str, title: str, logy: bool = True, spread: str | None = None
+) -> sns.FacetGrid:
+    """One figure of :func:`plot_sweep` from a prepared table (:func:`prepare`): a row of
+    panels per ``panel``, a column per ``column``, a line per ``line`` (its estimator's
+    colour, dash and marker, :func:`~._style.estimator_styles`; drawn widest first, so a line
+    on top of an equal one leaves it visible), the median over seeds with their range as a
+    band; with ``spread`` (a column of the same unit as ``y``, e.g. ``time_iqr_s``), its
+    median drawn as a bar of that length centred on each point. Lines that coincide are said
+    so: in the legend (``(= unrolled)``: the same numbers; ``(≈ jfb)``: within 2 %) where they
+    coincide in every panel, in the panel's title where only there. Points whose forward
+    solve did not converge are ringed."""
+    d = d.assign(line=d["line"] if "line" in d.columns else d["estimator"])
+    order = estimator_order(d["line"])
+    styles = estimator_styles(order)
+    widths = dict(zip(order, line_widths(len(order)), strict=True))
+    sizes = dict(zip(order, line_widths(len(order), 10.0, 5.0), strict=True))
     seeds = "seed" in d.columns and d["seed"].nunique() > 1
-    g = sns.relplot(
-        data=d,
-        x="depth",
-        y=y,
-        hue="estimator",
-        hue_order=order,
-        palette=palette,
-        size="estimator",
-        size_order=order,
-        sizes=widths,
-        style="setting" if styled else None,
+    g = sns.FacetGrid(
+        d,
         row="panel",
         col="column",
         row_order=list(dict.fromkeys(d["panel"])),
         col_order=sorted(d["column"].unique(), key=_column_sort_key),
-        kind="line",
-        markers=True,
-        dashes=True,
+        sharey=False,
         height=3.0,
-        aspect=1.2,
-        facet_kws={"sharey": False, "margin_titles": False},
-        estimator="median",
-        errorbar=("pi", 100) if seeds else None,
+        aspect=1.25,
+        margin_titles=False,
     )
+    curves: dict[tuple[str, str], dict[str, pd.Series]] = {}
+    ringed = False
     for (panel, column), ax in g.axes_dict.items():
-        ax.set_xscale("log", base=2)
+        here = d[(d["panel"] == panel) & (d["column"] == column)]
+        curves[(panel, column)] = {}
+        for lab in order:
+            rows = here[here["line"] == lab]
+            if rows.empty:
+                continue
+            style = styles[lab]
+            agg = rows.groupby("depth")[y].agg(["median", "min", "max"])
+            ax.plot(
+                agg.index, agg["median"], color=style.colour, linestyle=style.linestyle, marker=style.marker,
+                lw=widths[lab], ms=sizes[lab], mfc="none", mec=style.colour, mew=1.3, gid=lab, label=lab,
+            )  # fmt: skip
+            if seeds:
+                ax.fill_between(agg.index, agg["min"], agg["max"], color=style.colour, alpha=0.15, lw=0)
+            if spread is not None and spread in rows.columns and rows[spread].notna().any():
+                half = rows.groupby("depth")[spread].median().reindex(agg.index).to_numpy(float) / 2
+                mid = agg["median"].to_numpy(float)
+                low = np.minimum(half, 0.9 * mid) if logy else half
+                ax.errorbar(
+                    agg.index, mid, yerr=[low, half], fmt="none", ecolor=style.colour, elinewidth=1.0, capsize=2.5,
+                    gid=f"spread:{lab}",
+                )  # fmt: skip
+            bad = _not_converged(rows)
+            if bad.any():
+                ax.scatter(rows.loc[bad, "depth"], rows.loc[bad, y], s=160, facecolors="none", edgecolors="k",
+                           lw=1.2, zorder=5, gid=f"not converged:{lab}")  # fmt: skip
+                ringed = True
+            curves[(panel, column)][lab] = agg["median"]
+    suffix, notes = coincidence_notes(curves)
+    for (panel, column), ax in g.axes_dict.items():
+        depth_axis(ax, d.loc[d["panel"] == panel, "depth"])
         if logy:
             ax.set_yscale("log")
+            readable_log_axis(ax.yaxis)
         ax.grid(True, which="major", alpha=0.3)
-        ax.set_title(_panel_title(d, panel, column), fontsize=9)
+        note = notes.get((panel, column), "")
+        ax.set_title(_panel_title(d, panel, column) + (f"\n{note}" if note else ""), fontsize=8)
     g.set_axis_labels("truncation depth K (log scale)", ylabel)
-    note = "; median over seeds, band = range over seeds" if seeds else ""
-    g.figure.suptitle(title + note, y=1.03)
+    entries = {
+        lab + suffix.get(lab, ""): plt.Line2D(
+            [], [], color=styles[lab].colour, linestyle=styles[lab].linestyle, marker=styles[lab].marker,
+            lw=widths[lab], ms=sizes[lab] * 0.8, mfc="none", mew=1.3,
+        )
+        for lab in order
+    }  # fmt: skip
+    if ringed:
+        entries["forward solve not converged"] = plt.Line2D(
+            [], [], ls="", marker="o", ms=11, mfc="none", mec="k", mew=1.2
+        )
+    g._legend_data = entries
+    _legend(g)
+    notes_said = ["= : the same numbers", f"≈ : within {COINCIDE_RTOL:.0%}"]
+    if seeds:
+        notes_said.insert(0, "median over seeds, band = range over seeds")
+    if spread is not None:
+        notes_said.insert(0, "bars: interquartile range of the repeats")
+    g.figure.suptitle(title + "\n" + "; ".join(notes_said), y=1.0, fontsize=10)
+    g.tight_layout()
     return g
+
+
+def _legend(g: sns.FacetGrid, extra: dict | None = None) -> None:
+    """(Re)draw the figure's legend, outside the panels on the right, from ``g._legend_data``
+    and ``extra``."""
+    if extra:
+        g._legend_data = {**g._legend_data, **extra}
+    if g._legend is not None:
+        g._legend.remove()
+        g._legend = None
+    g.add_legend(legend_data=g._legend_data, title="estimator", label_order=list(g._legend_data), fontsize=9)
 
 
 def _column_sort_key(label: str) -> tuple[int, float, str]:
@@ -210,8 +288,11 @@ def plot_sweep(
     setting that varies (:func:`sweep_frame`); several seeds draw as their median with the
     range over seeds. Panel titles give the contraction measured at x* (ρ_loc, r). With
     ``bounds`` (a validation table of :mod:`jfbbench.theory`), the error figure also draws
-    B1's bound on JFB-K's relative error (thin dashed lines in JFB's colour). Returns the
-    files written."""
+    B1's bound on JFB-K's relative error (thin lines in JFB's colour, no markers). Each
+    figure picks its own unit (ms or s, KiB or MiB ...: the one its median reads in as 1 to
+    1000); the runtime figure draws the timing spread (``time_iqr_s``) as bars; the operator
+    work figure has a row of panels for the applications of T and one for the VJPs of each
+    problem. Returns the files written."""
     require_columns(df, SWEEP_COLUMNS)
     out = Path(out)
     try:
@@ -220,35 +301,77 @@ def plot_sweep(
         raise ValueError(f"cannot create the folder {str(out)!r}: {exc.strerror}") from None
     d = prepare(df, facet)
     written: list[Path] = []
-    specs = [
-        ("error_vs_depth", "rel_error", "relative error ‖g − g_DEQ‖/‖g_DEQ‖", "Gradient error against depth", True),
-        ("time_vs_depth", "time_s", "time per gradient (s)", "Runtime against depth", True),
-        ("memory_vs_depth", "memory_KiB", "saved for backward (KiB)", "Autograd memory against depth", True),
-        ("peak_memory_vs_depth", "peak_memory_KiB", "allocator peak (KiB)", "Peak memory against depth", True),
-        ("evals_vs_depth", "operator_evals", "applications of T per gradient", "Operator work against depth", True),
-    ]
-    for name, y, ylabel, title, logy in specs:
-        sub = d[d[y].notna()] if y in d.columns else d.iloc[:0]
+    for name, y, ylabel, title in _FIGURES:
+        if name == "evals_vs_depth":
+            sub = _operator_work(d)
+        else:
+            sub = d[d[y].notna()].copy() if y in d.columns else d.iloc[:0]
         if sub.empty:
             continue
-        g = facet_figure(sub, y, ylabel, title, logy)
+        spread = None
+        if y == "time_s":
+            unit, size = readable_unit(sub[y], TIME_UNITS)
+            sub[y] = pd.to_numeric(sub[y]) / size
+            if "time_iqr_s" in sub.columns:
+                sub["time_iqr_s"] = pd.to_numeric(sub["time_iqr_s"], errors="coerce") / size
+                spread = "time_iqr_s"
+            ylabel = ylabel.format(unit=unit)
+        elif y.endswith("_bytes"):
+            unit, size = readable_unit(sub[y], BYTE_UNITS)
+            sub[y] = pd.to_numeric(sub[y]) / size
+            ylabel = ylabel.format(unit=unit)
+        g = facet_figure(sub, y, ylabel, title, True, spread)
+        if name == "evals_vs_depth":
+            for (panel, _), ax in g.axes_dict.items():
+                if ax.get_ylabel():
+                    ax.set_ylabel("VJPs per gradient" if panel.endswith(_VJP) else "applications of T per gradient")
         if name == "error_vs_depth" and bounds is not None:
             overlay_jfb_bound(g, bounds, sub)
         written += save(g.figure, out / name, formats)
     return written
 
 
+#: The figures of :func:`plot_sweep`: (file name, column, y label (``{unit}`` filled per figure), title).
+_FIGURES = [
+    ("error_vs_depth", "rel_error", "relative error ‖g − g_DEQ‖/‖g_DEQ‖", "Gradient error against depth"),
+    ("time_vs_depth", "time_s", "time per gradient ({unit})", "Runtime against depth"),
+    ("memory_vs_depth", "memory_bytes", "saved for backward ({unit})", "Autograd memory against depth"),
+    ("peak_memory_vs_depth", "peak_memory_bytes", "allocator peak ({unit})", "Peak memory against depth"),
+    ("evals_vs_depth", "work", "per gradient", "Operator work against depth: applications of T and VJPs"),
+]
+_T, _VJP = " · applications of T", " · VJPs"
+
+
+def _operator_work(d: pd.DataFrame) -> pd.DataFrame:
+    """The operator work of a prepared table in long form: a row of panels for the
+    applications of T and one for the VJPs (column ``work``) of each panel."""
+    parts = []
+    for col, tag in (("operator_evals", _T), ("vjp_evals", _VJP)):
+        if col in d.columns and d[col].notna().any():
+            part = d[d[col].notna()].copy()
+            part["work"] = pd.to_numeric(part[col]).astype(float)
+            part["panel"] = part["panel"] + tag
+            parts.append(part)
+    if not parts:
+        return d.iloc[:0]
+    out = pd.concat(parts, ignore_index=True)
+    rows = [p + tag for p in dict.fromkeys(d["panel"]) for tag in (_T, _VJP)]
+    out["panel"] = pd.Categorical(out["panel"], categories=[r for r in rows if r in set(out["panel"])], ordered=True)
+    return out.sort_values("panel", kind="stable").assign(panel=lambda x: x["panel"].astype(str))
+
+
 def overlay_jfb_bound(g: sns.FacetGrid, bounds: pd.DataFrame, d: pd.DataFrame) -> None:
     """Draw B1 (declared rho) relative to ||grad ell|| -- the largest over seeds and settings
-    -- on each panel of a relative-error facet (``d``: its :func:`sweep_frame`), dashed, in
-    the colour of ``jfb``."""
+    -- on each panel of a relative-error facet (``d``: its :func:`sweep_frame`): a thin line
+    without markers in the colour of ``jfb``, named in the legend."""
     require_columns(bounds, ["bound", "check", "problem", "lipschitz", "depth", "bound_value", "grad_norm"], "bounds")
     b1 = bounds[(bounds["bound"] == "B1") & (bounds["check"] != "same with rho_loc") & bounds["depth"].notna()].copy()
     if b1.empty:
         return
     b1["relative"] = pd.to_numeric(b1["bound_value"]) / pd.to_numeric(b1["grad_norm"])
     curves = b1.groupby(["problem", "lipschitz", "depth"])["relative"].max().reset_index()
-    color = estimator_palette(["jfb"])["jfb"]
+    colour = estimator_styles(["jfb"])["jfb"].colour
+    drawn = False
     for (panel, column), ax in g.axes_dict.items():
         rows = d[(d["panel"] == panel) & (d["column"] == column)]
         if rows.empty:
@@ -258,5 +381,7 @@ def overlay_jfb_bound(g: sns.FacetGrid, bounds: pd.DataFrame, d: pd.DataFrame) -
             if float(rho) not in rhos:
                 continue
             c = c.sort_values("depth")
-            ax.plot(c["depth"], c["relative"], linestyle=(0, (4, 2)), lw=1.0, alpha=0.8, color=color)
-            ax.annotate(f"B1, ρ={rho:g}", (c["depth"].iloc[-1], c["relative"].iloc[-1]), fontsize=7, color=color)
+            ax.plot(c["depth"], c["relative"], linestyle="-", lw=0.9, alpha=0.9, color=colour, gid="B1")
+            drawn = True
+    if drawn:
+        _legend(g, {"B1 bound on jfb's error (ρ declared)": plt.Line2D([], [], color=colour, lw=0.9)})

@@ -17,7 +17,10 @@ from .._registry import Registry
 from .._validation import check_device, check_dtype, check_lipschitz, check_seed
 from .affine import Affine
 from .base import Problem, ProblemProtocol, is_batched
+from .conv_deq import ConvDEQ
 from .deepinv_optim import DeepInvProblem, from_deepinv
+from .ignn import IGNN
+from .mondeq import MonDEQ
 from .pnp_fb import DRUNetFB, PnPFB
 from .recursive_reasoning import RecursiveReasoning
 from .tanh_layer import TanhLayer
@@ -37,6 +40,9 @@ register("weighted_tv")(WeightedTV)
 register("pnp_fb")(PnPFB)
 register("drunet_fb")(DRUNetFB)
 register("recursive_reasoning")(RecursiveReasoning)
+register("conv_deq")(ConvDEQ)
+register("mondeq")(MonDEQ)
+register("ignn")(IGNN)
 
 
 def make(name: str, **config: Any) -> ProblemProtocol:
@@ -63,7 +69,7 @@ def make(name: str, **config: Any) -> ProblemProtocol:
 
 
 __all__ = [
-    "Affine", "DRUNetFB", "DeepInvProblem", "ModuleProblem", "PnPFB", "Problem", "ProblemProtocol",
-    "RecursiveReasoning", "TanhLayer", "Tikhonov", "WeightedTV", "describe", "factory", "from_deepinv", "from_module",
-    "is_batched", "make", "names", "origin", "refresh", "register",
+    "Affine", "ConvDEQ", "DRUNetFB", "DeepInvProblem", "IGNN", "ModuleProblem", "MonDEQ", "PnPFB", "Problem",
+    "ProblemProtocol", "RecursiveReasoning", "TanhLayer", "Tikhonov", "WeightedTV", "describe", "factory",
+    "from_deepinv", "from_module", "is_batched", "make", "names", "origin", "refresh", "register",
 ]  # fmt: skip

@@ -1,6 +1,14 @@
 """The problem protocol: an operator T_theta(x) that is a rho-contraction in x, an outer loss
 L(x) and a cold start x_0.
 
+The loss may depend on theta as well as on x (a trainable read-out head, a regulariser on
+theta): ``parameters()`` lists every tensor to differentiate, those of T and those of L, and
+every estimator returns the total derivative of theta -> L(x*(theta), theta),
+
+    dL/dtheta = dL/dtheta|_x + (dT/dtheta)^T u,    (I - dT/dx^T) u = dL/dx,
+
+or its approximation of the second term; the first is exact in all of them.
+
 Estimators use nothing but this protocol, so a user's own model works everywhere a built-in
 family does once it is registered with :func:`jfbbench.problems.register`.
 """

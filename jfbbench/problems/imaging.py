@@ -169,6 +169,20 @@ class ImagingProblem(Problem):
         """Per-image PSNR (dB) of x against the selected ground truth."""
         return data.psnr(x, self.target)
 
+    #: what :meth:`metrics` returns (a training run's ``test_psnr``, ``test_psnr_std``, ``train_psnr``)
+    metric_names: tuple[str, ...] = ("psnr", "psnr_std")
+
+    @torch.no_grad()
+    def metrics(self, x: torch.Tensor) -> dict[str, float]:
+        """Mean and standard deviation over the selected images of the PSNR (dB) of x."""
+        psnr = self.psnr(x)
+        return dict(psnr=float(psnr.mean()), psnr_std=float(psnr.std()) if psnr.numel() > 1 else 0.0)
+
+    @torch.no_grad()
+    def baseline_metrics(self) -> dict[str, float]:
+        """The PSNR of the selected observations y themselves (a training run's ``input_psnr``)."""
+        return dict(psnr=float(self.psnr(self.y).mean()))
+
     def estimate_lipschitz(self, x: torch.Tensor | None = None, iters: int = 30) -> float:
         """||dT/dx (x)||_2 by power iteration (at the cold start when x is None)."""
         from ..linalg import jacobian_spectral_norm

@@ -38,20 +38,21 @@ class TanhLayer(Problem):
     an exactly orthogonal V would not), so W = rho V and every singular value of W lies in
     [0.9 rho, rho]. ``preactivation`` = p (default 0.3) scales U and b at creation so that
     every sample's input c = U z + b has ||c||_2 <= (1 - rho) p, which keeps
-    ||a||_2 <= ||c||_2 / (1 - rho) <= p at the equilibrium (|tanh t| <= |t|), hence every
+    ||a||_2 <= ||c||_2 / (1 - rho) <= p at the equilibrium (abs(tanh t) <= abs(t)), hence every
     s_i = tanh'(a_i) >= 1 - tanh(p)^2 (0.915 at p = 0.3). Then ||J||_2 >= 0.915 rho and,
     since every eigenvalue of diag(s) W has modulus >= its smallest singular value, the
     spectral radius of J is >= 0.915 * 0.9 rho = 0.82 rho: the declared rho is the
-    contraction present (THEORY.md, "Reading rho").
+    contraction present (docs/theory.md, "Reading rho").
 
     **Loose settings.** ``weight="normalised"`` (a Gaussian V, spectrally normalised) and
     ``preactivation=None`` (inputs left at unit scale, so tanh saturates) give a local
     constant and a radius well below rho (about 0.88 rho and 0.48 rho at rho = 0.99 with
     both); sweep rows report them in ``rho_loc`` and ``spectral_radius``.
 
-    W is normalised once per value of V: the norm (an SVD) is cached with the value of V it was made from,
-    value, so the K applications of T in one gradient call share one W, and autograd saves
-    the layer's own activations per step, not an SVD each.
+    W is normalised once per value of V: the norm (an SVD) is cached with the value of V it was
+    made from, so the K applications of T in one gradient call (or in a whole training run
+    between two updates of V) share one W, and autograd saves the layer's own activations per
+    step, not an SVD each.
     """
 
     name = "tanh_layer"
@@ -99,32 +100,37 @@ class TanhLayer(Problem):
         self.z = self._to(z)
         self.target = self._to(target)
         self.x0 = self._to(torch.zeros(batch, dim))
-        #: (grad mode, the value of V it was made from, W)
-        self._weight_cache: tuple[bool, torch.Tensor, torch.Tensor] | None = None
+        #: (V, a copy of the value W was made from, W)
+        self._weight_cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.config = dict(dim=dim, input_dim=input_dim, batch=batch, weight=weight, preactivation=preactivation)
 
     def weight(self) -> torch.Tensor:
-        """W = rho V / ||V||_2, computed once per value of V (and grad mode) and reused: the
-        cache holds a copy of V and compares it (d^2 numbers, far cheaper than the SVD), so
-        any change of V, ``.data`` writes included, gives a new W.
+        """W = rho V / ||V||_2, computed once per value of V and reused: the cache holds V (the
+        object) and a copy of its value and compares them (d^2 numbers, far cheaper than the
+        SVD), so any change of V, ``.data`` writes included, gives a new W.
 
-        A W carrying a graph is rebuilt once a backward pass has freed that graph, and inside
+        The cached W always carries a graph to V, built by :class:`_Normalised`, which saves
+        nothing through autograd's saved-tensor mechanism (it recomputes the norm in its
+        backward). Its graph therefore survives any number of backward passes, every step of an
+        unrolled or checkpointed iteration shares it, and ``torch.utils.checkpoint``'s
+        recomputation, which reuses it, saves the same tensors as the original forward. Inside
         ``torch.func`` transforms W is always rebuilt (a tensor must not leave its transform).
         """
         if torch._C._functorch.maybe_current_level() is not None:
             return self._normalised()
-        grad = torch.is_grad_enabled()
         cache = self._weight_cache
-        if cache is not None and cache[0] == grad and _graph_alive(cache[2]):
-            snapshot = cache[1]
-            if (
-                snapshot.shape == self.V.shape
-                and snapshot.dtype == self.V.dtype
-                and torch.equal(snapshot, self.V.detach())
-            ):
-                return cache[2]
-        w = self._normalised()
-        self._weight_cache = (grad, self.V.detach().clone(), w)
+        v = self.V.detach()
+        if (
+            cache is not None
+            and cache[0] is self.V
+            and cache[1].shape == v.shape
+            and cache[1].dtype == v.dtype
+            and torch.equal(cache[1], v)
+        ):
+            return cache[2]
+        with torch.enable_grad():
+            w = _Normalised.apply(self.V, self.lipschitz)
+        self._weight_cache = (self.V, v.clone(), w)
         return w
 
     def _normalised(self) -> torch.Tensor:
@@ -143,13 +149,30 @@ class TanhLayer(Problem):
         return self.x0.clone()
 
 
-def _graph_alive(w: torch.Tensor) -> bool:
-    """Whether the autograd node that made ``w`` still holds its saved tensors (a backward
-    pass without ``retain_graph`` frees them)."""
-    if w.grad_fn is None:
-        return True
-    try:
-        w.grad_fn._saved_other  # noqa: B018 -- raises once the graph is freed
-    except RuntimeError:
-        return False
-    return True
+class _Normalised(torch.autograd.Function):
+    """W = rho V / ||V||_2 with a backward that needs nothing from autograd's saved-tensor
+    mechanism: the node holds V, sigma = ||V||_2 and its top singular vectors (a, c) as plain
+    attributes, so it can be back-propagated any number of times and is invisible to
+    ``torch.utils.checkpoint``. A first-order backward is the closed form
+
+        dL/dV = (rho / sigma) (G - <G, V> / sigma a c^T),   G = dL/dW,
+
+    d^2 numbers, so that an estimator taking one vector-Jacobian product per step (reversible
+    DEQ, the adjoint solvers) pays no SVD per product; with ``create_graph`` the norm is
+    recomputed with its graph, so higher derivatives are exact too."""
+
+    @staticmethod
+    def forward(ctx: Any, v: torch.Tensor, rho: float) -> torch.Tensor:
+        a, s, ch = torch.linalg.svd(v)
+        ctx.v, ctx.rho, ctx.sigma, ctx.a, ctx.c = v, rho, s[0], a[:, 0], ch[0]
+        return v * (rho / s[0])
+
+    @staticmethod
+    def backward(ctx: Any, grad_w: torch.Tensor) -> tuple[torch.Tensor, None]:
+        if not torch.is_grad_enabled():
+            along = torch.sum(grad_w * ctx.v) / ctx.sigma
+            return (grad_w - torch.outer(ctx.a, ctx.c * along)).mul_(ctx.rho / ctx.sigma), None
+        with torch.enable_grad():
+            w = ctx.v * (ctx.rho / torch.linalg.matrix_norm(ctx.v, 2))
+            (grad_v,) = torch.autograd.grad(w, ctx.v, grad_w, create_graph=True)
+        return grad_v, None

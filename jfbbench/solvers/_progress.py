@@ -66,7 +66,10 @@ class _Progress:
         rels, ress = torch.stack([rel, res]).tolist()  # the one host synchronisation
         active = [not (r <= self.tol or q == 0) for r, q in zip(rels, ress, strict=True)]
         self.all_active = all(active)
-        finite = all(map(math.isfinite, rels))
+        # divergence is read on the residual: a sample whose f(x) is exactly 0 (a relu layer's
+        # equilibrium 0, reached from a warm start) has an infinite relative residual, not a
+        # diverged solve
+        finite = all(map(math.isfinite, ress))
         worst = max(r if math.isfinite(r) else math.inf for r in rels)
         self.history.append((evals, worst, math.hypot(*ress)))
         return any(active), finite

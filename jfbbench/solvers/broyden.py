@@ -10,6 +10,8 @@ Tensor = torch.Tensor
 
 #: Broyden's default memory: how many rank-one pairs it keeps
 BROYDEN_MEMORY = 40
+#: an update is skipped where the step ||dx|| is below this many machine epsilons of ||x||
+SECANT_FLOOR = 1024
 
 
 class Broyden:
@@ -20,8 +22,9 @@ class Broyden:
 
         H <- H + (dx - H dg) (dx^T H) / (dx^T H dg).
 
-    Starting from H = -I the first step is x <- f(x). An update whose denominator vanishes
-    is skipped.
+    Starting from H = -I the first step is x <- f(x). An update whose denominator vanishes,
+    or whose step is at the round-off of x (``SECANT_FLOOR``), is skipped: H stays an
+    estimate of the inverse Jacobian after convergence, for SHINE to reuse.
     """
 
     name = "broyden"
@@ -46,6 +49,10 @@ class Broyden:
         n = self.filled
         return _comb(_dots(self.U[:, :n], z), self.V[:, :n]) - z if n else -z
 
+    def inverse_transpose(self, z: Tensor) -> Tensor:
+        """H^T z, z of shape (samples, n): the transposed inverse estimate, H ~ (J - I)^{-1}."""
+        return self._ht(z)
+
     def step(self, x: Tensor, fx: Tensor) -> Tensor:
         g = fx - x
         if self.prev is not None:
@@ -54,7 +61,13 @@ class Broyden:
             dx, dg = x - self.prev[0], g - self.prev[1]
             vt = self._ht(dx)
             den = (vt * dg).sum(dim=1, keepdim=True)
-            ok = den.abs() > torch.finfo(x.dtype).tiny ** 0.5
+            finfo = torch.finfo(x.dtype)
+            # a pair whose step is at the round-off of x (after convergence, between two
+            # checks) carries no secant information: it would only corrupt H
+            moved = torch.linalg.vector_norm(dx, dim=1, keepdim=True) > SECANT_FLOOR * finfo.eps * (
+                torch.linalg.vector_norm(x, dim=1, keepdim=True)
+            )
+            ok = (den.abs() > finfo.tiny**0.5) & moved
             u = torch.where(ok, (dx - self._h(dg)) / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(dx))
             self.U[:, self.filled] = u
             self.V[:, self.filled] = torch.where(ok, vt, torch.zeros_like(vt))

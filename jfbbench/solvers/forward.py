@@ -55,6 +55,7 @@ def fixed_point(
     per_sample: bool | None = False,
     check_every: int = 4,
     mix_every: int | None = None,
+    keep_stepper: bool = False,
 ) -> tuple[Tensor, dict]:
     """Solve x = f(x) from x0 (an initial guess: a warm start is welcome) without a graph.
 
@@ -67,7 +68,9 @@ def fixed_point(
     are enough (they converge within ``FIXED_POINT_ENOUGH`` more steps at their measured
     rate), else Anderson, kept only while its measured rate beats the fixed-point rate by
     ``ANDERSON_GAIN`` (back to fixed-point steps otherwise). Returns (f(x), stats): one more
-    step than the last x, the point whose residual was measured.
+    step than the last x, the point whose residual was measured. ``keep_stepper``: stats
+    hold the last method's stepper as ``stepper`` (e.g. Broyden's inverse estimate, which
+    SHINE reuses).
     """
     if method not in FORWARD_METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, FORWARD_METHODS))}; got {method!r}")
@@ -126,6 +129,8 @@ def fixed_point(
             samples=samples,
             **progress.stats(),
         )
+        if keep_stepper:
+            stats["stepper"] = solver
         if method == "auto":
             stats["fixed_point_rate"] = picard_rate if current != "picard" else progress.rate(switched_at, RATE_WINDOW)
         return fx.reshape(shape), stats

@@ -1,11 +1,8 @@
 """What is measured at the equilibrium of one problem: x*, the exact gradient, J and its norms.
 
 For T_theta with fixed point x* = T_theta(x*), J = d_x T(x*), B = d_theta T(x*) and
-v = grad_x L(x*), the gradient of ell(theta) = L(x*(theta), theta) is the total derivative
-grad ell = dL/dtheta + B^T (I - J^T)^{-1} v (implicit-function theorem; Bai, Kolter, Koltun,
-*Deep Equilibrium Models*, NeurIPS 2019; dL/dtheta is zero unless the loss holds theta). The
-truncated estimators evaluate dL/dtheta at the same x* (JFB-K) or at x_K, so the error terms
-of the bounds are those of the second term alone.
+v = grad L(x*), the gradient of ell(theta) = L(x*(theta)) is grad ell = B^T (I - J^T)^{-1} v
+(implicit-function theorem; Bai, Kolter, Koltun, *Deep Equilibrium Models*, NeurIPS 2019).
 :func:`find_equilibrium` computes, once per problem configuration, x*, that gradient,
 ``rho_loc`` = ||J||_2, the spectral radius of J, ||B||_2, ||v|| and ||x_0 - x*|| (dense for
 small n; for large n iteratively, the gradient from a tight DEQ reference): the quantities
@@ -23,6 +20,7 @@ from typing import Any
 import torch
 
 from .. import linalg
+from ..estimators.base import loss_gradients
 from ..linalg import dense_jacobian
 from ..measure import reference_gradient
 from ..solvers import fixed_point
@@ -41,7 +39,7 @@ class Equilibrium:
 
     x_star: Tensor
     x0: Tensor
-    grad: Tensor  #: the exact gradient dL/dtheta + B^T (I - J^T)^{-1} v (dense), or the tight DEQ one
+    grad: Tensor  #: the exact gradient B^T (I - J^T)^{-1} v (dense), or the tight DEQ one
     rho: float  #: declared contraction factor
     rho_loc: float  #: ||J||_2 at x*
     radius: float  #: spectral radius of J
@@ -81,24 +79,13 @@ def _is_nonlinear(op: Any, points: Sequence[Tensor], seed: int = 0) -> bool:
     return any(float((o - outs[0]).norm()) > 1e-9 * ref for o in outs[1:])
 
 
-def direct_gradient(problem: Any, x: Tensor, params: list[Tensor]) -> Tensor:
-    """dL/dtheta at a fixed x, flattened in the order of ``params`` (zeros where the loss does
-    not hold theta): the term of the total derivative that does not go through x*."""
-    with torch.enable_grad():
-        loss = problem.loss(x.detach())
-        grads = torch.autograd.grad(loss, params, allow_unused=True) if loss.requires_grad else [None] * len(params)
-    return torch.cat(
-        [(g if g is not None else torch.zeros_like(p)).detach().reshape(-1) for g, p in zip(grads, params, strict=True)]
-    )
-
-
 def find_equilibrium(problem: Any, dense_max_dim: int = 2048) -> Equilibrium:
     """x*, the exact gradient and the norms of :mod:`jfbbench.theory.bounds` at the equilibrium of ``problem``.
 
     For n <= ``dense_max_dim``: x* by Newton's method, J and B formed densely, ||J||_2,
-    ||B||_2 and the spectral radius exact, the total derivative grad ell = dL/dtheta +
-    B^T (I - J^T)^{-1} v by a dense solve (dL/dtheta: a loss that holds theta, such as a
-    trainable read-out head). Otherwise x* and the gradient from the tight DEQ reference, ||J||_2 and ||B||_2 by power
+    ||B||_2 and the spectral radius exact, grad ell = B^T (I - J^T)^{-1} v + dL/dtheta by a
+    dense solve (the last term: the loss's own dependence on theta, e.g. a trained read-out head).
+    Otherwise x* and the gradient from the tight DEQ reference, ||J||_2 and ||B||_2 by power
     iteration, the spectral radius by the power estimate of :mod:`jfbbench.linalg`.
     """
     params = list(problem.parameters())
@@ -116,11 +103,11 @@ def find_equilibrium(problem: Any, dense_max_dim: int = 2048) -> Equilibrium:
             fx = problem.operator(x)
             jac = dense_jacobian(fx, x).detach()
             bmat = linalg.dense_parameter_jacobian(fx, params)
-            (v,) = torch.autograd.grad(problem.loss(x), x)
+            v, direct = loss_gradients(problem.loss(x), x, params)
         v = v.detach().reshape(-1)
         eye = torch.eye(n, dtype=jac.dtype, device=jac.device)
         u = torch.linalg.solve(eye - jac.T, v)
-        grad = direct_gradient(problem, x_star, params) + bmat.T @ u
+        grad = bmat.T @ u + direct.detach()  # the total derivative: the loss's own dL/dtheta too
         rho_loc = float(torch.linalg.matrix_norm(jac, 2))
         radius = float(torch.linalg.eigvals(jac).abs().max())
         b_norm = float(torch.linalg.matrix_norm(bmat, 2))

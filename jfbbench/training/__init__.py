@@ -1,6 +1,6 @@
 """Bilevel training with any registered estimator: learning curves and the gap to DEQ steps.
 
-    min_theta  1/|train| sum_i L_i(x*_i(theta)),   x*_i(theta) = T_theta(x*_i(theta); y_i)
+    min_theta  1/n_train sum_i L_i(x*_i(theta)),   x*_i(theta) = T_theta(x*_i(theta); y_i)
 
 One outer step = one gradient from the chosen estimator on a mini-batch of training images
 (cycled in a fixed order), written into the parameters' ``.grad`` and handed to the outer
@@ -13,9 +13,12 @@ Each step appends one row to a tidy table, every quantity at theta_n, *after* th
 
 - ``outer_loss`` = l(theta_n) = L(x*(theta_n)) on the step's training batch, x* solved to
   ``tol`` (the same quantity for every estimator); ``surrogate_loss`` = the estimator's own
-  L(x_K) at theta_{n-1} (what it differentiated); ``train_psnr`` at x*(theta_n);
-- ``test_psnr`` at the equilibrium x*(theta_n) of the test images (and ``input_psnr``, the
-  blurred observations');
+  L(x_K) at theta_{n-1} (what it differentiated);
+- the problem's held-out metrics (``problem.metrics(x)``, names in ``problem.metric_names``)
+  at the equilibrium x*(theta_n) of the test split as ``test_<name>`` (imaging: ``test_psnr``,
+  ``test_psnr_std``; classification: ``test_accuracy``, a fraction in [0, 1], ``test_loss``),
+  the same on the step's training batch as ``train_<name>`` (spreads left out) and, where the
+  problem has ``baseline_metrics()``, ``input_<name>`` (imaging: the blurred observations' PSNR);
 - cost of the step's gradient: ``step_operator_evals`` (T), ``step_vjp_evals`` (VJP) and
   ``step_cost`` = T + VJP, their running sums ``operator_evals``, ``vjp_evals``, ``cost``,
   the training wall time (evaluation excluded), ``state_bytes`` (the per-sample states kept)
@@ -37,7 +40,7 @@ one run into its resumable table) and :mod:`.grid` (a grid of runs, each its own
 by :func:`train_grid` through :mod:`jfbbench.runner`, as sweeps are).
 """
 
-from .config import OPTIMIZERS, PRESETS, TrainConfig
+from .config import OPTIMIZERS, PRESETS, TrainConfig, presets_for
 from .grid import DEFAULT_OUT, EXTRA_FIELDS, GRID_FIELDS, Run, grid_runs, out_paths, run_training, train_grid
 from .run import checkpoint_path, progress_enabled, train
 from .trainer import Trainer
@@ -54,6 +57,7 @@ __all__ = [
     "checkpoint_path",
     "grid_runs",
     "out_paths",
+    "presets_for",
     "progress_enabled",
     "run_training",
     "train",

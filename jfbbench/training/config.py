@@ -7,14 +7,16 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .. import estimators
+from .. import estimators, problems
 from .._validation import check_choice, check_depth, check_nonnegative_int, check_seed, check_tol
 
 OPTIMIZERS = ("adam", "sgd")
 
-#: Per-problem presets: ``default`` (32 x 32 patches; minutes on 2 cores), ``large`` (the
-#: committed results: the grey image set, 128 x 128 crops for weighted_tv, 64 x 64 for the
+#: Presets of the imaging problems: ``default`` (32 x 32 patches; minutes on 2 cores), ``large``
+#: (the committed results: the grey image set, 128 x 128 crops for weighted_tv, 64 x 64 for the
 #: DRUNet problems) and ``quick`` (seconds; the tests). Problem settings go under ``problem``.
+#: Any other family declares its own as the class attribute ``train_presets`` (same layout),
+#: read by :func:`presets_for`.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "weighted_tv": {
         "default": dict(
@@ -67,6 +69,21 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }  # fmt: skip
 
 
+def presets_for(problem: str) -> dict[str, dict[str, Any]]:
+    """The training presets of ``problem``: its factory's ``train_presets`` attribute (a dict
+    preset name -> ``steps``, ``lr``, ``batch_size``, ``gap_every``, ``tol`` and ``problem``
+    settings), else those of :data:`PRESETS`."""
+    declared = getattr(problems.factory(problem), "train_presets", None)
+    if declared:
+        return declared
+    if problem in PRESETS:
+        return PRESETS[problem]
+    raise ValueError(
+        f"problem must declare train_presets (a class attribute) or be one of {', '.join(map(repr, PRESETS))} "
+        f"for training; got {problem!r}"
+    )
+
+
 @dataclass
 class TrainConfig:
     """One training run. ``None`` fields take the preset's value for the problem."""
@@ -92,12 +109,8 @@ class TrainConfig:
 
     def resolved(self) -> TrainConfig:
         """Fill the ``None`` fields from the preset and check every value."""
-        if self.problem not in PRESETS:
-            raise ValueError(
-                f"problem must be one of {', '.join(map(repr, PRESETS))} for training; got {self.problem!r}"
-            )
+        preset = presets_for(self.problem)
         estimators.factory(self.estimator)  # a registered name or package.module:factory
-        preset = PRESETS[self.problem]
         check_choice(self.preset, "preset", tuple(preset))
         p = preset[self.preset]
         c = copy.deepcopy(self)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import estimators
+from .. import estimators, problems
 from .._journal import TableLock
 from ..runner import Cluster, Summary, run_tasks
 from .config import TrainConfig
@@ -69,12 +69,20 @@ def run_training(run: Run) -> dict[str, Any]:
         with TableLock(run.out):
             rows = train(run.config, run.out, progress=run.progress)
     first, last = rows[0], rows[-1]
+    metric = primary_metric(run.config.problem)
     return dict(
         key=run.key(),
-        first_psnr=float(first["test_psnr"]),
-        input_psnr=float(first["input_psnr"]),
-        **{k: last[k] for k in ("step", "test_psnr", "wall_time", "operator_evals", "vjp_evals", "status")},
+        metric=metric,
+        first=float(first[f"test_{metric}"]),
+        last=float(last[f"test_{metric}"]),
+        baseline=float(first.get(f"input_{metric}", "nan")),
+        **{k: last[k] for k in ("step", "wall_time", "operator_evals", "vjp_evals", "status")},
     )
+
+
+def primary_metric(problem: str) -> str:
+    """The first of the problem's ``metric_names`` (imaging: ``psnr``): what a summary reports."""
+    return tuple(getattr(problems.factory(problem), "metric_names", None) or ("psnr",))[0]
 
 
 def train_grid(

@@ -98,7 +98,7 @@ def train(config: TrainConfig, out: str | Path | None = None, progress: bool = F
     with bar:
         for row in trainer.run():
             record(row)
-            bar.set_postfix(test_psnr=f"{row['test_psnr']:.2f}", refresh=False)
+            bar.set_postfix({k: f"{row[k]:.4g}" for k in trainer.metric_columns("test")[:1]}, refresh=False)
             bar.update(1)
     return rows
 

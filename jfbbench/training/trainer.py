@@ -49,9 +49,19 @@ class Trainer:
         self.config = c = config.resolved()
         torch.manual_seed(c.seed)
         self.problem = problems.make(c.problem, seed=c.seed, **c.problem_kwargs)
-        for attr in ("select", "n_images", "psnr"):
+        for attr in ("select", "n_images", "metrics"):
             if not hasattr(self.problem, attr):
-                raise ValueError(f"problem {c.problem!r} has no {attr}(): training needs an imaging problem")
+                raise ValueError(
+                    f"problem {c.problem!r} has no {attr}(): training needs select(), n_images() and metrics()"
+                )
+        #: the held-out metrics (``test_<name>``), those read on the training batch too
+        #: (``train_<name>``: all but spreads ``*_std``) and the baseline's (``input_<name>``)
+        names = getattr(self.problem, "metric_names", None)
+        if names is None:  # undeclared: the keys of the metrics at the cold start
+            with torch.no_grad():
+                names = tuple(self.problem.metrics(self.problem.initial_point()))
+        self.metric_names = tuple(names)
+        self.train_metric_names = tuple(m for m in self.metric_names if not m.endswith("_std"))
         common = dict(tol=c.tol, max_iter=c.max_iter, solver=c.solver)
         self.capabilities = caps = estimators.capabilities(c.estimator)
         #: whether the estimator's state goes from one visit of an image to the next
@@ -116,9 +126,16 @@ class Trainer:
         return x, st
 
     def evaluate(self, split: str = "test") -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-        """x*(theta) on ``split`` by the forward solve (tolerance ``tol``), its per-image PSNR."""
+        """x*(theta) on ``split`` by the forward solve (tolerance ``tol``), its per-image PSNR
+        (imaging problems; :meth:`metrics` for any problem)."""
         x, st = self.equilibrium(split)
         return x, self.problem.psnr(x), st
+
+    def metrics(self, split: str = "test") -> tuple[torch.Tensor, dict[str, float], dict[str, Any]]:
+        """x*(theta) on ``split`` by the forward solve (tolerance ``tol``) and the problem's
+        metrics there."""
+        x, st = self.equilibrium(split)
+        return x, dict(self.problem.metrics(x)), st
 
     def _monitor(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -141,8 +158,8 @@ class Trainer:
         )  # fmt: skip
         ops, vjps = self.counters["operator_evals"], self.counters["vjp_evals"]
         cols = dict(
-            outer_loss=math.nan, surrogate_loss=math.nan, train_psnr=math.nan, test_psnr=math.nan,
-            test_psnr_std=math.nan, input_psnr=self._input_psnr(), wall_time=self.counters["wall_time"],
+            outer_loss=math.nan, surrogate_loss=math.nan, **dict.fromkeys(self.metric_columns("train"), math.nan),
+            **dict.fromkeys(self.metric_columns("test"), math.nan), **self._baseline(), wall_time=self.counters["wall_time"],
             step_time=math.nan, operator_evals=ops, vjp_evals=vjps, cost=ops + vjps, step_operator_evals=0,
             step_vjp_evals=0, step_cost=0, peak_memory_bytes=math.nan, state_bytes=self.bank.nbytes(),
             forward_residual=math.nan, forward_converged="", grad_norm=math.nan, grad_gap=math.nan,
@@ -154,32 +171,41 @@ class Trainer:
         cols.update(values)
         return {**base, **cols}
 
-    def _input_psnr(self) -> float:
-        if not hasattr(self, "_input_psnr_value"):
+    def metric_columns(self, split: str) -> list[str]:
+        """The columns of the metrics read on ``split`` (``test_<name>``, ``train_<name>``)."""
+        return [f"{split}_{m}" for m in (self.metric_names if split == "test" else self.train_metric_names)]
+
+    def _baseline(self) -> dict[str, float]:
+        """``input_<metric>``: the problem's ``baseline_metrics()`` on the test split (imaging: the
+        PSNR of the observations), computed once; none where the problem has no baseline."""
+        if not hasattr(self, "_baseline_values"):
             p = self.problem
-            split, idx = p.split, p.indices
-            p.select("test")
-            self._input_psnr_value = float(p.psnr(p.y).mean())
-            p.select(split, idx)
-        return self._input_psnr_value
+            self._baseline_values: dict[str, float] = {}
+            if hasattr(p, "baseline_metrics"):
+                split, idx = p.split, p.indices
+                p.select("test")
+                self._baseline_values = {f"input_{k}": float(v) for k, v in p.baseline_metrics().items()}
+                p.select(split, idx)
+        return self._baseline_values
 
     def _test_columns(self, gap_step: bool) -> dict[str, Any]:
-        x, psnr, st = self.evaluate("test")
-        cols: dict[str, Any] = dict(
-            test_psnr=float(psnr.mean()), test_psnr_std=float(psnr.std()) if psnr.numel() > 1 else 0.0,
-            test_converged=bool(st["converged"]),
-        )  # fmt: skip
-        if not _finite(x, psnr) or not (st["relative_residual"] < 1e-2):
+        x, values, st = self.metrics("test")
+        cols: dict[str, Any] = {f"test_{k}": v for k, v in values.items()}
+        cols["test_converged"] = bool(st["converged"])
+        if not _finite(x, *values.values()) or not (st["relative_residual"] < 1e-2):
             cols["status"] = f"diverged: test forward solve relative residual {st['relative_residual']:.2e}"
         elif gap_step and not getattr(self.problem, "contraction_guaranteed", True):
             cols["rho_estimate"] = self.problem.estimate_lipschitz(x, iters=10)
         return cols
 
     def _outer_columns(self, idx: list[int]) -> dict[str, Any]:
-        """l(theta) = L(x*(theta)) and the PSNR of x*(theta) on the training images ``idx``."""
+        """l(theta) = L(x*(theta)) and the metrics of x*(theta) on the training images ``idx``
+        (``train_<metric>``, spreads left out)."""
         x, _ = self.equilibrium("train", idx)
         with torch.no_grad():
-            return dict(outer_loss=float(self.problem.loss(x)), train_psnr=float(self.problem.psnr(x).mean()))
+            values = self.problem.metrics(x)
+            loss = float(self.problem.loss(x))
+        return dict(outer_loss=loss, **{f"train_{m}": float(values[m]) for m in self.train_metric_names})
 
     # -- the loop ------------------------------------------------------------------------
     def initial_row(self) -> dict[str, Any]:
@@ -238,8 +264,11 @@ class Trainer:
                 grad_norm=float(torch.linalg.vector_norm(est.grad)),
             )  # fmt: skip
             cols.update(extra)
-            cols.update(self._outer_columns(idx))  # at theta_n, after the step
-            cols.update(self._test_columns(gap_step))
+            try:  # at theta_n, after the step
+                cols.update(self._outer_columns(idx))
+                cols.update(self._test_columns(gap_step))
+            except (RuntimeError, ValueError) as err:  # e.g. parameters the problem cannot take
+                cols["status"] = f"diverged: {type(err).__name__}: {err}".splitlines()[0]
             yield self._row(**cols)
             if cols.get("status", "ok") != "ok":
                 return

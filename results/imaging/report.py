@@ -11,9 +11,13 @@ Writes, beside this file, from the tables alone (the checkpoints only for the re
 - matched.csv / matched.md: for each setting, the T + VJP it needed to first reach a test PSNR
   that both it and DEQ (warm, then cold) reach, and the ratio of DEQ's cost to its;
 - curves_<problem>.png: l(theta) = L(x*(theta)) and test PSNR against the outer step, the
-  cumulative T + VJP and the training seconds (mean over seeds); unfinished runs are left
-  out (and listed);
-- gaps.png: the relative gap to the tight float64 DEQ gradient along training;
+  cumulative T + VJP and the training seconds (mean over seeds, +- sd as bars at a few
+  steps); unfinished runs are left out (and listed);
+- gaps.png: the relative gap to the tight float64 DEQ gradient along training (mean, +- sd
+  as bars);
+
+Each setting has its estimator's colour, dash and marker of every figure of the project
+(:func:`jfbbench.plots.estimator_styles`).
 - front/: the error-cost front of the training runs (``jfbbench front``);
 - reconstructions.png: one whole test picture, blurred and reconstructed with the initial
   theta and the theta learned by warm DEQ and restarted JFB K=2 (seed 0), per problem.
@@ -30,7 +34,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+
+from jfbbench import plots  # noqa: E402
+
+from jfbbench.training.tables import read_runs  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PROBLEMS = ["weighted_tv", "pnp_fb", "drunet_fb"]
@@ -40,25 +47,15 @@ ORDER = [
 ]  # fmt: skip
 FINAL_STEPS = 40  # the large preset's steps
 WINDOW = 7  # steps of the running mean of l(theta) (batches of 4 of 7 or 14 training crops)
-PALETTE = dict(zip(ORDER, sns.color_palette("tab10", len(ORDER)), strict=True))
-DASHES = {o: (2, 2) if o.endswith("cold") else "" for o in ORDER}
+SD_STEPS = (10, 20, 30, 40)  # the steps where the learning curves show mean +- sd over seeds
+SAME = 0.005  # curves closer than this fraction of their axis' span are said to coincide
 
 
 def load() -> pd.DataFrame:
-    frames = [pd.read_csv(p) for p in sorted((HERE / "train").glob("*/*.csv"))]
-    if not frames:
+    paths = sorted((HERE / "train").glob("*/*.csv"))
+    if not paths:
         raise SystemExit("no tables under results/imaging/train: run results/imaging/run.sh first")
-    df = pd.concat(frames, ignore_index=True)
-    df["depth"] = pd.to_numeric(df["depth"], errors="coerce")
-    df["warm_start"] = df["warm_start"].astype(str).str.lower().eq("true")
-
-    def label(r: pd.Series) -> str:
-        name = r["estimator"] if np.isnan(r["depth"]) else f"{r['estimator']} K={int(r['depth'])}"
-        if r["estimator"] in ("deq", "jfb", "phantom", "neumann"):
-            name += " warm" if r["warm_start"] else " cold"
-        return name
-
-    df["label"] = df.apply(label, axis=1)
+    df = read_runs(paths)
     # only finished runs (the last step reached, or a recorded divergence)
     last = df.groupby(["problem", "label", "seed"])[["step"]].transform("max")["step"]
     finished = df.groupby(["problem", "label", "seed"])["step"].transform(
@@ -75,23 +72,75 @@ def _ordered(labels) -> list[str]:
     return [o for o in ORDER if o in present] + sorted(present - set(ORDER))
 
 
+def _styles(labels) -> tuple[list[str], dict]:
+    """The settings in the legend's order and their look: each estimator's colour, dash and
+    marker of every figure of the project (variants of one estimator in shades)."""
+    order = _ordered(labels)
+    return order, plots.estimator_styles(order, keep_order=True)
+
+
+def _line(ax, x, y, style, lw: float, label: str | None = None, markevery=None) -> None:
+    ax.plot(
+        x, y, color=style.colour, linestyle=style.linestyle, marker=style.marker, markevery=markevery, ms=5,
+        mfc="none", mew=1.1, lw=lw, label=label,
+    )  # fmt: skip
+
+
+def _sd_bars(ax, stats: pd.DataFrame, y: str, order: list[str], styles: dict, steps, logx: bool = False) -> None:
+    """Mean +- sd over seeds as error bars at ``steps`` only, each setting's shifted a little
+    sideways so that no bar hides another (the lines alone elsewhere)."""
+    shifts = np.linspace(-1.2, 1.2, len(order)) if len(order) > 1 else [0.0]
+    for shift, lab in zip(shifts, order, strict=True):
+        s = stats[(stats["label"] == lab) & stats["step"].isin(steps)]
+        ax.errorbar(
+            s["step"] + shift, s[y], yerr=s[f"{y}_sd"], fmt="none", ecolor=styles[lab].colour, elinewidth=1.0,
+            capsize=2,
+        )  # fmt: skip
+
+
+def _legend(fig, order: list[str], styles: dict, suffix: dict[str, str], extra=()) -> None:
+    """One legend for the figure, outside its panels on the right."""
+    handles = [
+        plt.Line2D([], [], color=styles[lab].colour, linestyle=styles[lab].linestyle, marker=styles[lab].marker,
+                   mfc="none", mew=1.1, lw=1.6, label=lab + suffix.get(lab, ""))
+        for lab in order
+    ] + list(extra)  # fmt: skip
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+
+
+def _span(curves: dict) -> float:
+    """The range of the values of a panel's curves."""
+    values = pd.concat(list(curves.values()))
+    return float(values.max() - values.min())
+
+
 def curves(df: pd.DataFrame) -> None:
     for problem, d in df.groupby("problem"):
-        order = _ordered(d["label"])
+        order, styles = _styles(d["label"])
+        widths = dict(zip(order, plots.line_widths(len(order), 2.6, 1.0), strict=True))
         seeds = d["seed"].nunique()
-        m = d.groupby(["label", "step"], as_index=False)[["cost", "wall_time", "test_psnr", "outer_loss"]].mean()
+        values = ["cost", "wall_time", "test_psnr", "outer_loss"]
         # l(theta) is measured on each step's batch; a running mean over WINDOW steps (every
         # training image seen about four times) shows its trend
         d = d.sort_values("step").copy()
         d["outer_loss"] = d.groupby(["label", "seed"])["outer_loss"].transform(lambda s: s.rolling(WINDOW, 1).mean())
-        m["outer_loss"] = m.groupby("label")["outer_loss"].transform(lambda s: s.rolling(WINDOW, 1).mean())
-        m = m[m["step"] > 0]
+        g = d.groupby(["label", "step"])
+        m = g[values].mean().join(g[["test_psnr", "outer_loss"]].std().add_suffix("_sd")).reset_index()
         fig, axes = plt.subplots(2, 3, figsize=(17, 8))
-        kw = dict(hue="label", hue_order=order, palette=PALETTE, style="label", dashes=DASHES, style_order=order)
+        steps_curves = {}
         for row, y in enumerate(("outer_loss", "test_psnr")):
-            sns.lineplot(d, x="step", y=y, errorbar="sd" if row else None, ax=axes[row, 0], legend=row == 1, **kw)
-            sns.lineplot(m, x="cost", y=y, ax=axes[row, 1], legend=False, **kw)
-            sns.lineplot(m, x="wall_time", y=y, ax=axes[row, 2], legend=False, **kw)
+            for lab in order:
+                c = m[m["label"] == lab].sort_values("step")
+                later = c[c["step"] > 0]
+                every = max(len(c) // 8, 1)
+                _line(axes[row, 0], c["step"], c[y], styles[lab], widths[lab], markevery=every)
+                _line(axes[row, 1], later["cost"], later[y], styles[lab], widths[lab], markevery=every)
+                _line(axes[row, 2], later["wall_time"], later[y], styles[lab], widths[lab], markevery=every)
+                steps_curves.setdefault(y, {})[lab] = c.set_index("step")[y]
+            if seeds > 1:
+                _sd_bars(axes[row, 0], m, y, order, styles, SD_STEPS)
+        for ax in axes[:, 0]:
+            ax.set_xlabel("step")
         for ax in axes[:, 1]:
             ax.set_xscale("log")
             ax.set_xlabel("cumulative T + VJP of the gradients")
@@ -103,32 +152,64 @@ def curves(df: pd.DataFrame) -> None:
             ax.set_ylabel(f"l(θ) = L(x*(θ)), step's batch, mean of {WINDOW} steps")
         for ax in axes[1]:
             ax.set_ylabel("test PSNR at x*(θ) (dB)")
+        for ax in axes.flat:
+            ax.grid(True, alpha=0.3)
+            if ax.get_yscale() == "log":
+                plots.readable_log_axis(ax.yaxis)
         axes[1, 0].axhline(d["input_psnr"].iloc[0], color="grey", lw=0.8, ls=":")
-        axes[0, 0].set_title(f"{problem}: the same loss for every estimator (mean over {seeds} seed(s))")
-        axes[1, 0].set_title("test PSNR (mean ± sd over seeds; dotted: blurred input)")
-        axes[1, 0].legend(fontsize=7, ncol=2)
+        bars = f"; bars: ± sd over seeds at steps {', '.join(map(str, SD_STEPS))}" if seeds > 1 else ""
+        axes[0, 0].set_title("the same loss for every estimator", fontsize=10)
+        axes[1, 0].set_title("test PSNR (dotted: the blurred input's)", fontsize=10)
+        # a legend suffix where two settings coincide on both curves against the step, within
+        # 0.5 % of the axis' span (log scale for the loss, dB for the PSNR)
+        loss = {k: np.log10(v) for k, v in steps_curves["outer_loss"].items()}
+        suffix_loss, _ = plots.coincidence_notes({0: loss}, rtol=0, atol=_span(loss) * SAME)
+        psnr = steps_curves["test_psnr"]
+        suffix_psnr, _ = plots.coincidence_notes({0: psnr}, rtol=0, atol=_span(psnr) * SAME)
+        suffix = {k: v for k, v in suffix_loss.items() if suffix_psnr.get(k) == v}
+        fig.suptitle(
+            f"{problem}: mean over {seeds} seed(s){bars}; in the legend, = : the same numbers, "
+            f"≈ : within {SAME:.1%} of the axis' span on both curves against the step",
+            y=1.0,
+        )
         fig.tight_layout()
-        fig.savefig(HERE / f"curves_{problem}.png", dpi=100)
+        _legend(fig, order, styles, suffix)
+        fig.savefig(HERE / f"curves_{problem}.png", dpi=100, bbox_inches="tight")
         plt.close(fig)
 
 
 def gaps(df: pd.DataFrame) -> None:
     d = df[df["grad_gap"].notna() & (df["step"] > 0)]
     problems = [p for p in PROBLEMS if p in set(d["problem"])]
+    order, styles = _styles(d["label"])
+    widths = dict(zip(order, plots.line_widths(len(order), 2.6, 1.0), strict=True))
     fig, axes = plt.subplots(1, len(problems), figsize=(5.6 * len(problems), 4.2), squeeze=False)
+    panels = {}
     for ax, problem in zip(axes.flat, problems, strict=True):
         sub = d[d["problem"] == problem]
-        order = _ordered(sub["label"])
-        sns.lineplot(
-            sub, x="step", y="grad_gap", hue="label", hue_order=order, palette=PALETTE, style="label",
-            dashes=DASHES, style_order=order, errorbar="sd", marker="o", ax=ax,
-        )  # fmt: skip
+        g = sub.groupby(["label", "step"])["grad_gap"]
+        stats = g.mean().to_frame().join(g.std().rename("grad_gap_sd")).reset_index()
+        here = [lab for lab in order if lab in set(sub["label"])]
+        for lab in here:
+            c = stats[stats["label"] == lab]
+            _line(ax, c["step"], c["grad_gap"], styles[lab], widths[lab])
+        _sd_bars(ax, stats, "grad_gap", here, styles, sorted(stats["step"].unique()))
+        panels[problem] = {lab: stats[stats["label"] == lab].set_index("step")["grad_gap"] for lab in here}
         ax.set_yscale("log")
-        ax.set_title(f"{problem}: gap to a float64 DEQ at 1e-8")
+        plots.readable_log_axis(ax.yaxis)
+        ax.grid(True, alpha=0.3)
+        ax.set_xlabel("step")
         ax.set_ylabel("||g - g_DEQ|| / ||g_DEQ|| (same θ, same batch)")
-        ax.legend(fontsize=7)
+    suffix, notes = plots.coincidence_notes(panels)
+    for ax, problem in zip(axes.flat, problems, strict=True):
+        ax.set_title(f"{problem}: gap to a float64 DEQ at 1e-8" + (f"\n{notes[problem]}" if notes[problem] else ""))
+    fig.suptitle(
+        f"mean over seeds, bars ± sd (shifted sideways); = : the same numbers, ≈ : within {plots.COINCIDE_RTOL:.0%}",
+        y=1.0,
+    )
     fig.tight_layout()
-    fig.savefig(HERE / "gaps.png", dpi=110)
+    _legend(fig, order, styles, suffix)
+    fig.savefig(HERE / "gaps.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -312,8 +393,6 @@ def reconstructions(seed: int = 0, picture: str = "coins") -> None:
 
 
 if __name__ == "__main__":
-    from jfbbench import plots
-
     table = load()
     curves(table)
     gaps(table)

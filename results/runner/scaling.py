@@ -2,6 +2,7 @@
 list-scheduling simulation of a Dask cluster of 1..256 workers.
 
     python results/runner/scaling.py            # reads results/sweep.csv (an in-process run)
+    python results/runner/scaling.py --plot     # redraws scaling.png from scaling.csv and scaling_constants.json
 
 Model (every constant measured here, on this machine):
 - tasks are submitted in grid order; each goes to the worker that frees first (Dask's
@@ -24,6 +25,7 @@ from __future__ import annotations
 import heapq
 import json
 import logging
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -118,29 +120,41 @@ def main() -> None:
     print(df.round(3).to_string(index=False))
     print(constants)
 
+    plot(df, constants)
+
+
+def plot(df: pd.DataFrame, constants: dict[str, float]) -> None:
+    """scaling.png from the simulated speedups and the measured constants (legend outside the data)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
-    sns.set_theme(style="whitegrid")
+    from jfbbench.plots import readable_log_axis
+
+    in_process, tasks = constants["in_process_s"], int(df["tasks"].iloc[0])
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.plot(df["workers"], df["workers"], ":", color="grey", label="ideal (N)")
-    ax.plot(df["workers"], df["speedup"], "o-", label="simulated: grid alone")
-    ax.plot(
-        df["workers"], df["speedup_with_startup"], "s-", label=f"simulated: + cluster start ({c['startup_s']:.0f} s)"
-    )
-    ax.axhline(in_process / longest, color="C3", ls="--", label=f"bound: longest task ({longest:.2f} s)")
-    ax.axhline(in_process / (len(table) * c["write_s"]), color="C4", ls="-.",
-               label=f"bound: client writes ({1e3 * c['write_s']:.1f} ms/row)")  # fmt: skip
+    ax.plot(df["workers"], df["speedup"], "o-", color="C0", label="simulated: grid alone")
+    ax.plot(df["workers"], df["speedup_with_startup"], "s-", color="C1",
+            label=f"simulated: + cluster start ({constants['startup_s']:.0f} s)")  # fmt: skip
+    ax.axhline(df["bound_longest_task"].iloc[0], color="C3", ls="--",
+               label=f"bound: longest task ({constants['longest_task_s']:.2f} s)")  # fmt: skip
+    ax.axhline(df["bound_client_writes"].iloc[0], color="C4", ls="-.",
+               label=f"bound: client writes ({1e3 * constants['write_s']:.1f} ms/row)")  # fmt: skip
     ax.set(xscale="log", yscale="log", xlabel="Dask workers", ylabel="speedup over in-process",
-           title=f"default sweep: {len(table)} tasks, {in_process:.0f} s in-process")  # fmt: skip
+           title=f"default sweep: {tasks} tasks, {in_process:.0f} s in-process")  # fmt: skip
     ax.set_xticks(WORKERS, [str(w) for w in WORKERS])
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(HERE / "scaling.png", dpi=150)
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.grid(True, which="major", alpha=0.3)
+    readable_log_axis(ax.yaxis)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    fig.savefig(HERE / "scaling.png", dpi=150, bbox_inches="tight")
+    plt.close(fig)
 
 
 if __name__ == "__main__":
-    main()
+    if "--plot" in sys.argv:
+        plot(pd.read_csv(HERE / "scaling.csv"), json.loads((HERE / "scaling_constants.json").read_text()))
+    else:
+        main()
