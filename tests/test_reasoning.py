@@ -194,7 +194,6 @@ def test_deq_matches_the_dense_solve_on_the_recursion_parameters():
     assert rel(g[:-n_head], exact[:-n_head]) < 1e-9  # no direct term outside the head
 
 
-@pytest.mark.xfail(strict=True, reason="deq drops dL/dtheta until the total-derivative fix lands")
 def test_deq_matches_the_dense_total_derivative():
     p = make(lipschitz=0.7)
     exact, _ = total_derivative(p)
