@@ -14,6 +14,7 @@ from jfbbench.problems.ignn import IGNN, perron_frobenius
 from jfbbench.problems.mondeq import step_for_contraction
 from jfbbench.solvers import fixed_point
 from jfbbench.training import TrainConfig, presets_for, train
+from jfbbench.training.tables import read_runs
 
 FAMILIES = ("conv_deq", "mondeq", "ignn")
 #: Instances small enough for dense Jacobians and finite differences.
@@ -255,6 +256,13 @@ def test_digits_split_is_fixed_by_the_seed_and_disjoint():
     assert overlap < 0.05 * a.n_images("test")
 
 
+def test_train_size_keeps_the_first_training_digits_and_the_whole_test_split():
+    full = problems.make("conv_deq", channels=1, batch=2)
+    part = problems.make("conv_deq", channels=1, batch=2, train_size=40)
+    assert part.n_images("train") == 40 and part.n_images("test") == full.n_images("test") == 300
+    assert torch.equal(part._data["train"][0], full._data["train"][0][:40])
+
+
 def test_chains_put_each_label_at_one_end_only():
     p = problems.make("ignn", chain_length=5, n_chains=2, classes=3)
     assert p.X.shape == (3, 30)
@@ -270,6 +278,8 @@ def test_chains_put_each_label_at_one_end_only():
         ("mondeq", dict(width=0), "width"),
         ("ignn", dict(chain_length=1), "chain_length"),
         ("ignn", dict(hidden=0), "hidden"),
+        ("conv_deq", dict(train_size=5000), "train_size"),
+        ("mondeq", dict(train_size=0), "train_size"),
         ("conv_deq", dict(lipschitz=1.0), "lipschitz"),
         ("mondeq", dict(lipschitz=1.5), "lipschitz"),
         ("ignn", dict(lipschitz=1.0), "lipschitz"),
@@ -350,3 +360,10 @@ def test_a_relu_equilibrium_at_zero_is_reached_from_a_warm_start(method):
     x0 = torch.full((3, 4), 100.0, dtype=torch.float64)
     x, st = fixed_point(lambda z: torch.relu(z - 1000.0), x0, 1e-8, 100, method=method)
     assert st["converged"] and float(x.abs().max()) == 0.0
+
+
+def test_training_tables_read_back_with_their_setting_labels(tmp_path):
+    for name, depth, warm in (("deq", "", "True"), ("restarted_jfb", "2", "False"), ("jfb", "2", "False")):
+        (tmp_path / f"{name}.csv").write_text(f"estimator,depth,warm_start,step\n{name},{depth},{warm},0\n")
+    df = read_runs(sorted(tmp_path.glob("*.csv")))
+    assert sorted(df["label"]) == ["deq warm", "jfb K=2 cold", "restarted_jfb K=2"]

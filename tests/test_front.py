@@ -244,3 +244,15 @@ def test_front_refuses_a_table_it_cannot_read(tmp_path):
     bad.write_text("a,b\n1,2\n")
     res = CliRunner().invoke(main, ["front", str(bad), "--out", str(tmp_path)])
     assert res.exit_code == 2 and "neither a sweep table" in res.output and "Traceback" not in res.output
+
+
+def test_estimator_settings_are_separate_settings_of_the_front():
+    rows = [
+        dict(problem="p", lipschitz=0.9, estimator="shine", estimator_config=cfg, depth=None, rel_error=err,
+             operator_evals=20, vjp_evals=1, time_s=0.1, peak_memory_bytes=10)
+        for cfg, err in [('{"memory": 10}', 0.5), ('{"memory": 40, "refine": 4}', 0.01), ("{}", 0.2)]
+    ]  # fmt: skip
+    s = front.summarise(front.read_points([pd.DataFrame(rows)]))
+    assert len(s) == 3  # one point per setting, not one pooled shine
+    best = s.set_index("setting").sort_values("error").iloc[0]
+    assert best["error"] == 0.01 and "memory=40" in best.name and "refine=4" in best.name

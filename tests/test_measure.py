@@ -108,3 +108,56 @@ def test_a_call_too_long_to_profile_reports_no_cpu_peak_rather_than_exhausting_m
     row = measure(p, est, ref, timing=False)
     assert row["peak_memory_bytes"] is None and row["memory_bytes"] > 0
     assert "peak_memory_bytes not measured: more than 20 profiler events" in row["warning"]
+
+
+def test_saved_peak_counts_what_is_held_at_once_not_what_was_ever_saved():
+    from jfbbench.measure import saved_tensor_usage
+
+    a = torch.randn(1000, dtype=torch.float64, requires_grad=True)
+    step = 1000 * 8  # exp saves its float64 output
+
+    def one_graph_per_step() -> None:
+        for _ in range(8):
+            a.exp().sum().backward()  # each graph freed before the next is built
+
+    def one_long_graph() -> None:
+        x = a
+        for _ in range(8):
+            x = x.exp() * 0.5  # exp saves its output; a product by a number saves nothing
+        x.sum().backward()
+
+    _, total, peak = saved_tensor_usage(one_graph_per_step)
+    assert total == 8 * step and peak == step
+    _, total, peak = saved_tensor_usage(one_long_graph)
+    assert total == peak == 8 * step
+
+
+def test_saved_peak_is_flat_in_depth_for_revdeq_and_grows_for_unrolling():
+    p = problems.make("tanh_layer", lipschitz=0.5, dim=32, batch=4)
+    ref = float64_reference(lambda dtype: p)
+    rows = {
+        (name, k): measure(p, estimators.make(name, depth=k), ref, timing=False)
+        for name in ("revdeq", "unrolled")
+        for k in (4, 32)
+    }
+    assert rows["revdeq", 32]["saved_peak_bytes"] == rows["revdeq", 4]["saved_peak_bytes"] > 0
+    assert rows["revdeq", 32]["memory_bytes"] > rows["revdeq", 4]["memory_bytes"]  # the cumulative sum grows
+    # unrolling holds every step's tanh output (batch x dim doubles) until the backward pass
+    assert rows["unrolled", 32]["saved_peak_bytes"] - rows["unrolled", 4]["saved_peak_bytes"] >= 28 * 4 * 32 * 8
+
+
+def test_saved_peak_frees_a_graph_whose_backward_ran_only_in_part():
+    from jfbbench.measure import saved_tensor_usage
+
+    x = torch.randn(1000, dtype=torch.float64, requires_grad=True)
+    th = torch.ones((), dtype=torch.float64, requires_grad=True)
+
+    def partial_backward_per_step() -> None:
+        for _ in range(8):
+            f = (x.exp() * th).sum()  # exp saves its output, the product saves it again
+            torch.autograd.grad(f, th)  # exp's node never runs: its saved output goes with f
+            del f  # (else this step's graph is still alive while the next one is built)
+
+    _, total, peak = saved_tensor_usage(partial_backward_per_step)
+    step = 1000 * 8 + 8  # exp(x), and th saved by the product
+    assert total == 8 * step and peak == step

@@ -2,7 +2,15 @@
 memory. Every function here wraps one estimator call; sweeps and benchmarks compose them."""
 
 from .error import Reference, compare, float64_reference, reference_gradient
-from .memory import cpu_peak_bytes, cuda_peak_bytes, peak_bytes, rss_growth_bytes, saved_tensor_bytes, tensor_bytes
+from .memory import (
+    cpu_peak_bytes,
+    cuda_peak_bytes,
+    peak_bytes,
+    rss_growth_bytes,
+    saved_tensor_bytes,
+    saved_tensor_usage,
+    tensor_bytes,
+)
 from .record import measure
 from .timing import Timing, time_call
 
@@ -18,6 +26,7 @@ __all__ = [
     "reference_gradient",
     "rss_growth_bytes",
     "saved_tensor_bytes",
+    "saved_tensor_usage",
     "tensor_bytes",
     "time_call",
 ]

@@ -1,5 +1,5 @@
 """Memory of one estimator call: bytes autograd saves for the backward pass (exact, the same on
-CPU and GPU), the allocator's peak during the call (CUDA: ``max_memory_allocated``; CPU:
+CPU and GPU; their sum over the call and the peak of those still held), the allocator's peak during the call (CUDA: ``max_memory_allocated``; CPU:
 torch.profiler's memory events), the bytes of a state that persists between calls, and the
 growth of the process's peak RSS (coarse)."""
 
@@ -9,6 +9,7 @@ import contextlib
 import os
 import resource
 import sys
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,23 +21,70 @@ def _storage_key(t: torch.Tensor) -> tuple:
     return (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
 
 
-def saved_tensor_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
-    """Run ``fn`` and count the bytes of the tensors autograd saves for backward, with
-    ``torch.autograd.graph.saved_tensors_hooks``. A tensor saved several times (same storage,
-    offset, shape and stride) counts once. Returns (fn's result, bytes)."""
-    seen: set[tuple] = set()
-    total = 0
+class _Packed:
+    """What a saved-tensor hook hands autograd instead of the tensor: a detached view of it (the
+    same storage; holding the tensor itself would close a cycle through its ``grad_fn`` when
+    autograd saves an output, which Python's collector cannot see, and keep a graph whose
+    backward never ran alive for good), and the target of a finaliser that tells the count
+    when autograd lets it go."""
 
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        nonlocal total
-        key = _storage_key(t)
-        if key not in seen:
-            seen.add(key)
-            total += t.numel() * t.element_size()
-        return t
+    __slots__ = ("tensor", "__weakref__")
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
+
+
+def saved_tensor_usage(fn: Callable[[], Any]) -> tuple[Any, int, int]:
+    """Run ``fn`` under ``torch.autograd.graph.saved_tensors_hooks`` and count the bytes of the
+    tensors autograd saves for backward, two ways. Returns (fn's result, total, peak).
+
+    - total: every tensor saved during the call, summed (a tensor saved again while autograd
+      still holds it, same storage, offset, shape and stride, counts once; memory freed and
+      reused for a later saved tensor counts again). It grows with the number of graphs
+      built, even when each is freed before the next is made (a reversible or forward-mode
+      method building one small graph per step).
+    - peak: the most bytes of saved tensors held at once. A saved tensor counts from its save
+      until autograd frees it (after a backward pass without ``retain_graph``, or when its graph
+      is dropped), tracked with a finaliser on the object the hook hands autograd. This is
+      the memory a graph costs: it grows with the length of an unrolled graph, not with the
+      number of small graphs built and freed in turn.
+
+    Neither sees tensors saved under another saved-tensor hook pushed inside ``fn``: a
+    non-reentrant ``torch.utils.checkpoint`` keeps its segments' inputs where these hooks see
+    them, but holds the segment it recomputes during backward through its own hook; the
+    allocator's peak (:func:`peak_bytes`) sees that segment."""
+    holders: dict[tuple, int] = {}
+    total = held = peak = 0
+
+    def release(key: tuple, nbytes: int) -> None:
+        nonlocal held
+        holders[key] -= 1
+        if holders[key] == 0:
+            del holders[key]
+            held -= nbytes
+
+    def pack(t: torch.Tensor) -> _Packed:
+        nonlocal total, held, peak
+        key, nbytes = _storage_key(t), t.numel() * t.element_size()
+        if key not in holders:
+            holders[key] = 0
+            total += nbytes
+            held += nbytes
+            peak = max(peak, held)
+        holders[key] += 1
+        packed = _Packed(t.detach())
+        weakref.finalize(packed, release, key, nbytes)
+        return packed
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda packed: packed.tensor):
         out = fn()
+    return out, total, peak
+
+
+def saved_tensor_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
+    """Run ``fn`` and sum the bytes of the tensors autograd saves for backward during it (the
+    total of :func:`saved_tensor_usage`). Returns (fn's result, bytes)."""
+    out, total, _ = saved_tensor_usage(fn)
     return out, total
 
 

@@ -11,7 +11,7 @@ from ..estimators import Estimator
 from ..solvers import ConvergenceWarning
 from . import memory as _memory
 from .error import Reference, compare
-from .memory import peak_bytes, rss_growth_bytes, saved_tensor_bytes, tensor_bytes
+from .memory import peak_bytes, rss_growth_bytes, saved_tensor_usage, tensor_bytes
 from .timing import time_call
 
 
@@ -29,7 +29,9 @@ def measure(
     grid's settings). A solve that stops at max_iter is recorded with ``converged=False``; a
     reference that did not converge sets ``status="reference_not_converged"``.
 
-    Memory: ``memory_bytes`` (what autograd saves for backward), ``workspace_bytes`` (what
+    Memory: ``memory_bytes`` (every tensor autograd saves for backward during the call, summed),
+    ``saved_peak_bytes`` (the most of those held at once: flat in the depth for a method that
+    frees each step's graph before building the next), ``workspace_bytes`` (what
     the estimator's solvers held, from its stats; None if it does not say), ``state_bytes``
     (the state returned for the next call), ``peak_memory_bytes`` (the allocator's peak during
     the call: CUDA's ``max_memory_allocated``, or torch.profiler's memory events on the CPU)
@@ -50,7 +52,7 @@ def measure(
         warnings.simplefilter("always", ConvergenceWarning)
         est, rss = rss_growth_bytes(call)
         # one call for both: the saved-tensor hooks allocate nothing the allocator sees
-        (_, saved), peak = peak_bytes(lambda: saved_tensor_bytes(call), device)
+        (_, saved, saved_peak), peak = peak_bytes(lambda: saved_tensor_usage(call), device)
     messages = sorted({str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)})
     if peak is None and device.type == "cpu":
         messages.append(
@@ -59,6 +61,7 @@ def measure(
     row: dict[str, Any] = compare(est.grad, reference.grad)
     row.update(
         memory_bytes=saved,
+        saved_peak_bytes=saved_peak,
         workspace_bytes=est.stats.get("workspace_bytes"),
         state_bytes=tensor_bytes(est.state),
         peak_memory_bytes=peak,

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .._validation import check_positive_int
 from .base import Problem
 
 #: Fraction of the digits held out for testing (the split is drawn from the seed).
@@ -32,15 +33,22 @@ def _digits() -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.as_tensor(d.target, dtype=torch.long)
 
 
-def digits(seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def digits(seed: int, train_size: int | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """scikit-learn's 1,797 handwritten digits (8 x 8, grey levels 0..16 scaled to [0, 1],
     ten classes; shipped with scikit-learn, nothing downloaded), split into ``train`` and
-    ``test`` by a permutation drawn from ``seed`` (a sixth held out). Returns
-    ``{split: (images (n, 8, 8) float64, labels (n,) long)}``."""
+    ``test`` by a permutation drawn from ``seed`` (a sixth, 300 digits, held out); with
+    ``train_size``, only the first ``train_size`` training digits of that permutation are
+    kept (training then revisits each digit often). Returns ``{split: (images (n, 8, 8)
+    float64, labels (n,) long)}``."""
     images, labels = _digits()
     perm = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(seed))
     n_test = round(DIGITS_TEST_FRACTION * images.shape[0])
-    parts = {"test": perm[:n_test], "train": perm[n_test:]}
+    n_train = images.shape[0] - n_test
+    if train_size is not None:
+        n_train = check_positive_int(train_size, "train_size")
+        if n_train > images.shape[0] - n_test:
+            raise ValueError(f"train_size must be at most {images.shape[0] - n_test} digits, got {train_size!r}")
+    parts = {"test": perm[:n_test], "train": perm[n_test : n_test + n_train]}
     return {s: (images[i], labels[i]) for s, i in parts.items()}
 
 

@@ -66,7 +66,9 @@ class MonDEQ(ClassificationProblem):
         W = (1 - m) I - A^T A + B - B^T,   M = I - alpha (I - W),
 
     one row of z per digit (a batch of independent samples), theta = (A, B, U, b, H, c) with
-    the read-out logits = z H^T + c and L = cross-entropy (mean over the batch).
+    the read-out logits = z H^T + c and L = cross-entropy (mean over the batch). Settings:
+    ``width``, ``batch`` (the first ``batch`` training digits as created) and ``train_size``
+    (the training digits kept, all by default).
 
     **rho exact.** I - W = m I + P, P = A^T A - (B - B^T), is m-strongly monotone, so
     forward-backward splitting converges for small alpha; the textbook step alpha = m / L^2
@@ -101,7 +103,9 @@ class MonDEQ(ClassificationProblem):
     batched = True
     #: ``jfbbench train`` presets: ``default`` and ``quick`` (seconds; the tests).
     train_presets = {
-        "default": dict(steps=60, lr=0.01, batch_size=32, gap_every=10, tol=1e-4, problem=dict(width=64)),
+        "default": dict(
+            steps=100, lr=0.01, batch_size=32, gap_every=10, tol=1e-4, problem=dict(width=64, train_size=256)
+        ),
         "quick": dict(steps=3, lr=0.01, batch_size=8, gap_every=2, tol=1e-3, problem=dict(width=8, batch=8)),
     }
 
@@ -110,6 +114,7 @@ class MonDEQ(ClassificationProblem):
         lipschitz: float = 0.9,
         width: int = 64,
         batch: int = 32,
+        train_size: int | None = None,
         seed: int = 0,
         dtype: Any = torch.float64,
         device: Any = "cpu",
@@ -128,11 +133,16 @@ class MonDEQ(ClassificationProblem):
         self.U = self._param(torch.randn(width, 64, generator=g, dtype=torch.float64) / 8.0)
         self.b = self._param(0.1 * torch.randn(width, generator=g, dtype=torch.float64))
         self._make_head(width, N_CLASSES, g)
-        self._data = {s: (self._to(x.reshape(x.shape[0], -1)), y.to(self.device)) for s, (x, y) in digits(seed).items()}
+        self._data = {
+            s: (self._to(x.reshape(x.shape[0], -1)), y.to(self.device))
+            for s, (x, y) in digits(seed, train_size).items()
+        }
         self._step = ValueCache()
         self._weights = GraphCache()
         self.config = dict(width=width, batch=batch)
-        self.select("train", range(batch))
+        if train_size is not None:
+            self.config["train_size"] = train_size
+        self.select("train", range(min(batch, self.n_images("train"))))
 
     def _spread(self) -> torch.Tensor:
         """P = A^T A - (B - B^T)."""

@@ -40,7 +40,8 @@ SETTING_COLUMNS = ["tol", "warm_start", "extra_steps"]
 #: What a task measures, after the settings, in this order.
 MEASURED_COLUMNS = [
     "rel_error", "abs_error", "cosine", "ref_grad_norm", "time_s", "time_iqr_s", "time_repeats", "memory_bytes",
-    "peak_memory_bytes", "rss_growth_bytes", "operator_evals", "vjp_evals", "jvp_evals", "forward_residual", "converged",
+    "saved_peak_bytes", "peak_memory_bytes", "rss_growth_bytes", "operator_evals", "vjp_evals", "jvp_evals", "forward_residual",
+    "converged",
     "reference_converged", "reference_dtype", "rho_loc", "spectral_radius", "contraction_method",
     "workspace_bytes", "state_bytes", "warning", "declared_lipschitz", "elapsed_s", "status", "workers",
     "threads_per_worker",

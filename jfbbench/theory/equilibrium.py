@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from .. import linalg
+from ..estimators.base import loss_gradients
 from ..linalg import dense_jacobian
 from ..measure import reference_gradient
 from ..solvers import fixed_point
@@ -82,7 +83,8 @@ def find_equilibrium(problem: Any, dense_max_dim: int = 2048) -> Equilibrium:
     """x*, the exact gradient and the norms of :mod:`jfbbench.theory.bounds` at the equilibrium of ``problem``.
 
     For n <= ``dense_max_dim``: x* by Newton's method, J and B formed densely, ||J||_2,
-    ||B||_2 and the spectral radius exact, grad ell = B^T (I - J^T)^{-1} v by a dense solve.
+    ||B||_2 and the spectral radius exact, grad ell = B^T (I - J^T)^{-1} v + dL/dtheta by a
+    dense solve (the last term: the loss's own dependence on theta, e.g. a trained read-out head).
     Otherwise x* and the gradient from the tight DEQ reference, ||J||_2 and ||B||_2 by power
     iteration, the spectral radius by the power estimate of :mod:`jfbbench.linalg`.
     """
@@ -101,11 +103,11 @@ def find_equilibrium(problem: Any, dense_max_dim: int = 2048) -> Equilibrium:
             fx = problem.operator(x)
             jac = dense_jacobian(fx, x).detach()
             bmat = linalg.dense_parameter_jacobian(fx, params)
-            (v,) = torch.autograd.grad(problem.loss(x), x)
+            v, direct = loss_gradients(problem.loss(x), x, params)
         v = v.detach().reshape(-1)
         eye = torch.eye(n, dtype=jac.dtype, device=jac.device)
         u = torch.linalg.solve(eye - jac.T, v)
-        grad = bmat.T @ u
+        grad = bmat.T @ u + direct.detach()  # the total derivative: the loss's own dL/dtheta too
         rho_loc = float(torch.linalg.matrix_norm(jac, 2))
         radius = float(torch.linalg.eigvals(jac).abs().max())
         b_norm = float(torch.linalg.matrix_norm(bmat, 2))

@@ -37,6 +37,8 @@ import pandas as pd  # noqa: E402
 
 from jfbbench import plots  # noqa: E402
 
+from jfbbench.training.tables import read_runs  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 PROBLEMS = ["weighted_tv", "pnp_fb", "drunet_fb"]
 ORDER = [
@@ -50,20 +52,10 @@ SAME = 0.005  # curves closer than this fraction of their axis' span are said to
 
 
 def load() -> pd.DataFrame:
-    frames = [pd.read_csv(p) for p in sorted((HERE / "train").glob("*/*.csv"))]
-    if not frames:
+    paths = sorted((HERE / "train").glob("*/*.csv"))
+    if not paths:
         raise SystemExit("no tables under results/imaging/train: run results/imaging/run.sh first")
-    df = pd.concat(frames, ignore_index=True)
-    df["depth"] = pd.to_numeric(df["depth"], errors="coerce")
-    df["warm_start"] = df["warm_start"].astype(str).str.lower().eq("true")
-
-    def label(r: pd.Series) -> str:
-        name = r["estimator"] if np.isnan(r["depth"]) else f"{r['estimator']} K={int(r['depth'])}"
-        if r["estimator"] in ("deq", "jfb", "phantom", "neumann"):
-            name += " warm" if r["warm_start"] else " cold"
-        return name
-
-    df["label"] = df.apply(label, axis=1)
+    df = read_runs(paths)
     # only finished runs (the last step reached, or a recorded divergence)
     last = df.groupby(["problem", "label", "seed"])[["step"]].transform("max")["step"]
     finished = df.groupby(["problem", "label", "seed"])["step"].transform(

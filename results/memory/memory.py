@@ -1,0 +1,53 @@
+"""Memory against depth on weighted TV denoising-deblurring at 128 x 128 (8 images, float32):
+the bytes of saved tensors held at once (saved_peak_bytes), their sum over the call
+(memory_bytes) and the CPU allocator's peak (peak_memory_bytes), for K = 4 ... 64."""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+
+from jfbbench import estimators, problems
+from jfbbench.measure import peak_bytes, saved_tensor_usage
+
+DEPTHS = (4, 8, 16, 32, 64)
+
+
+def settings(k: int) -> list[tuple[str, str, dict]]:
+    s = max(1, round(math.sqrt(k)))
+    return [
+        ("unrolled", "unrolled", {}),
+        ("unrolled", f"checkpoint=sqrtK ({s})", {"checkpoint": s}),
+        ("unrolled", "checkpoint=4", {"checkpoint": 4}),
+        ("revdeq", "beta=0.8", {"beta": 0.8}),
+        ("forward_mode", "", {}),
+        ("jfb", "", {}),
+        ("deq", "", {}),
+    ]
+
+
+def main(out: str) -> None:
+    problem = problems.make("weighted_tv", lipschitz=0.9, patch=128)
+    state = problem.initial_point()
+    fields = ["estimator", "setting", "depth", "state_bytes", "saved_peak_bytes", "memory_bytes", "peak_memory_bytes",
+              "operator_evals", "vjp_evals"]  # fmt: skip
+    with open(out, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fields)
+        writer.writeheader()
+        for k in DEPTHS:
+            for name, label, kw in settings(k):
+                est = estimators.make(name, depth=k, **kw) if name != "deq" else estimators.make(name, depth=k)
+                (e, total, held), peak = peak_bytes(
+                    lambda e=est: saved_tensor_usage(lambda: e.gradient(problem)), state.device
+                )
+                writer.writerow(dict(estimator=name, setting=label, depth=k,
+                                     state_bytes=state.numel() * state.element_size(), saved_peak_bytes=held,
+                                     memory_bytes=total, peak_memory_bytes=peak,
+                                     operator_evals=e.stats["operator_evals"], vjp_evals=e.stats["vjp_evals"]))  # fmt: skip
+                fh.flush()
+                print(name, label, k, held, total, peak, flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "results/memory/memory.csv")
