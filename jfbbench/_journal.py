@@ -149,7 +149,16 @@ class GridRecord:
     def grids(self) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
-        return list(json.loads(self.path.read_text())["grids"])
+        try:
+            grids = json.loads(self.path.read_text())["grids"]
+            if not isinstance(grids, list):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(
+                f"{self.path} is not a grid record (JSON with a list of grids); remove it to keep the table's rows "
+                "without their grid's record"
+            ) from None
+        return list(grids)
 
     def write(self, grids: list[dict[str, Any]]) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")

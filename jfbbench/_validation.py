@@ -126,9 +126,27 @@ def check_device(value: Any, name: str = "device") -> torch.device:
             raise ValueError(f"{name} must be a torch device such as 'cpu' or 'cuda', got {value!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"{name}={value!r} was asked for, but CUDA is not available on this machine")
+    if device.type != "cpu":
+        try:  # any other device: one empty tensor there says whether it exists on this machine
+            torch.empty(0, device=device)
+        except Exception:
+            raise ValueError(
+                f"{name}={value!r} is not available on this machine; available: {', '.join(available_devices())}"
+            ) from None
     if device.type == "cuda":
         ieee_float32()
     return device
+
+
+def available_devices() -> list[str]:
+    """The torch devices of this machine: ``cpu``, each CUDA device, ``mps`` where present."""
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    return out
 
 
 def ieee_float32() -> None:

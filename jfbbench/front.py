@@ -396,10 +396,10 @@ def write_tables(
 
     Returns the summary, the targets table and the paths written. The figures are
     :func:`jfbbench.plots.write_front`'s."""
+    points = read_points(tables)  # the tables read and checked before anything is written
+    summary = summarise(points)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    points = read_points(tables)
-    summary = summarise(points)
     fixed = summary["regime"] == "fixed_theta_limit"
     table = targets(summary[~fixed])
     cold = summary[(summary["regime"] == "cold") & ~summary["warm_start"]]

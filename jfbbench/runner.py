@@ -30,6 +30,8 @@ written: a rerun measures it).
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import sys
 import time
@@ -41,6 +43,10 @@ from typing import Any
 import torch
 
 from ._validation import check_nonnegative_int, check_positive_int
+
+#: Seconds to wait for a Dask scheduler (``--scheduler``, ``--scheduler-file``) to answer as
+#: one before giving up, whatever listens at its address.
+SCHEDULER_TIMEOUT_S = 20.0
 
 
 @dataclass
@@ -67,10 +73,80 @@ class Cluster:
         if self.threads_per_worker is not None:
             check_positive_int(self.threads_per_worker, "--threads-per-worker")
         check_nonnegative_int(self.retries, "--retries")
+        if self.scheduler_file is not None:
+            scheduler_address(self.scheduler_file)
 
     @property
     def local(self) -> bool:
         return self.workers is None and self.scheduler is None and self.scheduler_file is None
+
+    def check(self, timeout: float | None = None) -> None:
+        """Refuse, before any task runs, a scheduler that does not answer as a Dask scheduler
+        within ``timeout`` seconds (default :data:`SCHEDULER_TIMEOUT_S`); nothing to check for
+        this process or a local cluster."""
+        if self.scheduler is not None:
+            probe_scheduler(self.scheduler, "--scheduler", timeout)
+        elif self.scheduler_file is not None:
+            where = f"{scheduler_address(self.scheduler_file)} (from --scheduler-file {self.scheduler_file!r})"
+            probe_scheduler(scheduler_address(self.scheduler_file), where, timeout)
+
+
+def scheduler_address(path: str) -> str:
+    """The address a Dask scheduler file holds (``dask scheduler --scheduler-file`` writes it),
+    or a one-line ValueError saying what is wrong with the file."""
+    what = f"--scheduler-file {path!r}"
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as exc:
+        raise ValueError(f"{what} cannot be read: {exc.strerror} (dask scheduler --scheduler-file writes it)") from None
+    try:
+        info = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{what} is not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
+            "dask scheduler --scheduler-file writes a JSON file with the scheduler's address"
+        ) from None
+    address = info.get("address") if isinstance(info, dict) else None
+    if not isinstance(address, str) or not address:
+        raise ValueError(
+            f'{what} holds no scheduler address (a JSON object with an "address" such as "tcp://host:8786")'
+        )
+    return address
+
+
+def probe_scheduler(address: str, what: str = "--scheduler", timeout: float | None = None) -> None:
+    """Ask ``address`` who it is (Dask's ``identity`` call) and raise a one-line ValueError
+    unless a Dask scheduler answers within ``timeout`` seconds (default
+    :data:`SCHEDULER_TIMEOUT_S`): nothing listening, another server (HTTP, SSH) or a Dask
+    worker are all refused, and the wait never passes the timeout."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed.core import rpc
+
+    timeout = SCHEDULER_TIMEOUT_S if timeout is None else float(timeout)
+    label = what if what != "--scheduler" else f"--scheduler {address!r}"
+
+    async def identity() -> Any:
+        async with rpc(address, timeout=timeout) as remote:
+            return await remote.identity()
+
+    def ask() -> Any:
+        return asyncio.run(asyncio.wait_for(identity(), timeout))
+
+    try:  # a thread of its own: the caller may be inside an event loop (a notebook)
+        with ThreadPoolExecutor(1) as pool:
+            info = pool.submit(ask).result()
+    except (TimeoutError, asyncio.TimeoutError):
+        raise ValueError(f"{label}: no Dask scheduler answered within {timeout:g} s") from None
+    except Exception as exc:  # refused, reset, a reply that is not Dask's (an HTTP or SSH server), a bad address
+        text = str(exc).strip().splitlines()
+        raise ValueError(
+            f"{label}: no Dask scheduler answered ({type(exc).__name__}: {text[0][:200] if text else ''})".rstrip()
+        ) from None
+    kind = info.get("type") if isinstance(info, dict) else None
+    if kind != "Scheduler":
+        raise ValueError(f"{label}: a {kind or 'server'} answered, not a Dask scheduler")
 
 
 @dataclass
@@ -138,10 +214,10 @@ def dask_client(cluster: Cluster):
         where = cluster.scheduler or f"in {cluster.scheduler_file}"
         try:
             if cluster.scheduler_file is not None:
-                client = Client(scheduler_file=cluster.scheduler_file, timeout="20s")
+                client = Client(scheduler_file=cluster.scheduler_file, timeout=f"{SCHEDULER_TIMEOUT_S}s")
             else:
-                client = Client(cluster.scheduler, timeout="20s")
-        except (OSError, TimeoutError, ValueError) as exc:
+                client = Client(cluster.scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
+        except Exception as exc:
             text = str(exc).strip().splitlines()
             raise ValueError(
                 f"cannot reach the Dask scheduler {where}: {text[0] if text else type(exc).__name__}"

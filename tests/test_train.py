@@ -1,6 +1,7 @@
 """``jfbbench train``: rows, learning, resumption, divergence and bad input."""
 
 import csv
+from pathlib import Path
 
 import pytest
 import torch
@@ -217,6 +218,21 @@ def test_cli_train_quick_writes_the_table(tmp_path):
     assert len(read(out)) == 3
 
 
+def test_cli_train_without_out_writes_a_table_per_setting_and_says_where(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--problem", "weighted_tv", "--estimator", "jfb", "--depth", "2", "--quick", "--steps", "2"]
+    res = CliRunner().invoke(main, [*args, "--set", "weights=scalar"])
+    assert res.exit_code == 0, res.output
+    written = sorted(Path("runs/train/weighted_tv").glob("jfb-cold-K2-s0-*.csv"))
+    assert len(written) == 1 and f"table {written[0]}" in res.output, res.output
+    assert len(read(written[0])) == 3
+    # the same command resumes the same table (nothing new); another setting gets its own
+    assert CliRunner().invoke(main, [*args, "--set", "weights=scalar"]).exit_code == 0
+    assert len(read(written[0])) == 3
+    assert CliRunner().invoke(main, [*args, "--set", "weights=per_direction"]).exit_code == 0
+    assert len(sorted(Path("runs/train/weighted_tv").glob("jfb-cold-K2-s0-*.csv"))) == 2
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [
@@ -231,7 +247,8 @@ def test_cli_train_quick_writes_the_table(tmp_path):
         (["--problem", "weighted_tv", "--estimator", "deq", "--adjoint", "dense"], ["adjoint", "dense"]),
     ],
 )
-def test_cli_train_refuses_bad_input_with_one_line(args, words):
+def test_cli_train_refuses_bad_input_with_one_line(args, words, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default table's folder, were anything written
     res = CliRunner().invoke(main, ["train", "--quick", *args])
     assert res.exit_code == 2, res.output
     for w in words:

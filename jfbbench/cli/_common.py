@@ -52,11 +52,21 @@ def usage_failure(err: Exception, spellings: Mapping[str, str | Callable[[str], 
 
 def cluster_options(fn):
     """The options that say where a grid's tasks run (see :mod:`jfbbench.runner`)."""
+    from ..runner import SCHEDULER_TIMEOUT_S
+
     options = [
         click.option("--workers", type=int, default=None, help="Run on a local Dask cluster of N worker processes."),
-        click.option("--scheduler", default=None, help="Run on an existing Dask cluster (e.g. tcp://host:8786)."),
         click.option(
-            "--scheduler-file", type=click.Path(dir_okay=False), default=None, help="... or the one in this file."
+            "--scheduler",
+            default=None,
+            help=f"Run on an existing Dask cluster (e.g. tcp://host:8786); refused, before anything is measured, "
+            f"unless a Dask scheduler answers there within {SCHEDULER_TIMEOUT_S:g} s.",
+        ),
+        click.option(
+            "--scheduler-file",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="... or the one in this file (dask scheduler --scheduler-file writes it; same timeout).",
         ),
         click.option(
             "--threads-per-worker",

@@ -12,7 +12,7 @@ from ._common import UsageFailure
 
 @click.command("front")
 @click.argument("tables", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=Path("results/front"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/front"), show_default=True)
 @click.option("--format", "formats", multiple=True, default=("png", "pdf"), show_default=True)
 def front_command(tables, out, formats):
     """Gradient error against cost per gradient (T + VJP + JVP, seconds, allocator peak), one

@@ -11,7 +11,7 @@ from ._common import UsageFailure
 
 @click.command("plot")
 @click.argument("table", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=Path("results/figures"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/figures"), show_default=True)
 @click.option("--format", "formats", multiple=True, default=("png", "pdf"), show_default=True)
 @click.option(
     "--bounds",

@@ -6,16 +6,22 @@ from pathlib import Path
 
 import click
 
-from ._common import cluster_options, make_cluster, usage_failure
+from ._common import cluster_options, device_settings, make_cluster, usage_failure
 from ._values import iter_config_values, parse_shard
 
 #: How this command spells the arguments the library's errors name.
 SPELLINGS = {
     "configs": lambda key: f"--set {key}=" if key else "--set",
+    "settings": lambda key: f"--estimator-set {key}=",
     "own": lambda key: f"--{key}",
     "depths": "--depth",
+    "lipschitz": "--lipschitz",
+    "restarts": "--restarts",
     "out": "--out",
     "append": "--append",
+    "problem": "--problem",
+    "estimator": "--estimator",
+    "allow": "--allow-large-memory",
 }
 
 
@@ -49,9 +55,10 @@ SPELLINGS = {
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
-    default=Path("results/sweep.csv"),
+    default=Path("runs/sweep.csv"),
     show_default=True,
-    help=".csv or .parquet",
+    help=".csv or .parquet; its rows are reused, so a rerun measures only what is missing (the committed "
+    "reference run is results/sweep.csv: see results/README.md).",
 )
 @click.option("--append", is_flag=True, help="Add this grid's rows to a table made by another grid.")
 @click.option(
@@ -66,12 +73,19 @@ SPELLINGS = {
     show_default=True,
     help="Seconds of timing per row, at least (and at least 3 timed blocks of calls).",
 )
+@click.option(
+    "--allow-large-memory",
+    is_flag=True,
+    help="Run points whose estimator holds, by its own bound (unrolled, JFB, restarted JFB: depth states), more "
+    "memory than the device has free (refused by default, before anything is measured).",
+)
 @cluster_options
 def sweep(**kw):
     """Measure error, runtime and memory over a grid; with no arguments, the default grid."""
     from .. import sweep as sweep_mod
 
     d = sweep_mod.DEFAULT_GRID
+    device_settings(kw["device"], kw["dtype"])
     cluster = make_cluster(kw)
     out = kw["out"]
     try:
@@ -96,9 +110,7 @@ def sweep(**kw):
             dtype=kw["dtype"],
             estimator_axes=axes,
         )
-        grid.validate()
         shard_t = parse_shard(kw["shard"])
-        sweep_mod.check_writable(out)
         if kw["min_run_time"] <= 0:
             raise ValueError(f"--min-run-time must be > 0 seconds, got {kw['min_run_time']}")
         table = sweep_mod.run(
@@ -110,6 +122,7 @@ def sweep(**kw):
             append=kw["append"],
             retry_errors=kw["retry_errors"],
             cluster=cluster,
+            allow_large_memory=kw["allow_large_memory"],
         )
     except ValueError as exc:
         raise usage_failure(exc, SPELLINGS) from None
@@ -117,7 +130,7 @@ def sweep(**kw):
     failed = int((table["converged"].astype(str) == "False").sum())
     errors = int(table["status"].astype(str).str.startswith("error").sum()) if "status" in table else 0
     click.echo(
-        f"{len(table)} rows in {out}"
+        f"{table.attrs['measured']} rows measured, {table.attrs['reused']} reused; {len(table)} rows in {out}"
         + (f"; {failed} rows did not converge (marked converged=False)" if failed else "")
         + (f"; {errors} rows failed (status=error: ...)" if errors else "")
         + (f"; {len(summary.lost)} points lost with their workers: rerun to measure them" if summary.lost else "")

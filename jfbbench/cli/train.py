@@ -76,7 +76,8 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, Any]:
     default=None,
     type=click.Path(dir_okay=False, path_type=Path),
     help="CSV to append rows to (resumable); for several runs a template such as "
-    "'runs/{problem}/{estimator}-K{depth}-s{seed}.csv'.",
+    "'runs/{problem}/{estimator}-K{depth}-s{seed}.csv' ({settings}: a digest of every setting) "
+    "[default: runs/train/{problem}/{estimator}-{start}-K{depth}-s{seed}-{settings}.csv].",
 )
 @click.option("--threads", default=None, type=int, hidden=True, help="Deprecated: --threads-per-worker.")
 @cluster_options
@@ -135,7 +136,7 @@ def train_command(**kw: Any) -> None:
             metric = f"test {res['metric']} {res['first']:.4g} -> {res['last']:.4g}"
         click.echo(
             f"{head}: step {res['step']}, {metric}, {float(res['wall_time']):.1f} s, "
-            f"{res['operator_evals']} T + {res['vjp_evals']} VJP, status {res['status']}"
+            f"{res['operator_evals']} T + {res['vjp_evals']} VJP, status {res['status']}; table {run.out}"
         )
     if errors or summary.lost:
         raise SystemExit(1)

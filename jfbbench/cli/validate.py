@@ -24,7 +24,7 @@ FULL_TABLE = "validation.csv.gz"
 @click.option("--device", default=None, help="torch device of the problems, e.g. cuda (default: cpu).")
 @click.option("--dtype", default=None, help="float32 or float64 (default: each problem's).")
 @click.option(
-    "--out", type=click.Path(path_type=Path), default=Path("results/validation"), show_default=True, help="A folder."
+    "--out", type=click.Path(path_type=Path), default=Path("runs/validation"), show_default=True, help="A folder."
 )
 @click.option("--format", "formats", multiple=True, default=("png",), show_default=True, help="Figure formats.")
 @click.option("--no-plots", is_flag=True, help="Write the tables only.")

@@ -53,7 +53,10 @@ def make(name: str, **config: Any) -> Estimator:
     """Build the estimator ``name`` with ``config`` (``depth``, ``tol``, ``max_iter``, ...)."""
     est = _REGISTRY.make(name, **config)
     if not callable(getattr(est, "gradient", None)):
-        raise TypeError(f"estimator {name!r} built an object without a gradient(problem, state=None) method: {est!r}")
+        raise ValueError(
+            f"estimator {name!r} returned an object of type {type(est).__name__}, not an estimator "
+            "(it has no gradient(problem, state=None) method)"
+        )
     return est
 
 

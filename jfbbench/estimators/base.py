@@ -160,6 +160,9 @@ class Estimator:
     supports_warm_start = False
     #: Whether it solves the forward problem to ``tol`` (the settings tol, max_iter, solver).
     solves = True
+    #: Whether one call keeps the graph of ``depth`` applications of T for its backward pass
+    #: (unrolling, JFB-K, phantom, restarted JFB), so that its memory grows as ``depth`` states.
+    keeps_depth_graph = False
 
     def __init__(
         self,
@@ -239,6 +242,17 @@ class Estimator:
 
     def _gradient(self, problem: Any, params: list[Tensor], state: Tensor | None) -> Estimate:
         raise NotImplementedError
+
+    def state_memory_bound(self, problem: Any) -> int | None:
+        """A lower bound on the bytes one call on ``problem`` holds at once: where the estimator
+        keeps the graph of ``depth`` steps (:attr:`keeps_depth_graph`), autograd keeps at
+        least the input of each application of T, ``depth`` states of ``problem``'s size;
+        None where it bounds nothing. A sweep refuses, before measuring, a point whose bound
+        passes the memory available."""
+        if not self.keeps_depth_graph:
+            return None
+        x = problem.initial_point()
+        return self.depth * x.numel() * x.element_size() if isinstance(x, torch.Tensor) else None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(depth={self.depth})"

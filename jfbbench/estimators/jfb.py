@@ -21,6 +21,8 @@ class JFB(Estimator):
     differentiates L itself).
     """
 
+    keeps_depth_graph = True
+
     name = "jfb"
     supports_warm_start = True
 

@@ -24,6 +24,8 @@ class RestartedJFB(Estimator):
     sample (:class:`StateBank`). ``converged`` is None: no solve is made.
     """
 
+    keeps_depth_graph = True
+
     name = "restarted_jfb"
     stateful = True
     solves = False

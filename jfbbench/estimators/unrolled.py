@@ -27,6 +27,8 @@ class Unrolled(Estimator):
     evaluations of T (counted in ``operator_evals``).
     """
 
+    keeps_depth_graph = True
+
     name = "unrolled"
     solves = False
 

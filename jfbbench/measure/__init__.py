@@ -3,6 +3,7 @@ memory. Every function here wraps one estimator call; sweeps and benchmarks comp
 
 from .error import Reference, compare, float64_reference, reference_gradient
 from .memory import (
+    available_memory,
     cpu_peak_bytes,
     cuda_peak_bytes,
     peak_bytes,
@@ -17,6 +18,7 @@ from .timing import Timing, time_call
 __all__ = [
     "Reference",
     "Timing",
+    "available_memory",
     "compare",
     "cpu_peak_bytes",
     "cuda_peak_bytes",

@@ -224,3 +224,17 @@ def rss_growth_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
     before = _maxrss_bytes()
     out = fn()
     return out, _maxrss_bytes() - before
+
+
+def available_memory(device: str | torch.device) -> int | None:
+    """Bytes that can still be allocated on ``device``: CUDA's free memory
+    (``torch.cuda.mem_get_info``), or the host's available memory (psutil) for the CPU; None
+    where it cannot be told."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "cpu":
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    return None

@@ -45,12 +45,13 @@ def _error_panel(ax, d: pd.DataFrame, rho: float) -> None:
     unr = _rows(d[d["estimator"] == "unrolled"], "B4")
     if not unr.empty:
         ax.plot(unr["depth"], unr["measured"], "-", color=colour["unrolled"], label="unrolled error")
-        shape = unr["depth"] * float(rho) ** unr["depth"]
+        r = float(pd.to_numeric(unr["spectral_radius"], errors="coerce").max())  # B4's rate: the radius
+        shape = unr["depth"] * r ** unr["depth"]
         fit = unr[unr["measured"] > unr["floor"]]
-        if not fit.empty:
-            c = float((fit["measured"] / (fit["depth"] * float(rho) ** fit["depth"])).max())
+        if not fit.empty and r > 0:
+            c = float((fit["measured"] / (fit["depth"] * r ** fit["depth"])).max())
             ax.plot(unr["depth"], c * shape, ls=(0, (1, 2)), lw=1.0, color=colour["unrolled"],
-                    label="B4 rate C·Kρ^K, C fitted (a guide, not a bound)")  # fmt: skip
+                    label="B4 rate C·K r^K (r: spectral radius), C fitted (a guide, not a bound)")  # fmt: skip
     fwd = _rows(d, "B3", CHECKS["B3"][0])
     if not fwd.empty:
         ax.plot(fwd["depth"], fwd["measured"], "-", color=NEUTRAL, label="‖x_K − x*‖")
@@ -157,8 +158,9 @@ def plot_bounds(table: pd.DataFrame, out: str | Path, formats: Sequence[str] = (
 
     - ``error_vs_depth_bounds``: measured errors against K (solid) with their bounds (dashed,
       same colour): JFB-K's gradient error with B1 (rho dashed, rho_loc dotted) and B2's
-      finite-K bound ||B|| ||u|| ||J^K|| (dash-dot), unrolling's with the O(K rho^K) shape of
-      B4 (constant fitted to the measurements, so a guide to the rate, not a bound), and the
+      finite-K bound ||B|| ||u|| ||J^K|| (dash-dot; an implementation check), unrolling's with
+      the O(K r^K) shape of B4 (r the spectral radius; constant fitted to the measurements, so
+      a guide to the rate, not a bound), and the
       forward error ||x_K - x*|| with B3 (a priori); the grey line is the round-off floor
       below which points are not checked;
     - ``bound_ratios``: measured/bound for every checked point of B1, B2, B3 and B5 (against

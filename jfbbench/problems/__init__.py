@@ -60,7 +60,10 @@ def make(name: str, **config: Any) -> ProblemProtocol:
     problem = factory(**config)
     missing = [a for a in ("lipschitz", "parameters", "operator", "loss", "initial_point") if not hasattr(problem, a)]
     if missing:
-        raise TypeError(f"problem {name!r} built an object without {', '.join(missing)}: {problem!r}")
+        raise ValueError(
+            f"problem {name!r} returned an object of type {type(problem).__name__}, not a problem "
+            f"(it lacks {', '.join(missing)})"
+        )
     is_batched(problem)  # a declaration that is not a bool is refused here, before any solve
     return problem
 

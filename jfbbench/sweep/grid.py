@@ -177,12 +177,16 @@ class Grid:
             problems.factory(p)  # registered, entry point or package.module:factory; else a one-line error
         for e in self.estimators:
             estimators.factory(e)
-        for r in self.lipschitz:
-            check_lipschitz(r)
-        for k in self.depths:
-            check_depth(k)
-        for m in self.restarts:
-            check_nonnegative_int(m, "restarts")
+        for check, values, axis in [
+            (check_lipschitz, self.lipschitz, "lipschitz"),
+            (check_depth, self.depths, "depths"),
+            (check_nonnegative_int, self.restarts, "restarts"),
+        ]:
+            for value in values:
+                try:  # the message names the axis by its placeholder, spelled by the front end
+                    check(value, "{" + axis + "}")
+                except ValueError as exc:
+                    raise ArgumentError(str(exc), **{axis: axis}) from None
         check_dtype(self.dtype)
         check_device(self.device)
         self._validate_configs()
@@ -222,7 +226,18 @@ class Grid:
                 raise ValueError(f"no estimator of the grid takes the setting {key!r} ({takes})")
         for e in self.estimators:  # each value is checked by the estimator itself, before any measurement
             for settings in self._settings_of(e):
-                estimators.make(e, **dict(settings))
+                try:
+                    estimators.make(e, **dict(settings))
+                except ValueError as exc:
+                    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    named = [k for k, _ in settings if k in text] or [k for k, _ in settings]
+                    if not named:
+                        raise
+                    raise ArgumentError(
+                        f"{{settings}}{dict(settings)[named[0]]}: {text} (estimator {e!r})",
+                        keys={"settings": named[0]},
+                        settings=f"estimator_axes[{named[0]!r}]=",
+                    ) from None
 
     def _settings_of(self, estimator: str) -> list[tuple[tuple[str, Any], ...]]:
         """The combinations of the settings that apply to ``estimator``, with the values equal

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,19 +17,27 @@ from .._validation import ArgumentError, check_nonnegative_int, check_positive_i
 from ..runner import Cluster, run_tasks
 from . import schema
 from .grid import Grid
+from .preflight import check_grid, check_table
 from .task import failed_row, measure_task
 
 
 def check_writable(out: Path) -> None:
-    """Refuse an ``out`` that cannot be written, before any measurement is made."""
+    """Refuse an ``out`` that cannot be written, before any measurement is made (nothing is
+    created: the folder that would hold it, or the nearest one that exists, must be writable,
+    and so must the table where it exists)."""
+    out = Path(out)
     if out.suffix not in (".csv", ".parquet"):
         raise ArgumentError(f"{{out}} must end in .csv or .parquet, got {str(out)!r}", out="out")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out if out.suffix == ".csv" else journal_path(out), "a"):
-            pass
-    except OSError as exc:
-        raise ArgumentError(f"cannot write {{out}} {str(out)!r}: {exc.strerror}", out="out") from None
+    for target in {out, journal_path(out)}:
+        if target.is_dir():
+            raise ArgumentError(f"{{out}} {str(out)!r} is a folder, not a table", out="out")
+        if target.exists() and not os.access(target, os.W_OK):
+            raise ArgumentError(f"cannot write {{out}} {str(out)!r}: {target} is not writable", out="out")
+    folder = out.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ArgumentError(f"cannot write {{out}} {str(out)!r}: {folder} is not a writable folder", out="out")
 
 
 def check_shard(shard: Any) -> tuple[int, int]:
@@ -60,6 +69,7 @@ def run(
     append: bool = False,
     cluster: Cluster | None = None,
     retry_errors: bool = False,
+    allow_large_memory: bool = False,
 ) -> pd.DataFrame:
     """Run the grid (or one shard of it), appending each row to ``out`` as soon as it is
     measured and skipping rows already present. Returns the whole table. ``cluster`` says
@@ -70,29 +80,45 @@ def run(
     ``append``, which adds its rows (and records it beside the first). A point whose
     measurement raised keeps its row (``status`` = ``error: ...``) and is not measured again,
     unless ``retry_errors``: then the error rows of this grid's points are dropped and
-    measured again."""
-    grid.validate()
+    measured again.
+
+    Before the table is opened, everything is checked and nothing is written until it all
+    passes (:mod:`.preflight`): the grid's settings, each problem configuration and estimator
+    built once, each point's memory bound against the memory available (unless
+    ``allow_large_memory``), ``out`` and the table already there (a foreign or damaged one is
+    refused with its line), and the cluster's scheduler. The returned table's ``attrs`` hold
+    the runner's ``summary`` and how many of this shard's rows were ``measured`` and
+    ``reused``."""
+    check_grid(grid, allow_large_memory)
     i, n = check_shard(shard)
     out = Path(out)
     check_writable(out)
+    check_table(out, journal_path(out))
+    if cluster is not None:
+        cluster.check()
     columns = schema.table_columns(grid)
+    try:  # the first write: everything above only reads
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArgumentError(f"cannot write {{out}} {str(out)!r}: {exc.strerror}", out="out") from None
     with TableLock(out):
         journal = CsvJournal(journal_path(out), columns)
-        journal.repair()
         points = grid.points(timing, min_run_time)
         record = GridRecord(out)
         spec = grid.record(timing, min_run_time)
         record.admit(spec, [p.key() for p in points] + spec["columns"], bool(journal.rows()), append)
+        journal.repair()
         journal.widen()
         rows = journal.rows()
         if retry_errors:
-            mine = {p.key() for p in points}
-            kept = [r for r in rows if not (_is_error(r) and schema.row_key(r) in mine)]
+            keys = {p.key() for p in points}
+            kept = [r for r in rows if not (_is_error(r) and schema.row_key(r) in keys)]
             if len(kept) < len(rows):
                 journal.rewrite(kept)
                 rows = kept
         done = {schema.row_key(r) for r in rows}
-        todo = [p for idx, p in enumerate(points) if idx % n == i and p.key() not in done]
+        mine = [p for idx, p in enumerate(points) if idx % n == i]
+        todo = [p for p in mine if p.key() not in done]
 
         def write(row: dict[str, Any]) -> None:
             journal.append(row)
@@ -107,5 +133,5 @@ def run(
             table = pd.read_csv(journal.path, dtype={"config": str, "estimator_config": str})
         if out.suffix == ".parquet":
             table.to_parquet(out, index=False)
-    table.attrs["summary"] = summary
+    table.attrs.update(summary=summary, measured=len(todo), reused=len(mine) - len(todo))
     return table

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from ..tables import TABLE_KEYS
+
 
 class Grid(Protocol):
     """What the columns depend on (a :class:`jfbbench.sweep.Grid`)."""
@@ -17,10 +19,8 @@ class Grid(Protocol):
 
 #: The key of a row: every setting that changes what is measured. A rerun measures the rows
 #: whose key is not in the table yet, so a changed setting is never answered by an old row.
-KEY_COLUMNS = [
-    "problem", "config", "lipschitz", "seed", "estimator", "depth", "restarts", "estimator_config",
-    "timing", "min_run_time", "device", "dtype",
-]  # fmt: skip
+#: (Held by :mod:`jfbbench.tables`, which checks that a table's keys parse.)
+KEY_COLUMNS = list(TABLE_KEYS["sweep"])
 #: Columns every sweep table has (plots and validation rely on them).
 REQUIRED_COLUMNS = KEY_COLUMNS + [
     "rel_error",

@@ -16,7 +16,7 @@ how the saved memory grows with K. The package reads as the check is done:
 """
 
 from . import bounds
-from .checks import CHECKS, EXPECTATIONS, evaluate, tidy
+from .checks import CHECKS, EXPECTATIONS, IMPLEMENTATION_CHECKS, KINDS, evaluate, kind_of, tidy
 from .equilibrium import NOISE_EPS, Equilibrium, find_equilibrium, local_lipschitz
 from .measurements import (
     DEFAULT_DEPTHS,
@@ -33,6 +33,7 @@ from .validate import DEFAULT_LIPSCHITZ, DEFAULT_SEEDS, check_problem, check_tab
 
 __all__ = [
     "CHECKS", "DEFAULT_DEPTHS", "DEFAULT_LIPSCHITZ", "DEFAULT_RESTART_DEPTHS", "DEFAULT_SEEDS", "EXPECTATIONS",
+    "IMPLEMENTATION_CHECKS", "KINDS", "kind_of",
     "NOISE_EPS", "OUTSIDE", "Equilibrium", "Measurements", "bounds", "check_problem", "check_table",
     "claims_contraction", "evaluate", "failed", "find_equilibrium", "format_summary", "forward_distances",
     "local_lipschitz", "measure_equilibrium", "measurements_from_table", "outside_reason", "outside_rows",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .checks import EXPECTATIONS
+from .checks import EXPECTATIONS, KINDS, kind_of
 from .scope import OUTSIDE
 
 
@@ -25,9 +25,10 @@ def _status(g: pd.DataFrame, expectation: bool = False) -> str:
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (bound, check, problem, rho): points, checked, hold, worst ratio
-    measured/bound over the checked points, the fitted rate (B2, B4's rate; worst over
-    seeds) against the spectral radius (B2) or rho (B4), rho_loc (largest over seeds) and
+    """One row per (bound, check, problem, rho): its ``kind`` (a bound of the theory, an
+    expectation, or an implementation check: :data:`~jfbbench.theory.checks.KINDS`), points,
+    checked, hold, worst ratio measured/bound over the checked points, the fitted rate (B2,
+    B4's rate; worst over seeds) against the spectral radius, rho_loc (largest over seeds) and
     the status: pass, FAIL, not checked (nothing resolvable above round-off, or an
     assumption not met: see note), not observed (an expected ordering, B4's, that the
     measurements contradict: reported, not a failure), outside the theory, or error."""
@@ -41,15 +42,16 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
         radius = pd.to_numeric(g["spectral_radius"], errors="coerce")
         fitted, target = float("nan"), float("nan")
         if rate.notna().any():
-            # the worst seed: farthest from the radius (B2), or the slowest decay (B4)
-            worst = (rate / radius - 1).abs().idxmax() if bound == "B2" else rate.idxmax()
+            # the worst seed: farthest from the radius (B2), or the slowest decay against it (B4)
+            worst = (rate / radius - 1).abs().idxmax() if bound == "B2" else (rate / radius).idxmax()
             fitted = float(rate[worst])
-            target = float(radius[worst]) if bound == "B2" else float(rho)
+            target = float(radius[worst])
         notes = sorted({str(n) for n in g["note"].dropna()})
         out.append(
             dict(
                 bound=bound,
                 check=check,
+                kind=kind_of(bound, check) if bound in ("B1", "B2", "B3", "B4", "B5", "B6") else None,
                 problem=problem,
                 rho=rho,
                 seeds=int(g["seed"].nunique()),
@@ -77,6 +79,7 @@ def format_summary(summary: pd.DataFrame) -> str:
     cols = [
         "bound",
         "check",
+        "kind",
         "problem",
         "rho",
         "points",
@@ -91,4 +94,5 @@ def format_summary(summary: pd.DataFrame) -> str:
     shown = summary[cols].copy()
     for c in ("worst_ratio", "fitted_rate", "rate_target", "rho_loc"):
         shown[c] = shown[c].map(lambda x: "" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.4g}")
-    return shown.to_string(index=False)
+    legend = "\n".join(f"  {kind}: {text}" for kind, text in KINDS.items())
+    return shown.to_string(index=False) + "\nkind:\n" + legend

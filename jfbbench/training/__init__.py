@@ -41,11 +41,12 @@ by :func:`train_grid` through :mod:`jfbbench.runner`, as sweeps are).
 """
 
 from .config import OPTIMIZERS, PRESETS, TrainConfig, presets_for
-from .grid import EXTRA_FIELDS, GRID_FIELDS, Run, grid_runs, out_paths, run_training, train_grid
+from .grid import DEFAULT_OUT, EXTRA_FIELDS, GRID_FIELDS, Run, grid_runs, out_paths, run_training, train_grid
 from .run import checkpoint_path, progress_enabled, train
 from .trainer import Trainer
 
 __all__ = [
+    "DEFAULT_OUT",
     "EXTRA_FIELDS",
     "GRID_FIELDS",
     "OPTIMIZERS",

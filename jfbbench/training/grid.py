@@ -4,7 +4,9 @@ sends it."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import string
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -21,8 +23,29 @@ from .run import train
 #: runs are made (all of seed 0 first, so a partial grid covers every setting).
 GRID_FIELDS = ("seed", "problem", "estimator", "depth", "warm_start", "steps", "lr", "optimizer", "batch_size",
                "tol", "solver", "adjoint", "extra_steps")  # fmt: skip
-#: ``out`` template fields besides GRID_FIELDS: ``{start}`` is ``warm`` or ``cold``.
-EXTRA_FIELDS = {"preset": lambda c: c.preset, "start": lambda c: "warm" if c.warm_start else "cold"}
+
+
+def settings_digest(config: TrainConfig) -> str:
+    """Eight hex digits that tell apart runs whose settings differ (any of them, the problem's
+    included, after the preset's defaults are filled in)."""
+    try:
+        config = config.resolved()
+    except ValueError:
+        pass
+    text = json.dumps(asdict(config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+#: ``out`` template fields besides GRID_FIELDS: ``{start}`` is ``warm`` or ``cold``,
+#: ``{settings}`` a digest of every setting (:func:`settings_digest`).
+EXTRA_FIELDS = {
+    "preset": lambda c: c.preset,
+    "start": lambda c: "warm" if c.warm_start else "cold",
+    "settings": settings_digest,
+}
+#: Where each run's table goes when no ``out`` is given: outside the committed results, one
+#: table per run, named by its settings (so that a run with other settings never resumes it).
+DEFAULT_OUT = "runs/train/{problem}/{estimator}-{start}-K{depth}-s{seed}-{settings}.csv"
 
 
 @dataclass(frozen=True)
@@ -70,6 +93,8 @@ def train_grid(
     run's table; what comes back is each run's summary (:func:`run_training`, or
     ``{"key", "error"}`` for a run that raised), by :meth:`Run.key`, and the runner's
     :class:`~jfbbench.runner.Summary` (runs lost with their workers in ``lost``)."""
+    if cluster is not None:
+        cluster.check()  # a scheduler that does not answer is refused before any run starts
     results: dict[str, dict[str, Any]] = {}
     summary = run_tasks(
         runs,
@@ -116,16 +141,18 @@ def grid_runs(values: dict[str, Any], **fixed: Any) -> list[TrainConfig]:
 
 def out_paths(template: Path | str | None, configs: list[TrainConfig]) -> list[Path | None]:
     """Each run's table: ``template`` with its ``{field}`` placeholders filled in. Several runs
-    need placeholders for every setting that varies, so no two runs share a table."""
+    need placeholders for every setting that varies (or ``{settings}``), so no two runs share a
+    table. None: :data:`DEFAULT_OUT`."""
     if template is None:
-        return [None] * len(configs)
+        template = DEFAULT_OUT
     fields = {name for _, name, _, _ in string.Formatter().parse(str(template)) if name}
     allowed = [*GRID_FIELDS, *EXTRA_FIELDS]
     unknown = sorted(fields - set(allowed))
     if unknown:
         raise ValueError(f"out {str(template)!r} names unknown fields {unknown}; allowed: {', '.join(allowed)}")
     varying = [f for f in GRID_FIELDS if len({getattr(c, f) for c in configs}) > 1]
-    missing = [f for f in varying if f not in fields and not (f == "warm_start" and "start" in fields)]
+    missing = [] if "settings" in fields else varying
+    missing = [f for f in missing if f not in fields and not (f == "warm_start" and "start" in fields)]
     if missing:
         raise ValueError(
             f"out {str(template)!r} must tell the runs apart: add {', '.join('{' + f + '}' for f in missing)} "
