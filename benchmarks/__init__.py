@@ -1,1 +1,1 @@
-"""asv benchmark suites of jfbbench (see ``asv.conf.json`` and README.md, "Benchmark history")."""
+"""asv benchmark suites of jfbbench (see ``asv.conf.json`` and docs/guide/testing.md, "Benchmark history")."""

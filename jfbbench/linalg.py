@@ -164,7 +164,7 @@ def newton_fixed_point(f: Callable[[Tensor], Tensor], x0: Tensor, iters: int = 5
 def contraction_at(
     f: Callable[[Tensor], Tensor], x: Tensor, dense_max_dim: int = 2048, seed: int = 0
 ) -> dict[str, float | str]:
-    """The contraction present at x (THEORY.md, "Reading rho"): ``rho_loc`` = ||df/dx (x)||_2,
+    """The contraction present at x (docs/theory.md, "Reading rho"): ``rho_loc`` = ||df/dx (x)||_2,
     ``spectral_radius`` of df/dx (x) and ``contraction_method``: ``"dense"`` (the Jacobian
     formed, exact norm and eigenvalues) for numel(x) <= ``dense_max_dim``, otherwise
     ``"power_iteration"`` (:func:`jacobian_spectral_norm` on J^T J with JVPs and VJPs, and

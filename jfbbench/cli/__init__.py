@@ -8,9 +8,11 @@ import click
 
 from .. import __version__
 from ._common import MULTI_VALUE_OPTIONS, UsageFailure, expand_multi_values
+from .compare import compare_command
 from .front import front_command
 from .list import list_names
 from .plot import plot
+from .report import report_command
 from .sweep import sweep
 from .train import train_command
 from .validate import validate_command
@@ -24,7 +26,16 @@ def main() -> None:
     """Benchmark gradient estimators of equilibrium models: DEQ, unrolling, JFB, restarted JFB."""
 
 
-for _command in (list_names, sweep, plot, front_command, train_command, validate_command):
+for _command in (
+    list_names,
+    sweep,
+    plot,
+    front_command,
+    train_command,
+    validate_command,
+    compare_command,
+    report_command,
+):
     main.add_command(_command)
 
 

@@ -20,16 +20,21 @@ Tensor = torch.Tensor
 class Estimate:
     """What one gradient call returns.
 
-    grad:  the flattened gradients of ``problem.parameters()``, concatenated in order.
-    x:     the (detached) iterate the loss was evaluated at.
-    state: what to pass to the next call: for ``restarted_jfb`` the detached last iterate;
-           for an estimator built with ``warm_start=True`` the equilibrium x it solved for
-           (``deq``: the pair (x, u) with u the adjoint solution); None otherwise.
-    stats: at least ``operator_evals``, ``vjp_evals``, ``forward_residual``
-           (||T(x) - x|| where the graph starts) and ``converged`` (of the forward solve;
-           None for estimators that make none); the built-in estimators add
-           ``workspace_bytes``, the most bytes their solvers held at once (Anderson's
-           history, the GMRES basis; 0 without a solver).
+    Attributes
+    ----------
+    grad
+        The flattened gradients of ``problem.parameters()``, concatenated in order.
+    x
+        The (detached) iterate the loss was evaluated at.
+    state
+        What to pass to the next call: for ``restarted_jfb`` the detached last iterate; for an
+        estimator built with ``warm_start=True`` the equilibrium x it solved for (``deq``: the
+        pair (x, u) with u the adjoint solution); None otherwise.
+    stats
+        At least ``operator_evals``, ``vjp_evals``, ``forward_residual`` (||T(x) - x|| where
+        the graph starts) and ``converged`` (of the forward solve; None for estimators that
+        make none); the built-in estimators add ``workspace_bytes``, the most bytes their
+        solvers held at once (Anderson's history, the GMRES basis; 0 without a solver).
     """
 
     grad: Tensor

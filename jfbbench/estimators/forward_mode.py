@@ -22,12 +22,12 @@ def check_max_params(value: Any) -> int:
 
 
 def step_tangents(f: Tensor, x: Tensor, params: list[Tensor], tangents: Tensor, first: int) -> Tensor:
-    """J X + B E for the columns ``first`` ... ``first + count - 1``: X = ``tangents`` (count, *x.shape)
+    """J X + B E for the columns ``first`` ... ``first + count - 1``: X = ``tangents`` ``(count, *x.shape)``
     the tangents of x, E the matching columns of the identity in theta (flattened and
     concatenated ``params``), J = df/dx, B = df/dtheta at the graph ``f``
     built from the leaf ``x``. By double backward: the gradient in w of
     <J^T w, X_j> + <B^T w, e_j>, one batched call over the columns (``is_grads_batched``).
-    Returns (count, *f.shape)."""
+    Returns ``(count, *f.shape)``."""
     count = tangents.shape[0]
     w = torch.zeros_like(f, requires_grad=True)
     firsts = torch.autograd.grad(f, [x, *params], w, create_graph=True, allow_unused=True)

@@ -32,7 +32,7 @@ class Phantom(JFB):
         g = tau B^T sum_{j<k} ((1 - tau) I + tau J^T)^j v.
 
     As k grows, g -> B^T (I - J^T)^{-1} v, the DEQ gradient, at the rate of the damped
-    map's contraction |1 - tau| + tau rho (slower than rho for tau < 1, but damping can
+    map's contraction abs(1 - tau) + tau rho (slower than rho for tau < 1, but damping can
     help where J has eigenvalues near -1). tau = 1 is JFB-k exactly. The default tau = 1
     is TorchDEQ's; Geng et al. recommend 0.5-0.7 for multiscale DEQs.
     """

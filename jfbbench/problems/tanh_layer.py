@@ -38,11 +38,11 @@ class TanhLayer(Problem):
     an exactly orthogonal V would not), so W = rho V and every singular value of W lies in
     [0.9 rho, rho]. ``preactivation`` = p (default 0.3) scales U and b at creation so that
     every sample's input c = U z + b has ||c||_2 <= (1 - rho) p, which keeps
-    ||a||_2 <= ||c||_2 / (1 - rho) <= p at the equilibrium (|tanh t| <= |t|), hence every
+    ||a||_2 <= ||c||_2 / (1 - rho) <= p at the equilibrium (abs(tanh t) <= abs(t)), hence every
     s_i = tanh'(a_i) >= 1 - tanh(p)^2 (0.915 at p = 0.3). Then ||J||_2 >= 0.915 rho and,
     since every eigenvalue of diag(s) W has modulus >= its smallest singular value, the
     spectral radius of J is >= 0.915 * 0.9 rho = 0.82 rho: the declared rho is the
-    contraction present (THEORY.md, "Reading rho").
+    contraction present (docs/theory.md, "Reading rho").
 
     **Loose settings.** ``weight="normalised"`` (a Gaussian V, spectrally normalised) and
     ``preactivation=None`` (inputs left at unit scale, so tanh saturates) give a local

@@ -54,7 +54,7 @@ class WeightedTV(ImagingProblem):
     of y (a flat image, so that the strongly convex term does not darken the result):
     T_theta(x) = x - tau grad f(x). f is mu-strongly convex and L-smooth with
     L = ||A||^2 + mu + 4 (max w_h + max w_v) / eps, so T is a contraction with factor
-    rho = max(|1 - tau mu|, |1 - tau L|) = 1 - tau mu for tau = s 2 / (L + mu), s in (0, 1]
+    rho = max(abs(1 - tau mu), abs(1 - tau L)) = 1 - tau mu for tau = s 2 / (L + mu), s in (0, 1]
     (``step``). tau is re-derived from the current weights at every call, so rho stays below
     one while w is learned; the fixed point does not depend on tau.
 
@@ -65,7 +65,7 @@ class WeightedTV(ImagingProblem):
 
     tau = s 2 / (||A||^2 + 2 mu): a contraction (a nonexpansive prox after a gradient step
     of factor 1 - tau mu) but not differentiable everywhere, which leaves the smooth theory
-    (THEORY.md's bound B4 assumes T twice differentiable). No closed-form prox exists for the
+    (the bound B4 of docs/theory.md assumes T twice differentiable). No closed-form prox exists for the
     weighted TV itself, which is why the non-smooth variant uses the Haar transform.
 
     theta = log w: one scalar (``weights="scalar"``), one per direction (2 for TV; 3 Haar

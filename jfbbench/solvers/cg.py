@@ -158,7 +158,7 @@ def cg_normal(
 
 
 def symmetry_gap(matvec: Callable[[Tensor], Tensor], like: Tensor, seed: int = 0) -> float:
-    """|<A a, c> - <A c, a>| / (||A a|| ||c|| + ||A c|| ||a||) for two random a, c of the shape
+    """``|<A a, c> - <A c, a>| / (||A a|| ||c|| + ||A c|| ||a||)`` for two random a, c of the shape
     of ``like``: 0 (to round-off) when A is symmetric, and almost surely not otherwise. Two
     products of A, whichever of A or A^T ``matvec`` applies."""
     g = torch.Generator(device="cpu").manual_seed(seed)

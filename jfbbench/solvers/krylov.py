@@ -14,7 +14,7 @@ from .auto import _krylov_does_not_pay
 
 Tensor = torch.Tensor
 
-#: the largest loss of orthogonality of the GMRES basis (max |<q_i, q_j>|, in machine
+#: the largest loss of orthogonality of the GMRES basis (max abs(<q_i, q_j>), in machine
 #: epsilons: 2.3e-13 in float64) that Gram-Schmidt lets stand without a second pass
 ORTHOGONALITY = 1024
 
@@ -28,7 +28,7 @@ def _orthogonalise(
     vector q_k and the new vector w, which is replaced in place by w' = w - Q^T h.
 
     ``loss``: the largest loss of orthogonality measured in the basis so far (max over its
-    vectors of max_i |<q_i, q_j>|); None: always two passes, with no host synchronisation
+    vectors of max_i abs(<q_i, q_j>)); None: always two passes, with no host synchronisation
     (as on a GPU). One batched product gives both h = Q w and q_k's inner products with the
     vectors before it, so that each vector's loss is measured, for free, at the next step.
     One pass leaves w' with |Q w'| <= loss ||h|| + eps ||w||, so its loss is at most

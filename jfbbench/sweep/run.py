@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from .. import environment
 from .._journal import CsvJournal, GridRecord, TableLock
 from .._validation import ArgumentError, check_nonnegative_int, check_positive_int
 from ..runner import Cluster, run_tasks
@@ -99,6 +100,7 @@ def run(
                 on_row(row)
 
         summary = run_tasks(todo, measure_task, write, cluster, failed_row, progress=progress, desc="sweep")
+        environment.record_run(out, cluster, summary)
         if journal.path.stat().st_size == 0:  # a shard with nothing to measure
             table = pd.DataFrame(columns=columns)
         else:

@@ -102,7 +102,7 @@ def jfb_power_bound(b_norm: float, u_norm: float, power_norm: float) -> float:
 
 
 def rate_matches(rate: float, radius: float, tolerance: float = RATE_TOLERANCE) -> bool:
-    """B2's pass criterion: |rate - radius| <= tolerance * radius."""
+    """B2's pass criterion: abs(rate - radius) <= tolerance * radius."""
     return math.isfinite(rate) and abs(rate - radius) <= tolerance * radius
 
 

@@ -1,6 +1,6 @@
 """Bilevel training with any registered estimator: learning curves and the gap to DEQ steps.
 
-    min_theta  1/|train| sum_i L_i(x*_i(theta)),   x*_i(theta) = T_theta(x*_i(theta); y_i)
+    min_theta  1/n_train sum_i L_i(x*_i(theta)),   x*_i(theta) = T_theta(x*_i(theta); y_i)
 
 One outer step = one gradient from the chosen estimator on a mini-batch of training images
 (cycled in a fixed order), written into the parameters' ``.grad`` and handed to the outer
