@@ -2,6 +2,8 @@
 supervised steps per outer step, each an optimiser step on the same puzzles from the state
 the previous one left, checked against the same loop written out here."""
 
+import dataclasses
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -36,12 +38,15 @@ def hand_gradient(p, estimator, s):
 
 
 def hand_loop(c, carry=True):
-    """c.steps outer steps of c.deep_supervision SGD steps each, one state per puzzle."""
+    """c.steps outer steps of c.deep_supervision SGD steps each, one state per puzzle (forgotten
+    when an outer step begins if c.reset_state)."""
     p = problems.make("recursive_reasoning", seed=c.seed, **c.resolved().problem_kwargs)
     states = {}
     for step in range(1, c.steps + 1):
         idx = [((step - 1) * c.batch_size + j) % TINY["n_puzzles"] for j in range(c.batch_size)]
         p.select("train", idx)
+        if c.reset_state:
+            states = {i: s for i, s in states.items() if i not in idx}
         for _ in range(c.deep_supervision):
             cold = p.initial_point()
             s = torch.stack([states.get(i, cold[r]) for r, i in enumerate(idx)]) if carry else cold
@@ -53,10 +58,13 @@ def hand_loop(c, carry=True):
     return p, states
 
 
-@pytest.mark.parametrize(("estimator", "n_sup"), [("trm", 3), ("hrm_one_step", 3), ("restarted_jfb", 3), ("trm", 1)])
-def test_deep_supervision_is_n_optimiser_steps_each_from_the_state_the_last_one_left(estimator, n_sup):
+@pytest.mark.parametrize(
+    ("estimator", "n_sup", "reset"),
+    [("trm", 3, False), ("hrm_one_step", 3, False), ("restarted_jfb", 3, False), ("trm", 1, False), ("trm", 3, True)],
+)
+def test_deep_supervision_is_n_optimiser_steps_each_from_the_state_the_last_one_left(estimator, n_sup, reset):
     kw = dict(extra_steps=1) if estimator == "restarted_jfb" else {}
-    c = config(estimator, n_sup=n_sup, steps=2, **kw)
+    c = config(estimator, n_sup=n_sup, steps=2, reset_state=reset, **kw)
     t = Trainer(c)
     rows = list(t.run())
     p, states = hand_loop(c)
@@ -64,9 +72,12 @@ def test_deep_supervision_is_n_optimiser_steps_each_from_the_state_the_last_one_
         torch.testing.assert_close(mine, theirs.detach(), rtol=1e-10, atol=1e-12)
     for i, s in states.items():
         torch.testing.assert_close(t.bank.get([i]), s[None], rtol=1e-10, atol=1e-12)
-    # the state is what makes the difference: restarting each supervised step cold is another run
-    p_cold, _ = hand_loop(c, carry=False)
-    assert max(float((a - b).detach().abs().max()) for a, b in zip(t.params, p_cold.parameters(), strict=True)) > 1e-6
+    # the state is what makes the difference: restarting each supervised step cold is another run,
+    # and so is carrying the state across outer steps where they are reset, or the converse
+    for other in (dict(carry=False), dict(reset=not reset)):
+        c2 = dataclasses.replace(c, reset_state=other.pop("reset", c.reset_state))
+        p2, _ = hand_loop(c2, **other)
+        assert max(float((a - b).detach().abs().max()) for a, b in zip(t.params, p2.parameters(), strict=True)) > 1e-6
     per_step = dict(trm=(2, 1), hrm_one_step=(2, 2 / (p.n_latent + 1)), restarted_jfb=(2, 1))[estimator]
     assert [r["optimizer_steps"] for r in rows] == [n_sup, 2 * n_sup]
     assert rows[-1]["step_operator_evals"] == n_sup * per_step[0]
@@ -107,6 +118,8 @@ def test_a_warm_started_jfb_starts_each_supervised_solve_where_the_last_one_ende
         (dict(estimator_kwargs=dict(cycles=0)), "cycles must be an integer >= 1, got 0"),
         (dict(estimator_kwargs=dict(colour=1)), "takes no setting 'colour'"),
         (dict(estimator_kwargs=dict(tol=1e-3)), "'tol' is a training setting of its own"),
+        (dict(estimator="unrolled", reset_state=True), "reset_state applies to estimators that carry a state"),
+        (dict(reset_state="yes"), "reset_state must be True or False, got 'yes'"),
     ],
 )
 def test_bad_deep_supervision_and_estimator_settings_are_refused_in_one_line(kw, match):
@@ -156,12 +169,21 @@ def test_a_resumed_deep_supervision_run_matches_an_uninterrupted_one(tmp_path):
 
 def test_a_grid_runs_deep_supervision_for_the_estimators_that_carry_a_state():
     runs = grid_runs(
-        dict(estimator=["trm", "unrolled", "jfb"], deep_supervision=[1, 4], warm_start=[False]),
+        dict(estimator=["trm", "unrolled", "jfb"], deep_supervision=[1, 4], warm_start=[False],
+             reset_state=[False, True]),
         problem="recursive_reasoning",
         estimator_kwargs=dict(cycles=3),
-    )
-    made = sorted((c.estimator, c.deep_supervision, tuple(c.estimator_kwargs.items())) for c in runs)
-    assert made == [("jfb", 1, ()), ("trm", 1, (("cycles", 3),)), ("trm", 4, (("cycles", 3),)), ("unrolled", 1, ())]
+    )  # fmt: skip
+    made = sorted((c.estimator, c.deep_supervision, c.reset_state, tuple(c.estimator_kwargs.items())) for c in runs)
+    cycles = (("cycles", 3),)
+    assert made == [
+        ("jfb", 1, False, ()),
+        ("trm", 1, False, cycles),
+        ("trm", 1, True, cycles),
+        ("trm", 4, False, cycles),
+        ("trm", 4, True, cycles),
+        ("unrolled", 1, False, ()),
+    ]
     with pytest.raises(ValueError, match="takes the setting 'cycles'"):
         grid_runs(dict(estimator=["jfb"]), problem="recursive_reasoning", estimator_kwargs=dict(cycles=3))
 
@@ -171,22 +193,20 @@ def cli(*args):
 
 
 def test_cli_trains_recursive_reasoning_with_deep_supervision(tmp_path):
-    out = tmp_path / "{estimator}-N{deep_supervision}.csv"
+    out = tmp_path / "{estimator}-N{deep_supervision}-{state}.csv"
     res = cli(
         "--problem", "recursive_reasoning", "--quick", "--steps", "2", "--estimator", "trm", "hrm_one_step",
-        "--deep-supervision", "1", "2", "--estimator-set", "cycles=2", "--out", out,
+        "--deep-supervision", "1", "2", "--estimator-set", "cycles=2", "--state", "carry", "reset", "--out", out,
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "trm K=1 seed=0 cycles=2 N_sup=2: step 2, test accuracy" in res.output
-    assert sorted(p.name for p in tmp_path.glob("*.csv")) == [
-        "hrm_one_step-N1.csv",
-        "hrm_one_step-N2.csv",
-        "trm-N1.csv",
-        "trm-N2.csv",
-    ]
+    assert "trm K=1 seed=0 cycles=2 N_sup=2 reset: step 2, test accuracy" in res.output
+    assert sorted(p.name for p in tmp_path.glob("*.csv")) == sorted(
+        f"{e}-N{n}-{s}.csv" for e in ("trm", "hrm_one_step") for n in (1, 2) for s in ("carry", "reset")
+    )
     import pandas as pd
 
-    one, two = (pd.read_csv(tmp_path / f"trm-N{n}.csv") for n in (1, 2))
+    one, two = (pd.read_csv(tmp_path / f"trm-N{n}-carry.csv") for n in (1, 2))
     assert list(two["step_cost"][1:]) == [2 * c for c in one["step_cost"][1:]] == [6, 6]
     assert list(two["cycles"]) == [2, 2, 2] and list(two["optimizer_steps"]) == [0, 2, 4]
 

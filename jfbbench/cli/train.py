@@ -58,6 +58,14 @@ def _parse_set(items: tuple[str, ...], option: str = "--set", what: str = "a pro
     "hrm_one_step; deq, jfb, phantom, neumann with --start warm).",
 )
 @click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(["carry", "reset"]),
+    help="carry: each sample's state goes on from its last visit [default]; reset: each outer step starts its "
+    "batch cold, the state carried between its supervised steps only (as the published recursive models).",
+)
+@click.option(
     "--estimator-set",
     "estimator_settings",
     multiple=True,
@@ -114,6 +122,7 @@ def train_command(**kw: Any) -> None:
     preset = "quick" if kw["quick"] else kw["preset"]
     starts = dict.fromkeys([*kw.pop("start"), *(["warm"] if kw.pop("warm_start") else [])])
     kw["warm_start"] = tuple(s == "warm" for s in starts)
+    kw["reset_state"] = tuple(s == "reset" for s in dict.fromkeys(kw.pop("states")))
     try:
         configs = grid_runs(
             kw,
@@ -145,6 +154,7 @@ def train_command(**kw: Any) -> None:
         head = f"{c.problem} {c.estimator}{' warm' if c.warm_start else ''} K={c.depth} seed={c.seed}"
         head += "".join(f" {k}={v}" for k, v in c.estimator_kwargs.items())
         head += f" N_sup={c.deep_supervision}" if c.deep_supervision != 1 else ""
+        head += " reset" if c.reset_state else ""
         if res is None or "error" in res:
             click.echo(f"{head}: {res['error'] if res else 'lost with its worker; rerun to train it'}")
             continue

@@ -17,7 +17,9 @@ Wang et al. 2025, arXiv 2506.21734, and the Tiny Recursive Model, Jolicoeur-Mart
 arXiv 2510.04871, train): an outer step is N_sup supervised steps on its batch, each one
 gradient and one optimiser step, the k-th started from the detached state the (k - 1)-th
 left (kept per sample in the :class:`~jfbbench.estimators.StateBank`, so the batch's next
-visit goes on from there as well). At fixed theta that is restarted JFB with one restart
+visit goes on from there as well; with ``reset_state=True`` each outer step starts its batch
+from the cold start instead, as the published models reset an example's state when it
+enters). At fixed theta that is restarted JFB with one restart
 per supervised step (Davy, Briceno-Arias, Pustelnik 2025, arXiv 2506.13239). It needs an
 estimator that carries a state: a stateful one (``restarted_jfb``, ``trm``,
 ``hrm_one_step``) or one that warm-starts its forward solve (``deq``, ``jfb``, ``phantom``,

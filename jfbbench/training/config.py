@@ -116,6 +116,10 @@ class TrainConfig:
     #: N_sup: supervised steps per outer step, each an optimiser step on the same batch from
     #: the state the previous one left (see :mod:`jfbbench.training`)
     deep_supervision: int = 1
+    #: start each outer step's batch from the cold start (the state is carried between its
+    #: supervised steps only, as the published recursive models reset an example's state when
+    #: it enters); False: each sample's state goes on from its last visit, as restarted JFB
+    reset_state: bool = False
     #: settings of the estimator beyond those above (e.g. ``cycles`` of ``trm``)
     estimator_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -148,6 +152,13 @@ class TrainConfig:
             )
         c.deep_supervision = check_positive_int(c.deep_supervision, "deep_supervision")
         check_deep_supervision(c.estimator, c.deep_supervision, c.warm_start)
+        if not isinstance(c.reset_state, bool):
+            raise ValueError(f"reset_state must be True or False, got {c.reset_state!r}")
+        if c.reset_state and not carries_state(c.estimator, c.warm_start):
+            raise ValueError(
+                f"reset_state applies to estimators that carry a state (restarted_jfb, trm, hrm_one_step, or a "
+                f"warm-started solve), not {c.estimator!r}"
+            )
         check_estimator_kwargs(c.estimator, c.estimator_kwargs)
         c.reference_tol = check_tol(c.reference_tol, "reference_tol")
         if c.reference_tol > 1e-8:
@@ -158,13 +169,15 @@ class TrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """The columns that name a run (everything but ``steps``, which a rerun may extend;
-        ``deep_supervision`` and ``estimator_kwargs`` only where they are not their defaults,
+        ``deep_supervision``, ``reset_state`` and ``estimator_kwargs`` only where they are not their defaults,
         so that the runs made before them keep their identity)."""
         d = asdict(self)
         d.pop("steps")
         d["problem_kwargs"] = repr(sorted(d["problem_kwargs"].items()))
         if d["deep_supervision"] == 1:
             d.pop("deep_supervision")
+        if not d["reset_state"]:
+            d.pop("reset_state")
         if d["estimator_kwargs"]:
             d["estimator_kwargs"] = repr(sorted(d["estimator_kwargs"].items()))
         else:

@@ -20,9 +20,14 @@ from .run import train
 #: Settings that take several values (a grid axis each), by TrainConfig field, in the order the
 #: runs are made (all of seed 0 first, so a partial grid covers every setting).
 GRID_FIELDS = ("seed", "problem", "estimator", "depth", "warm_start", "steps", "lr", "optimizer", "batch_size",
-               "tol", "solver", "adjoint", "extra_steps", "deep_supervision")  # fmt: skip
-#: ``out`` template fields besides GRID_FIELDS: ``{start}`` is ``warm`` or ``cold``.
-EXTRA_FIELDS = {"preset": lambda c: c.preset, "start": lambda c: "warm" if c.warm_start else "cold"}
+               "tol", "solver", "adjoint", "extra_steps", "deep_supervision", "reset_state")  # fmt: skip
+#: ``out`` template fields besides GRID_FIELDS: ``{start}`` is ``warm`` or ``cold``, ``{state}``
+#: ``reset`` or ``carry``.
+EXTRA_FIELDS = {
+    "preset": lambda c: c.preset,
+    "start": lambda c: "warm" if c.warm_start else "cold",
+    "state": lambda c: "reset" if c.reset_state else "carry",
+}
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,8 @@ def grid_runs(values: dict[str, Any], **fixed: Any) -> list[TrainConfig]:
             settings["depth"] = 1
         if caps is not None and not caps.supports_warm_start:
             settings["warm_start"] = False
+        if caps is not None and not carries_state(settings["estimator"], bool(settings.get("warm_start"))):
+            settings["reset_state"] = False  # nothing carried, nothing to reset
         key = tuple(sorted(settings.items()))
         if key in seen:
             continue
@@ -139,7 +146,8 @@ def out_paths(template: Path | str | None, configs: list[TrainConfig]) -> list[P
     if unknown:
         raise ValueError(f"out {str(template)!r} names unknown fields {unknown}; allowed: {', '.join(allowed)}")
     varying = [f for f in GRID_FIELDS if len({getattr(c, f) for c in configs}) > 1]
-    missing = [f for f in varying if f not in fields and not (f == "warm_start" and "start" in fields)]
+    aliases = {"warm_start": "start", "reset_state": "state"}
+    missing = [f for f in varying if f not in fields and aliases.get(f) not in fields]
     if missing:
         raise ValueError(
             f"out {str(template)!r} must tell the runs apart: add {', '.join('{' + f + '}' for f in missing)} "

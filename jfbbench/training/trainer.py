@@ -176,7 +176,8 @@ class Trainer:
         base = dict(
             problem=c.problem, estimator=c.estimator, depth=c.depth if self.capabilities.uses_depth else "",
             warm_start=c.warm_start, tol=c.tol, seed=c.seed, preset=c.preset, optimizer=c.optimizer, lr=c.lr,
-            batch_size=c.batch_size, deep_supervision=c.deep_supervision, **c.estimator_kwargs, step=self.step,
+            batch_size=c.batch_size, deep_supervision=c.deep_supervision, reset_state=c.reset_state,
+            **c.estimator_kwargs, step=self.step,
             optimizer_steps=self.step * c.deep_supervision,
         )  # fmt: skip
         ops, vjps = self.counters["operator_evals"], self.counters["vjp_evals"]
@@ -256,7 +257,9 @@ class Trainer:
             cols: dict[str, Any] = {}
             for k in range(c.deep_supervision):
                 try:
-                    est, surrogate, t, extra = self.supervised_step(idx, gap=gap_step and k == 0)
+                    est, surrogate, t, extra = self.supervised_step(
+                        idx, gap=gap_step and k == 0, cold=c.reset_state and k == 0
+                    )
                 except _Diverged as d:
                     yield self._row(**d.columns)
                     return
@@ -286,9 +289,12 @@ class Trainer:
             if cols.get("status", "ok") != "ok":
                 return
 
-    def supervised_step(self, idx: list[int], gap: bool = False) -> tuple[Any, float, float, dict[str, Any]]:
+    def supervised_step(
+        self, idx: list[int], gap: bool = False, cold: bool = False
+    ) -> tuple[Any, float, float, dict[str, Any]]:
         """One gradient of the estimator on the training images ``idx``, started from their
-        states in the bank (stateful estimators), and one optimiser step with it; the state it
+        states in the bank (stateful estimators; the cold start when ``cold``), and one
+        optimiser step with it; the state it
         leaves goes back to the bank, the start of the next supervised step (deep
         supervision) or of the images' next visit. Returns the estimate, the surrogate loss
         L(x_K) at the parameters before the step, the seconds of the gradient and the step, and,
@@ -296,7 +302,7 @@ class Trainer:
         :class:`_Diverged` on a failed call or a non-finite result."""
         p = self.problem
         p.select("train", idx)
-        state = self._state(idx)
+        state = None if cold else self._state(idx)
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)

@@ -55,6 +55,13 @@ def load() -> pd.DataFrame:
     if not frames:
         raise SystemExit("no tables under results/reasoning/train/runs: run results/reasoning/train/run.sh first")
     df = pd.concat(frames, ignore_index=True)
+    last = df.groupby(["scheme", "deep_supervision", "seed"])["step"].transform("max")
+    done = (last == df["step"].max()) | df.groupby(["scheme", "deep_supervision", "seed"])["status"].transform(
+        lambda s: (s != "ok").any()
+    )
+    if not done.all():  # a run still going (or stopped early): left out, and said
+        print("unfinished, left out:", sorted(set(df.loc[~done, "scheme"] + " s" + df.loc[~done, "seed"].astype(str))))
+    df = df[done]
     df["N_sup"] = df["deep_supervision"].astype(int)
     return df
 
@@ -120,9 +127,13 @@ def markdown(df: pd.DataFrame, path: Path, formats: dict[str, str]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def figure(df: pd.DataFrame, path: Path) -> None:
+def _style(n: int) -> str:
+    return "-" if n == 1 else "--"
+
+
+def figure(df: pd.DataFrame, fin: pd.DataFrame, path: Path) -> None:
     colours = estimator_palette(ORDER)
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    fig, axes = plt.subplots(2, 3, figsize=(16, 9))
     panels = [("step", "outer step"), ("cost", "T + VJP (cumulative)"), ("wall_time", "training seconds")]
     mean = (
         df.groupby(["scheme", "N_sup", "step"])[["test_accuracy", "cost", "wall_time"]]
@@ -130,34 +141,49 @@ def figure(df: pd.DataFrame, path: Path) -> None:
         .reset_index()
         .sort_values("step")
     )
-    for ax, (x, xlabel) in zip(axes.flat[:3], panels, strict=True):
+    for ax, (x, xlabel) in zip(axes[0], panels, strict=True):
         for (scheme, n), g in mean.groupby(["scheme", "N_sup"]):
             g = g[g[x] > 0] if x != "step" else g
-            ax.plot(
-                g[x], g["test_accuracy"], color=colours[scheme], ls="-" if n == 1 else "--", lw=1.4,
-                label=f"{scheme}, N_sup={n}",
-            )  # fmt: skip
+            ax.plot(g[x], g["test_accuracy"], color=colours[scheme], ls=_style(n), lw=1.4, label=f"{scheme}, N_sup={n}")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("held-out puzzles solved (mean of 3 seeds)")
         if x != "step":
             ax.set_xscale("log")
         ax.grid(alpha=0.3)
-    ax = axes.flat[3]
+    ax = axes[1, 0]
     gaps = df.dropna(subset=["grad_gap"]).groupby(["scheme", "N_sup", "step"])["grad_gap"].median().reset_index()
     for (scheme, n), g in gaps.groupby(["scheme", "N_sup"]):
-        ax.plot(g["step"], g["grad_gap"], color=colours[scheme], ls="-" if n == 1 else "--", marker=".", lw=1.2)
+        ax.plot(g["step"], g["grad_gap"], color=colours[scheme], ls=_style(n), marker=".", lw=1.2)
     ax.set_yscale("log")
     ax.set_xlabel("outer step")
     ax.set_ylabel("||g - g_DEQ|| / ||g_DEQ|| (median of 3 seeds)")
-    ax.set_title("gradient gap to the exact (tight float64 DEQ) gradient", fontsize=10)
+    ax.set_title("gap to the exact gradient (float64 DEQ, same theta and batch)", fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
+    names = [f"{r.scheme}\nN_sup={r.N_sup}" for r in fin.itertuples()]
+    bar_colours = [colours[r.scheme] for r in fin.itertuples()]
+    hatches = ["" if r.N_sup == 1 else "//" for r in fin.itertuples()]
+    for ax, col, ylabel, title in (
+        (axes[1, 1], "peak_memory_kib", "KiB", "peak memory of one gradient call (median)"),
+        (axes[1, 2], "solved", "fraction of held-out puzzles", "solved after the last step (mean, seeds as dots)"),
+    ):
+        bars = ax.bar(range(len(fin)), fin[col], color=bar_colours, edgecolor="0.25")
+        for b, h in zip(bars, hatches, strict=True):
+            b.set_hatch(h)
+        ax.set_xticks(range(len(fin)), names, rotation=90, fontsize=7.5)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3, axis="y")
+    last = df.sort_values("step").groupby(["scheme", "N_sup", "seed"]).tail(1)
+    for i, r in enumerate(fin.itertuples()):
+        seeds = last[(last["scheme"] == r.scheme) & (last["N_sup"] == r.N_sup)]["test_accuracy"]
+        axes[1, 2].plot([i] * len(seeds), seeds, "o", color="0.15", ms=3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
     order = sorted(range(len(labels)), key=lambda i: (ORDER.index(labels[i].split(",")[0]), labels[i]))
-    fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="lower center", ncol=4, fontsize=8.5)
+    fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="lower center", ncol=6, fontsize=8.5)
     fig.suptitle("recursive_reasoning, 4 x 4 Sudoku (rho = 0.9, 256 training / 64 held-out puzzles): solid N_sup = 1, "
-                 "dashed N_sup = 4", fontsize=11)  # fmt: skip
-    fig.tight_layout(rect=(0, 0.09, 1, 0.97))
-    fig.savefig(path, dpi=130)
+                 "dashed (hatched) N_sup = 4", fontsize=11)  # fmt: skip
+    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
@@ -173,7 +199,7 @@ def main() -> None:
     r = reach(df)
     r.to_csv(HERE / "reach.csv", index=False)
     markdown(r, HERE / "reach.md", {c: ".0f" for c in r.columns if "@" in c and not c.startswith("s@")})
-    figure(df, HERE / "curves.png")
+    figure(df, fin, HERE / "curves.png")
     print(fin.to_string())
     print(r.to_string())
 

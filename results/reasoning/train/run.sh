@@ -14,4 +14,5 @@ train --estimator trm hrm_one_step --estimator-set cycles=3  # 3 cycles of n = 3
 train --estimator restarted_jfb --depth 2 --extra-steps 1     # the same 3 cycles, the last 2 with the graph
 train --estimator jfb deq --start warm                        # each solve starts where the last one ended
 train --estimator unrolled --depth 3                          # carries no state: N_sup = 1 only
+python results/reasoning/train/equilibrium.py  # rho_loc and the schemes' bias at the end (reads the checkpoints)
 python results/reasoning/train/report.py
