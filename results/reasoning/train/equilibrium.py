@@ -12,6 +12,10 @@ and the bias the run's scheme tends to.
   supervision and restarts tend to at fixed theta: trm, hrm_one_step, restarted_jfb with their
   settings, jfb at s*; unrolled from the cold start, as it runs), against back-propagation
   through 100 cycles from the cold start (the exact gradient to rho_loc^100).
+- ``restart_end``: for the schemes that carry a state (trm, hrm_one_step, restarted_jfb), the
+  distance between the scheme started cold and started from s*, relative to the exact
+  gradient: the restart term, what deep supervision removes (restarted JFB's bound B5 makes it
+  decay as rho^{(m-1)C} over supervised steps m at fixed theta).
 - ``gap_end``: the gap the run measured at its last step (its table's ``grad_gap``: the
   scheme from the state it carried, against the float64 DEQ).
 
@@ -45,20 +49,24 @@ def rho_loc(problem) -> float:
     return float("nan") if x is None else problem.estimate_lipschitz(x, iters=50)
 
 
-def scheme_limit(problem, config: TrainConfig) -> float:
-    """||g_limit - g_exact|| / ||g_exact|| on the current batch."""
+def scheme_limit(problem, config: TrainConfig) -> tuple[float, float]:
+    """(||g_limit - g_exact||, ||g_cold - g_limit||) / ||g_exact|| on the current batch; the
+    second NaN for the schemes that carry no state of their own."""
     exact = estimators.make("unrolled", depth=EXACT_CYCLES).gradient(problem).grad
     est = estimators.make(config.estimator, **config.estimator_settings())
     x = equilibrium(problem)
+    restart = float("nan")
     if x is None:
-        return float("nan")
+        return float("nan"), restart
     if config.estimator in ("trm", "hrm_one_step", "restarted_jfb"):
         g = est.gradient(problem, state=x).grad
+        restart = float(torch.linalg.vector_norm(est.gradient(problem).grad - g))
     elif config.estimator == "jfb":
         g = estimators.make("jfb", depth=config.depth, tol=1e-10).gradient(problem).grad
     else:  # unrolled from the cold start, deq exact
         g = est.gradient(problem).grad
-    return float(torch.linalg.vector_norm(g - exact) / torch.linalg.vector_norm(exact))
+    norm = torch.linalg.vector_norm(exact)
+    return float(torch.linalg.vector_norm(g - exact) / norm), restart / float(norm)
 
 
 def config_of(run: pd.DataFrame) -> TrainConfig:
@@ -96,10 +104,10 @@ def main() -> None:
         step = int(state["step"])
         first = (step - 1) * config.batch_size
         p.select("train", [(first + j) % p.n_images("train") for j in range(config.batch_size)])
-        bias = scheme_limit(p, config)
+        bias, restart = scheme_limit(p, config)
         rows.append(dict(
             run=table.stem, step=step, seed=config.seed, rho_loc_start=start[config.seed], rho_loc_end=rho_loc(p),
-            bias_end=bias, gap_end=float(run["grad_gap"].dropna().iloc[-1]),
+            bias_end=bias, restart_end=restart, gap_end=float(run["grad_gap"].dropna().iloc[-1]),
         ))  # fmt: skip
     out = pd.DataFrame(rows)
     out.to_csv(HERE / "equilibrium.csv", index=False)
