@@ -66,7 +66,10 @@ SETTING = ["estimator", "depth", "tol", "warm_start", "restarts", "settings", "d
 #: Settings with a column of their own, not repeated in ``settings``.
 _OWN_COLUMNS = {"depth", "tol", "warm_start"}
 #: Columns of a training table that name a setting of the run beyond those.
-TRAINING_SETTINGS = ("optimizer", "lr", "batch_size", "solver", "adjoint", "extra_steps", "max_iter", "memory")
+TRAINING_SETTINGS = (
+    "optimizer", "lr", "batch_size", "solver", "adjoint", "extra_steps", "max_iter", "memory", "deep_supervision",
+    "reset_state", "estimator_kwargs",
+)  # fmt: skip
 #: The regimes: a cold sweep setting, a sweep setting measured after restarts at a fixed
 #: theta (its state's cost not counted), a training run.
 REGIMES = ("cold", "fixed_theta_limit", "training")
