@@ -6,7 +6,7 @@ seconds and its memory, and by how much each moved *beyond its spread*, in perce
 
 - seconds (``time_s``): the spread is the sum of the two interquartile ranges
   (``time_iqr_s``), so moved = max(0, abs(b − a) − (iqr_a + iqr_b)) / a;
-- T + VJP (``operator_evals + vjp_evals``) and memory (``peak_memory_bytes``, or the bytes
+- T + VJP + JVP (``operator_evals + vjp_evals + jvp_evals``) and memory (``peak_memory_bytes``, or the bytes
   saved for backward, ``memory_bytes``, where either row lacks the peak) are exact counts: no
   spread, any relative change beyond :data:`EXACT_RTOL` moves, moved = abs(b − a) / a;
 - the relative error (``rel_error``): the spread is round-off, floor = :data:`ROUND_OFF_EPS`
@@ -101,7 +101,9 @@ def _prepare(df: pd.DataFrame, keys: list[str], name: str) -> pd.DataFrame:
     out["estimator"] = df["estimator"].astype(str)
     out["dtype"] = df["dtype"].astype(str) if "dtype" in df.columns else "float64"
     out["error"] = _number(df, "rel_error")
-    out["cost"] = _number(df, "operator_evals") + _number(df, "vjp_evals").fillna(0)
+    out["cost"] = (
+        _number(df, "operator_evals") + _number(df, "vjp_evals").fillna(0) + _number(df, "jvp_evals").fillna(0)
+    )
     out["seconds"] = _number(df, "time_s")
     out["iqr"] = _number(df, "time_iqr_s").fillna(0.0)
     out["peak"] = _number(df, "peak_memory_bytes")

@@ -66,7 +66,10 @@ SETTING = ["estimator", "depth", "tol", "warm_start", "restarts", "settings", "d
 #: Settings with a column of their own, not repeated in ``settings``.
 _OWN_COLUMNS = {"depth", "tol", "warm_start"}
 #: Columns of a training table that name a setting of the run beyond those.
-TRAINING_SETTINGS = ("optimizer", "lr", "batch_size", "solver", "adjoint", "extra_steps", "max_iter", "memory")
+TRAINING_SETTINGS = (
+    "optimizer", "lr", "batch_size", "solver", "adjoint", "extra_steps", "max_iter", "memory", "deep_supervision",
+    "reset_state", "estimator_kwargs",
+)  # fmt: skip
 #: The regimes: a cold sweep setting, a sweep setting measured after restarts at a fixed
 #: theta (its state's cost not counted), a training run.
 REGIMES = ("cold", "fixed_theta_limit", "training")
@@ -230,7 +233,12 @@ def read_points(tables: Iterable[str | Path | pd.DataFrame]) -> pd.DataFrame:
             )
     if not frames:
         raise ValueError("no tables given")
-    out = pd.concat(frames, ignore_index=True)
+    return _finish(pd.concat(frames, ignore_index=True))
+
+
+def _finish(points: pd.DataFrame) -> pd.DataFrame:
+    """Points read back from tables in their types (flags, numbers), each with its label."""
+    out = points.copy()
     out["warm_start"] = out["warm_start"].map(_truthy)
     for col in ("depth", "tol", "restarts", "error", "cost", "seconds", "memory"):
         out[col] = pd.to_numeric(out[col], errors="coerce")
@@ -305,6 +313,8 @@ def summarise(points: pd.DataFrame) -> pd.DataFrame:
     the error, medians of the costs (the memory's over the rows that measured a peak:
     ``memory_n`` of them), the number of measurements, and ``on_front`` for each cost axis,
     the front taken within each panel and regime (the fixed-theta limit apart)."""
+    if "label" not in points:  # made by points_from_sweep or points_from_training directly
+        points = _finish(points)
     points = points[points["excluded"] == ""]
     keys = ["panel", "source", "regime", *SETTING]
     g = points.groupby(keys, dropna=False)

@@ -1,7 +1,7 @@
 """One self-contained, interactive HTML page from sweep tables: ``jfbbench report``.
 
 The page holds four plots of one problem at one ρ at a time: the gradient's relative error
-against depth, its cost against depth (T + VJP, seconds with their interquartile range, or peak
+against depth, its cost against depth (T + VJP + JVP, seconds with their interquartile range, or peak
 memory), the bytes saved for backward against depth, and the error–cost front (median over
 seeds, quartile bars, the settings no other beats joined). Controls choose the problem and ρ,
 the cost axis, linear or log scales, and which estimators are drawn; hovering a point shows
@@ -31,7 +31,7 @@ from .tables import read_table
 
 #: The cost axes a reader chooses from: key -> (sweep column, front column, axis title).
 COSTS = {
-    "cost": ("cost", "cost", "T + VJP per gradient"),
+    "cost": ("cost", "cost", "T + VJP + JVP per gradient"),
     "seconds": ("time_s", "seconds", "seconds per gradient"),
     "memory": ("peak_memory_bytes", "memory", "peak memory per gradient (bytes)"),
 }
@@ -110,9 +110,9 @@ def prepare(tables: Sequence[str | Path | pd.DataFrame]) -> dict[str, Any]:
     d = with_depthless_rows_spread(d, by="panel")
     d["depth"] = pd.to_numeric(d["depth"], errors="coerce")
     d["rel_error"] = pd.to_numeric(d["rel_error"], errors="coerce").clip(lower=ERROR_FLOOR)
-    for c in ("operator_evals", "vjp_evals", "time_s", "time_iqr_s", "memory_bytes", "peak_memory_bytes"):
+    for c in ("operator_evals", "vjp_evals", "jvp_evals", "time_s", "time_iqr_s", "memory_bytes", "peak_memory_bytes"):
         d[c] = pd.to_numeric(d[c], errors="coerce") if c in d.columns else np.nan
-    d["cost"] = d["operator_evals"] + d["vjp_evals"].fillna(0)
+    d["cost"] = d["operator_evals"] + d["vjp_evals"].fillna(0) + d["jvp_evals"].fillna(0)
     fr = pd.concat(points, ignore_index=True)
     fr["series"] = (fr["table"] + " · " if len(names) > 1 else "") + fr["setting"]
     fr["error"] = fr["error"].clip(lower=ERROR_FLOOR)

@@ -256,3 +256,13 @@ def test_estimator_settings_are_separate_settings_of_the_front():
     assert len(s) == 3  # one point per setting, not one pooled shine
     best = s.set_index("setting").sort_values("error").iloc[0]
     assert best["error"] == 0.01 and "memory=40" in best.name and "refine=4" in best.name
+
+
+def test_training_runs_with_other_deep_supervision_or_estimator_settings_are_separate_points():
+    rows = [
+        dict(problem="p", estimator="trm", depth=1, warm_start=False, tol=1e-4, step=1, grad_gap=gap, step_cost=10,
+             step_time=0.1, peak_memory_bytes=1, deep_supervision=n, estimator_kwargs=kw)
+        for n, kw, gap in [(1, "[('cycles', 3)]", 0.3), (4, "[('cycles', 3)]", 0.2), (1, "[('cycles', 5)]", 0.1)]
+    ]  # fmt: skip
+    s = front.summarise(front.read_points([pd.DataFrame(rows)]))
+    assert sorted(s["error"]) == [0.1, 0.2, 0.3]  # three settings, none pooled

@@ -12,7 +12,7 @@ import click
 MULTI_VALUE_OPTIONS = {
     "--problem", "--lipschitz", "--estimator", "--depth", "--seed", "--restarts", "--dim", "--set", "--restart-depth",
     "--tol", "--extra-steps", "--estimator-set", "--steps", "--lr", "--optimizer", "--batch-size", "--solver",
-    "--adjoint", "--start",
+    "--adjoint", "--start", "--deep-supervision", "--state",
 }  # fmt: skip
 
 

@@ -12,12 +12,12 @@ import click
 from ._common import UsageFailure, cluster_options, device_settings, make_cluster
 
 
-def _parse_set(items: tuple[str, ...]) -> dict[str, Any]:
+def _parse_set(items: tuple[str, ...], option: str = "--set", what: str = "a problem setting") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.isidentifier():
-            raise UsageFailure(f"--set expects KEY=VALUE (a problem setting), got {item!r}")
+            raise UsageFailure(f"{option} expects KEY=VALUE ({what}), got {item!r}")
         try:
             out[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -30,7 +30,8 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, Any]:
     "--problem",
     multiple=True,
     required=True,
-    help="A problem with training presets: weighted_tv, pnp_fb, drunet_fb, conv_deq, mondeq, ignn.",
+    help="A problem with training presets: weighted_tv, pnp_fb, drunet_fb, conv_deq, mondeq, ignn, "
+    "recursive_reasoning.",
 )
 @click.option(
     "--estimator", multiple=True, required=True, help="Any registered estimator (deq, unrolled, jfb, restarted_jfb...)."
@@ -48,6 +49,29 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--solver", multiple=True, help="picard, anderson, broyden or auto (forward solves) [default: anderson].")
 @click.option("--adjoint", multiple=True, help="DEQ adjoint solver: gmres, fixed_point or auto [default: gmres].")
 @click.option("--extra-steps", multiple=True, type=int, help="restarted_jfb: graph-free steps M [default: 0].")
+@click.option(
+    "--deep-supervision",
+    multiple=True,
+    type=int,
+    help="N_sup supervised steps per outer step, each an optimiser step on the same batch from the state the "
+    "previous one left [default: 1]; N_sup > 1 runs for the estimators that carry a state (restarted_jfb, trm, "
+    "hrm_one_step; deq, jfb, phantom, neumann with --start warm).",
+)
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(["carry", "reset"]),
+    help="carry: each sample's state goes on from its last visit [default]; reset: each outer step starts its "
+    "batch cold, the state carried between its supervised steps only (as the published recursive models).",
+)
+@click.option(
+    "--estimator-set",
+    "estimator_settings",
+    multiple=True,
+    help="An estimator setting KEY=VALUE, e.g. --estimator-set cycles=3 (trm, hrm_one_step); given to the "
+    "estimators that take it.",
+)
 @click.option(
     "--warm-start",
     is_flag=True,
@@ -99,14 +123,16 @@ def train_command(**kw: Any) -> None:
     preset = "quick" if kw["quick"] else kw["preset"]
     starts = dict.fromkeys([*kw.pop("start"), *(["warm"] if kw.pop("warm_start") else [])])
     kw["warm_start"] = tuple(s == "warm" for s in starts)
-    configs = grid_runs(
-        kw,
-        preset=preset,
-        gap_every=kw["gap_every"],
-        reference_tol=kw["reference_tol"],
-        problem_kwargs=_parse_set(kw["settings"]) | device_settings(kw["device"], kw["dtype"]),
-    )
+    kw["reset_state"] = tuple(s == "reset" for s in dict.fromkeys(kw.pop("states")))
     try:
+        configs = grid_runs(
+            kw,
+            preset=preset,
+            gap_every=kw["gap_every"],
+            reference_tol=kw["reference_tol"],
+            problem_kwargs=_parse_set(kw["settings"]) | device_settings(kw["device"], kw["dtype"]),
+            estimator_kwargs=_parse_set(kw["estimator_settings"], "--estimator-set", "an estimator setting"),
+        )
         for c in configs:
             c.resolved()
     except (ValueError, TypeError) as err:
@@ -127,6 +153,9 @@ def train_command(**kw: Any) -> None:
     for run in runs:
         c, res = run.config, results.get(run.key())
         head = f"{c.problem} {c.estimator}{' warm' if c.warm_start else ''} K={c.depth} seed={c.seed}"
+        head += "".join(f" {k}={v}" for k, v in c.estimator_kwargs.items())
+        head += f" N_sup={c.deep_supervision}" if c.deep_supervision != 1 else ""
+        head += " reset" if c.reset_state else ""
         if res is None or "error" in res:
             click.echo(f"{head}: {res['error'] if res else 'lost with its worker; rerun to train it'}")
             continue

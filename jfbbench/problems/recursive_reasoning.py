@@ -137,11 +137,29 @@ class RecursiveReasoning(Problem):
     1 / fan-in, as in the published models, which do not constrain the recursion), inputs
     at unit scale; ``self.lipschitz`` is ||dT/ds||_2 estimated by power iteration at the
     cold start and ``contraction_guaranteed = False``: the problem is outside the theory and
-    the exact gradient of T cycles is backpropagation through them (``unrolled``).
+    the exact gradient of T cycles is backpropagation through them (``unrolled``). The
+    iteration may have no equilibrium, so training reads the held-out metrics after
+    ``eval_cycles`` cycles from the cold start (``eval_steps``; None in the rho modes, which
+    are read at x*).
     """
 
     name = "recursive_reasoning"
     batched = True
+    #: ``jfbbench train`` presets: ``default`` (results/reasoning/train: 256 training and 64
+    #: held-out puzzles with 6 hidden cells, width 16; about a minute a run on one core) and
+    #: ``quick`` (seconds; the tests). No ``preactivation`` shrink: it makes rho tight at the
+    #: start, which training does not need, and its small start (y* near 0, loss log 4)
+    #: stalls the first hundred steps.
+    train_presets = {
+        "default": dict(
+            steps=150, lr=0.01, batch_size=16, gap_every=10, tol=1e-4,
+            problem=dict(n_puzzles=256, n_test=64, hidden=16, hidden_cells=6, preactivation=None),
+        ),
+        "quick": dict(
+            steps=3, lr=0.01, batch_size=4, gap_every=2, tol=1e-4,
+            problem=dict(n_puzzles=8, n_test=8, hidden=4, hidden_cells=6, preactivation=None),
+        ),
+    }  # fmt: skip
 
     def __init__(
         self,
@@ -154,6 +172,7 @@ class RecursiveReasoning(Problem):
         hidden_cells: int = 8,
         preactivation: float | None = 0.5,
         lipschitz_iters: int = 30,
+        eval_cycles: int = 16,
         seed: int = 0,
         dtype: Any = torch.float64,
         device: Any = "cpu",
@@ -223,10 +242,14 @@ class RecursiveReasoning(Problem):
             hidden_cells=hidden_cells,
             preactivation=preactivation,
         )
+        eval_cycles = check_positive_int(eval_cycles, "eval_cycles")
+        #: where training reads its held-out metrics: None at the equilibrium x*; in the free
+        #: mode, which may have none, after ``eval_cycles`` cycles from the cold start
+        self.eval_steps: int | None = eval_cycles if free else None
         if free:
             iters = check_positive_int(lipschitz_iters, "lipschitz_iters")
             self.lipschitz = self.estimate_lipschitz(iters=iters)
-            self.config.update(rho_estimate=self.lipschitz)
+            self.config.update(rho_estimate=self.lipschitz, eval_cycles=eval_cycles)
         else:
             self.config.update(scale=self.scale)
 

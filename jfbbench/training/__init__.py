@@ -7,7 +7,28 @@ One outer step = one gradient from the chosen estimator on a mini-batch of train
 optimiser (Adam or SGD). ``restarted_jfb`` keeps its state per training image
 (:class:`~jfbbench.estimators.StateBank`), so each image restarts from where its last visit
 left it; with ``warm_start=True``, ``deq``, ``jfb``, ``phantom`` and ``neumann`` do the same
-with their forward solve (and DEQ with its adjoint solve).
+with their forward solve (and DEQ with its adjoint solve). Every estimator is built with
+the settings it declares only (``estimators.capabilities(name).accepts``): ``depth``, the
+forward solve's, the adjoint's, ``extra_steps``, and ``estimator_kwargs`` (e.g. ``cycles`` of
+``trm`` and ``hrm_one_step``).
+
+**Deep supervision** (``deep_supervision`` = N_sup > 1, as the Hierarchical Reasoning Model,
+Wang et al. 2025, arXiv 2506.21734, and the Tiny Recursive Model, Jolicoeur-Martineau 2025,
+arXiv 2510.04871, train): an outer step is N_sup supervised steps on its batch, each one
+gradient and one optimiser step, the k-th started from the detached state the (k - 1)-th
+left (kept per sample in the :class:`~jfbbench.estimators.StateBank`, so the batch's next
+visit goes on from there as well; with ``reset_state=True`` each outer step starts its batch
+from the cold start instead, as the published models reset an example's state when it
+enters). At fixed theta that is restarted JFB with one restart
+per supervised step (Davy, Briceno-Arias, Pustelnik 2025, arXiv 2506.13239). It needs an
+estimator that carries a state: a stateful one (``restarted_jfb``, ``trm``,
+``hrm_one_step``) or one that warm-starts its forward solve (``deq``, ``jfb``, ``phantom``,
+``neumann`` with ``warm_start=True``, whose carried state is where the next solve starts);
+any other (``unrolled``) is refused: unrolling from the carried state is ``restarted_jfb``
+with ``extra_steps=0``. The row of an outer step sums the cost of its N_sup supervised
+steps (``step_operator_evals``, ``step_vjp_evals``, seconds), ``optimizer_steps`` counts
+the optimiser steps so far, and ``surrogate_loss``, ``grad_norm`` and ``forward_residual``
+are the last supervised step's; the gap to DEQ and the peak memory are the first's.
 
 Each step appends one row to a tidy table, every quantity at theta_n, *after* the step:
 
@@ -27,6 +48,11 @@ Each step appends one row to a tidy table, every quantity at theta_n, *after* th
 - every ``gap_every`` steps, the relative gap ||g - g_DEQ|| / ||g_DEQ|| between the
   estimator's gradient and a tight DEQ gradient at the same theta_{n-1} on the same batch:
   float64, tolerance ``reference_tol`` (<= 1e-8), its convergence in ``reference_converged``.
+
+A problem without an equilibrium to solve for declares ``eval_steps`` (recursive_reasoning
+in its free mode, ``lipschitz=None``): its held-out metrics and ``outer_loss`` are then read
+after that many applications of T from the cold start (``test_converged`` empty), not at a
+solve that would not converge, and no gap to DEQ is measured.
 
 Row 0 is the initial theta. Resumable: rows are appended with flush + fsync; a checkpoint
 (theta, optimiser state, per-sample states, counters) is written atomically beside the table

@@ -8,7 +8,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .. import estimators, problems
-from .._validation import check_choice, check_depth, check_nonnegative_int, check_seed, check_tol
+from .._validation import (
+    check_choice,
+    check_depth,
+    check_nonnegative_int,
+    check_positive_int,
+    check_seed,
+    check_tol,
+)
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -106,6 +113,15 @@ class TrainConfig:
     warm_start: bool = False
     reference_tol: float = 1e-8
     problem_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: N_sup: supervised steps per outer step, each an optimiser step on the same batch from
+    #: the state the previous one left (see :mod:`jfbbench.training`)
+    deep_supervision: int = 1
+    #: start each outer step's batch from the cold start (the state is carried between its
+    #: supervised steps only, as the published recursive models reset an example's state when
+    #: it enters); False: each sample's state goes on from its last visit, as restarted JFB
+    reset_state: bool = False
+    #: settings of the estimator beyond those above (e.g. ``cycles`` of ``trm``)
+    estimator_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> TrainConfig:
         """Fill the ``None`` fields from the preset and check every value."""
@@ -134,6 +150,16 @@ class TrainConfig:
             raise ValueError(
                 f"warm_start applies to estimators that solve for x* (deq, jfb, phantom, neumann), not {c.estimator!r}"
             )
+        c.deep_supervision = check_positive_int(c.deep_supervision, "deep_supervision")
+        check_deep_supervision(c.estimator, c.deep_supervision, c.warm_start)
+        if not isinstance(c.reset_state, bool):
+            raise ValueError(f"reset_state must be True or False, got {c.reset_state!r}")
+        if c.reset_state and not carries_state(c.estimator, c.warm_start):
+            raise ValueError(
+                f"reset_state applies to estimators that carry a state (restarted_jfb, trm, hrm_one_step, or a "
+                f"warm-started solve), not {c.estimator!r}"
+            )
+        check_estimator_kwargs(c.estimator, c.estimator_kwargs)
         c.reference_tol = check_tol(c.reference_tol, "reference_tol")
         if c.reference_tol > 1e-8:
             raise ValueError(f"reference_tol must be <= 1e-8 (the gap's reference DEQ), got {c.reference_tol!r}")
@@ -142,8 +168,75 @@ class TrainConfig:
         return c
 
     def identity(self) -> dict[str, Any]:
-        """The columns that name a run (everything but ``steps``, which a rerun may extend)."""
+        """The columns that name a run (everything but ``steps``, which a rerun may extend;
+        ``deep_supervision``, ``reset_state`` and ``estimator_kwargs`` only where they are not their defaults,
+        so that the runs made before them keep their identity)."""
         d = asdict(self)
         d.pop("steps")
         d["problem_kwargs"] = repr(sorted(d["problem_kwargs"].items()))
+        if d["deep_supervision"] == 1:
+            d.pop("deep_supervision")
+        if not d["reset_state"]:
+            d.pop("reset_state")
+        if d["estimator_kwargs"]:
+            d["estimator_kwargs"] = repr(sorted(d["estimator_kwargs"].items()))
+        else:
+            d.pop("estimator_kwargs")
         return d
+
+    def estimator_settings(self) -> dict[str, Any]:
+        """What the estimator is built with: ``depth``, the forward solve's settings and the
+        adjoint's where it accepts them, ``warm_start`` when set, and ``estimator_kwargs``."""
+        caps = estimators.capabilities(self.estimator)
+        offered = dict(
+            depth=self.depth, tol=self.tol, max_iter=self.max_iter, solver=self.solver, extra_steps=self.extra_steps,
+            adjoint=self.adjoint, adjoint_max_iter=self.max_iter,
+        )  # fmt: skip
+        if caps.settings is None:  # a factory whose keywords cannot be read: the settings every estimator has
+            out = dict(depth=self.depth, tol=self.tol, max_iter=self.max_iter, solver=self.solver)
+        else:
+            out = {k: v for k, v in offered.items() if caps.accepts(k)}
+        if self.warm_start:
+            out["warm_start"] = True
+        return {**out, **self.estimator_kwargs}
+
+
+def carries_state(estimator: str, warm_start: bool) -> bool:
+    """Whether ``estimator`` hands a state from one call to the next: it is stateful
+    (``restarted_jfb``, ``trm``, ``hrm_one_step``) or warm-starts its forward solve."""
+    caps = estimators.capabilities(estimator)
+    return caps.stateful or (warm_start and caps.supports_warm_start)
+
+
+def check_deep_supervision(estimator: str, n: int, warm_start: bool) -> None:
+    """Refuse N_sup > 1 for an estimator that carries no state from one supervised step to
+    the next (deep supervision restarts each step where the previous one ended)."""
+    if n == 1 or carries_state(estimator, warm_start):
+        return
+    if estimators.capabilities(estimator).supports_warm_start:
+        raise ValueError(
+            f"deep_supervision={n} with {estimator!r} needs warm_start=True: the state carried from one "
+            "supervised step to the next is where its forward solve starts"
+        )
+    raise ValueError(
+        f"deep_supervision={n} needs an estimator that carries a state (restarted_jfb, trm, hrm_one_step) or "
+        f"warm-starts its solve (deq, jfb, phantom, neumann); {estimator!r} does neither (unrolling from the "
+        "carried state is restarted_jfb with extra_steps=0)"
+    )
+
+
+#: Settings with a field of their own in :class:`TrainConfig`, not taken in ``estimator_kwargs``.
+OWN_FIELDS = ("depth", "tol", "max_iter", "solver", "extra_steps", "adjoint", "adjoint_max_iter", "warm_start")
+
+
+def check_estimator_kwargs(estimator: str, kwargs: Any) -> None:
+    """Every key of ``kwargs`` is a setting the estimator declares, with no field of its own."""
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"estimator_kwargs must be a dict of estimator settings, got {kwargs!r}")
+    caps = estimators.capabilities(estimator)
+    for key in kwargs:
+        if key in OWN_FIELDS:
+            raise ValueError(f"estimator_kwargs key {key!r} is a training setting of its own: set {key} instead")
+        if caps.settings is not None and not caps.accepts(key):
+            takes = ", ".join(sorted(set(caps.settings or ()) - set(OWN_FIELDS))) or "none"
+            raise ValueError(f"estimator {estimator!r} takes no setting {key!r} (its other settings: {takes})")

@@ -16,13 +16,13 @@ from typing import Any
 from .. import estimators, problems
 from .._journal import TableLock
 from ..runner import Cluster, Summary, run_tasks
-from .config import TrainConfig
+from .config import TrainConfig, carries_state
 from .run import train
 
 #: Settings that take several values (a grid axis each), by TrainConfig field, in the order the
 #: runs are made (all of seed 0 first, so a partial grid covers every setting).
 GRID_FIELDS = ("seed", "problem", "estimator", "depth", "warm_start", "steps", "lr", "optimizer", "batch_size",
-               "tol", "solver", "adjoint", "extra_steps")  # fmt: skip
+               "tol", "solver", "adjoint", "extra_steps", "deep_supervision", "reset_state")  # fmt: skip
 
 
 def settings_digest(config: TrainConfig) -> str:
@@ -36,11 +36,12 @@ def settings_digest(config: TrainConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-#: ``out`` template fields besides GRID_FIELDS: ``{start}`` is ``warm`` or ``cold``,
-#: ``{settings}`` a digest of every setting (:func:`settings_digest`).
+#: ``out`` template fields besides GRID_FIELDS: ``{start}`` is ``warm`` or ``cold``, ``{state}``
+#: ``reset`` or ``carry``, ``{settings}`` a digest of every setting (:func:`settings_digest`).
 EXTRA_FIELDS = {
     "preset": lambda c: c.preset,
     "start": lambda c: "warm" if c.warm_start else "cold",
+    "state": lambda c: "reset" if c.reset_state else "carry",
     "settings": settings_digest,
 }
 #: Where each run's table goes when no ``out`` is given: outside the committed results, one
@@ -120,10 +121,14 @@ def _capabilities(name: str) -> estimators.Capabilities | None:
 def grid_runs(values: dict[str, Any], **fixed: Any) -> list[TrainConfig]:
     """The TrainConfigs of the product of ``values`` (GRID_FIELDS -> a sequence of values; an
     empty or missing one takes the default); an estimator without a depth (``deq``) runs once,
-    at depth 1, and one that cannot warm-start runs cold only. ``fixed``: settings shared by
-    every run."""
+    at depth 1, one that cannot warm-start runs cold only, and deep supervision (N_sup > 1)
+    runs for the estimators that carry a state from one supervised step to the next (stateful,
+    or warm-started) only, unless no run is left (then the run is made and refused with the
+    reason). ``fixed``: settings shared by every run; its ``estimator_kwargs`` go to the
+    estimators that accept each key."""
     axes = {f: list(values[f]) if values.get(f) else [None] for f in GRID_FIELDS}
-    configs, seen = [], set()
+    shared = dict(fixed.pop("estimator_kwargs", None) or {})
+    configs, seen, refused = [], set(), []
     for combo in itertools.product(*axes.values()):
         settings = {k: v for k, v in zip(axes, combo, strict=True) if v is not None}
         caps = _capabilities(settings["estimator"])
@@ -131,12 +136,24 @@ def grid_runs(values: dict[str, Any], **fixed: Any) -> list[TrainConfig]:
             settings["depth"] = 1
         if caps is not None and not caps.supports_warm_start:
             settings["warm_start"] = False
+        if caps is not None and not carries_state(settings["estimator"], bool(settings.get("warm_start"))):
+            settings["reset_state"] = False  # nothing carried, nothing to reset
         key = tuple(sorted(settings.items()))
         if key in seen:
             continue
         seen.add(key)
-        configs.append(TrainConfig(**settings, **fixed))
-    return configs
+        kwargs = {k: v for k, v in shared.items() if caps is None or caps.accepts(k)}
+        config = TrainConfig(**settings, **fixed, estimator_kwargs=kwargs)
+        if caps is not None and settings.get("deep_supervision", 1) != 1:
+            if not carries_state(config.estimator, bool(settings.get("warm_start", False))):
+                refused.append(config)
+                continue
+        configs.append(config)
+    for key in shared:
+        if not any(key in c.estimator_kwargs for c in configs + refused):
+            names = ", ".join(sorted({c.estimator for c in configs + refused}))
+            raise ValueError(f"no estimator of the grid ({names}) takes the setting {key!r}")
+    return configs or refused[:1]
 
 
 def out_paths(template: Path | str | None, configs: list[TrainConfig]) -> list[Path | None]:
@@ -151,8 +168,9 @@ def out_paths(template: Path | str | None, configs: list[TrainConfig]) -> list[P
     if unknown:
         raise ValueError(f"out {str(template)!r} names unknown fields {unknown}; allowed: {', '.join(allowed)}")
     varying = [f for f in GRID_FIELDS if len({getattr(c, f) for c in configs}) > 1]
+    aliases = {"warm_start": "start", "reset_state": "state"}
     missing = [] if "settings" in fields else varying
-    missing = [f for f in missing if f not in fields and not (f == "warm_start" and "start" in fields)]
+    missing = [f for f in missing if f not in fields and aliases.get(f) not in fields]
     if missing:
         raise ValueError(
             f"out {str(template)!r} must tell the runs apart: add {', '.join('{' + f + '}' for f in missing)} "

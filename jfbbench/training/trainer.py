@@ -14,7 +14,7 @@ import torch
 from .. import estimators, problems
 from ..measure import compare, peak_bytes
 from ..solvers import ConvergenceWarning, fixed_point
-from .config import TrainConfig
+from .config import TrainConfig, carries_state
 
 
 def _batches(n_images: int, batch_size: int, step: int) -> list[int]:
@@ -32,6 +32,12 @@ def _set_grads(params: list[torch.Tensor], flat: torch.Tensor) -> None:
         offset += n
 
 
+def _count(value: Any) -> int | float:
+    """An evaluation count as an int where it is whole (a VJP through part of a cycle is a fraction)."""
+    v = float(value)
+    return int(v) if v.is_integer() else v
+
+
 def _finite(*values: Any) -> bool:
     for v in values:
         if isinstance(v, torch.Tensor):
@@ -40,6 +46,14 @@ def _finite(*values: Any) -> bool:
         elif isinstance(v, float) and not math.isfinite(v):
             return False
     return True
+
+
+class _Diverged(Exception):
+    """A supervised step that failed: the columns of the row that records it."""
+
+    def __init__(self, **columns: Any) -> None:
+        super().__init__(columns.get("status", "diverged"))
+        self.columns = columns
 
 
 class Trainer:
@@ -62,14 +76,14 @@ class Trainer:
                 names = tuple(self.problem.metrics(self.problem.initial_point()))
         self.metric_names = tuple(names)
         self.train_metric_names = tuple(m for m in self.metric_names if not m.endswith("_std"))
-        common = dict(tol=c.tol, max_iter=c.max_iter, solver=c.solver)
-        self.capabilities = caps = estimators.capabilities(c.estimator)
-        #: whether the estimator's state goes from one visit of an image to the next
-        self.stateful = caps.stateful or c.warm_start
-        extra: dict[str, Any] = dict(extra_steps=c.extra_steps) if caps.accepts("extra_steps") else {}
-        extra.update(dict(adjoint=c.adjoint, adjoint_max_iter=c.max_iter) if caps.accepts("adjoint") else {})
-        extra.update(dict(warm_start=True) if c.warm_start else {})
-        self.estimator = estimators.make(c.estimator, depth=c.depth, **common, **extra)
+        self.capabilities = estimators.capabilities(c.estimator)
+        #: whether the estimator's state goes from one visit of an image (and one supervised
+        #: step) to the next
+        self.stateful = carries_state(c.estimator, c.warm_start)
+        self.estimator = estimators.make(c.estimator, **c.estimator_settings())
+        #: held-out metrics after this many applications of T from the cold start instead of at
+        #: x* (a problem without an equilibrium declares it: recursive_reasoning's free mode)
+        self.eval_steps: int | None = getattr(self.problem, "eval_steps", None)
         self.params = self.problem.parameters()
         opt_cls = torch.optim.Adam if c.optimizer == "adam" else torch.optim.SGD
         self.opt = opt_cls(self.params, lr=c.lr)
@@ -106,9 +120,17 @@ class Trainer:
         """x*(theta) of ``split`` (the images ``indices``; all when None) by the forward solve
         to ``tol`` (each image to its own tolerance), started from the last equilibrium found
         for those images (a start point only: the result is the same to the tolerance). Not
-        counted in the training cost."""
+        counted in the training cost. Where the problem declares ``eval_steps`` (no equilibrium
+        to solve for), T applied that many times from the cold start instead (``converged``
+        None)."""
         p, c = self.problem, self.config
         p.select(split, indices)
+        if self.eval_steps is not None:
+            with torch.no_grad():
+                x = p.initial_point()
+                for _ in range(self.eval_steps):
+                    x = p.operator(x)
+            return x, dict(converged=None, relative_residual=math.nan, iterations=self.eval_steps)
         keys = [(split, i) for i in p.indices]
         start = self.eval_bank.get(keys, p.initial_point())
         with warnings.catch_warnings():
@@ -154,7 +176,9 @@ class Trainer:
         base = dict(
             problem=c.problem, estimator=c.estimator, depth=c.depth if self.capabilities.uses_depth else "",
             warm_start=c.warm_start, tol=c.tol, seed=c.seed, preset=c.preset, optimizer=c.optimizer, lr=c.lr,
-            batch_size=c.batch_size, step=self.step,
+            batch_size=c.batch_size, deep_supervision=c.deep_supervision, reset_state=c.reset_state,
+            **c.estimator_kwargs, step=self.step,
+            optimizer_steps=self.step * c.deep_supervision,
         )  # fmt: skip
         ops, vjps = self.counters["operator_evals"], self.counters["vjp_evals"]
         cols = dict(
@@ -191,8 +215,10 @@ class Trainer:
     def _test_columns(self, gap_step: bool) -> dict[str, Any]:
         x, values, st = self.metrics("test")
         cols: dict[str, Any] = {f"test_{k}": v for k, v in values.items()}
-        cols["test_converged"] = bool(st["converged"])
-        if not _finite(x, *values.values()) or not (st["relative_residual"] < 1e-2):
+        cols["test_converged"] = "" if st["converged"] is None else bool(st["converged"])
+        if not _finite(x, *values.values()):
+            cols["status"] = "diverged: non-finite test state or metrics"
+        elif st["converged"] is not None and not (st["relative_residual"] < 1e-2):
             cols["status"] = f"diverged: test forward solve relative residual {st['relative_residual']:.2e}"
         elif gap_step and not getattr(self.problem, "contraction_guaranteed", True):
             cols["rho_estimate"] = self.problem.estimate_lipschitz(x, iters=10)
@@ -219,42 +245,33 @@ class Trainer:
 
     def run(self) -> Iterator[dict[str, Any]]:
         """Yield one row per outer step from ``self.step + 1`` to ``config.steps``; stop after
-        a row whose status is not ``ok``."""
+        a row whose status is not ``ok``. An outer step is ``deep_supervision`` supervised
+        steps on its batch (:meth:`supervised_step`), its row their sums."""
         c, p = self.config, self.problem
         while self.step < c.steps:
             self.step += 1
             idx = _batches(p.n_images("train"), c.batch_size, self.step)
-            p.select("train", idx)
-            state = self._state(idx)
             gap_step = c.gap_every > 0 and (self.step == 1 or self.step % c.gap_every == 0)
-            t0 = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
+            ops = vjps = 0
+            step_time = 0.0
+            cols: dict[str, Any] = {}
+            for k in range(c.deep_supervision):
                 try:
-                    est = self.estimator.gradient(p, state=state)
-                except (RuntimeError, ValueError) as err:  # e.g. NaN parameters after a bad step
-                    yield self._row(status=f"diverged: {type(err).__name__}: {err}".splitlines()[0])
+                    est, surrogate, t, extra = self.supervised_step(
+                        idx, gap=gap_step and k == 0, cold=c.reset_state and k == 0
+                    )
+                except _Diverged as d:
+                    yield self._row(**d.columns)
                     return
-            step_time = time.perf_counter() - t0
-            with torch.no_grad():
-                surrogate = float(p.loss(est.x))
-            if not _finite(est.grad, est.x, surrogate):
-                yield self._row(surrogate_loss=surrogate, status="diverged: non-finite gradient, iterate or loss")
-                return
-            extra = self._gap_columns(est.grad, idx, state) if gap_step else {}  # at theta_{n-1}; not timed
-            t1 = time.perf_counter()
-            _set_grads(self.params, est.grad)
-            self.opt.step()
-            self.opt.zero_grad(set_to_none=True)
-            step_time += time.perf_counter() - t1
-            if self.stateful and est.state is not None:
-                self.bank.put(idx, est.state)
-            ops, vjps = int(est.stats["operator_evals"]), int(est.stats["vjp_evals"])
+                ops += _count(est.stats["operator_evals"])
+                vjps += _count(est.stats["vjp_evals"])
+                step_time += t
+                cols.update(extra)  # the first supervised step's, at theta_{n-1}
             self.counters["wall_time"] += step_time
             self.counters["operator_evals"] += ops
             self.counters["vjp_evals"] += vjps
             converged = est.stats.get("converged")
-            cols: dict[str, Any] = dict(
+            cols.update(
                 surrogate_loss=surrogate, step_time=step_time,
                 operator_evals=self.counters["operator_evals"], vjp_evals=self.counters["vjp_evals"],
                 cost=self.counters["operator_evals"] + self.counters["vjp_evals"],
@@ -263,7 +280,6 @@ class Trainer:
                 forward_converged="" if converged is None else bool(converged),
                 grad_norm=float(torch.linalg.vector_norm(est.grad)),
             )  # fmt: skip
-            cols.update(extra)
             try:  # at theta_n, after the step
                 cols.update(self._outer_columns(idx))
                 cols.update(self._test_columns(gap_step))
@@ -273,11 +289,50 @@ class Trainer:
             if cols.get("status", "ok") != "ok":
                 return
 
+    def supervised_step(
+        self, idx: list[int], gap: bool = False, cold: bool = False
+    ) -> tuple[Any, float, float, dict[str, Any]]:
+        """One gradient of the estimator on the training images ``idx``, started from their
+        states in the bank (stateful estimators; the cold start when ``cold``), and one
+        optimiser step with it; the state it
+        leaves goes back to the bank, the start of the next supervised step (deep
+        supervision) or of the images' next visit. Returns the estimate, the surrogate loss
+        L(x_K) at the parameters before the step, the seconds of the gradient and the step, and,
+        when ``gap``, the gap and memory columns (:meth:`_gap_columns`, not timed). Raises
+        :class:`_Diverged` on a failed call or a non-finite result."""
+        p = self.problem
+        p.select("train", idx)
+        state = None if cold else self._state(idx)
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            try:
+                est = self.estimator.gradient(p, state=state)
+            except (RuntimeError, ValueError) as err:  # e.g. NaN parameters after a bad step
+                raise _Diverged(status=f"diverged: {type(err).__name__}: {err}".splitlines()[0]) from None
+        seconds = time.perf_counter() - t0
+        with torch.no_grad():
+            surrogate = float(p.loss(est.x))
+        if not _finite(est.grad, est.x, surrogate):
+            raise _Diverged(surrogate_loss=surrogate, status="diverged: non-finite gradient, iterate or loss")
+        extra = self._gap_columns(est.grad, idx, state) if gap else {}  # at theta_{n-1}; not timed
+        t1 = time.perf_counter()
+        _set_grads(self.params, est.grad)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        seconds += time.perf_counter() - t1
+        if self.stateful and est.state is not None:
+            self.bank.put(idx, est.state)
+        return est, surrogate, seconds, extra
+
     def _gap_columns(self, grad: torch.Tensor, idx: list[int], state: Any) -> dict[str, Any]:
         """The gap between ``grad`` and a tight float64 DEQ gradient at the same theta on the
-        batch ``idx``, and the peak memory of a repeat of the estimator's call."""
+        batch ``idx``, and the peak memory of a repeat of the estimator's call. No gap where the
+        problem has no equilibrium (``eval_steps``): the memory alone."""
         p = self.problem
         _, peak = peak_bytes(lambda: self._repeat(state), torch.device(p.device))
+        if self.eval_steps is not None:
+            return dict(peak_memory_bytes=peak)
         p.select("train", idx)
         ref, st = self.reference_gradient(idx)
         cmp = compare(grad.to(ref.dtype), ref)
