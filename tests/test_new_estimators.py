@@ -12,9 +12,11 @@ from click.testing import CliRunner
 from jfbbench import estimators, problems
 from jfbbench.cli import expand_multi_values, main
 from jfbbench.estimators import forward_mode as forward_mode_module
+from jfbbench.estimators import revdeq as revdeq_module
 from jfbbench.measure import cpu_peak_bytes, saved_tensor_bytes
 from jfbbench.problems.affine import Affine
 from jfbbench.problems.tanh_layer import _Normalised
+from jfbbench.problems.weight_cache import GraphCache
 from jfbbench.solvers import ConvergenceWarning
 from jfbbench.solvers.cg import cg, cg_normal
 
@@ -58,7 +60,7 @@ def dense_total_gradient(problem: Affine) -> torch.Tensor:
 # --- reversible DEQ -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["affine", "tanh_layer", "head"])
+@pytest.mark.parametrize("name", ["affine", "tanh_layer", "tikhonov", "ignn", "head"])
 @pytest.mark.parametrize("beta", [0.5, 1.3])
 def test_revdeq_equals_autograd_through_the_same_coupled_steps(name, beta):
     p = AffineHead(lipschitz=0.5) if name == "head" else problems.make(name, lipschitz=0.5)
@@ -89,6 +91,45 @@ def test_revdeq_stops_on_a_tolerance_and_then_is_exact_for_the_steps_it_ran():
     assert rel(est.grad, coupled_bptt(p, 0.5, steps)) < 1e-9
     capped = estimators.make("revdeq", depth=3, beta=0.5, tol=1e-12).gradient(p)
     assert capped.stats["steps"] == 3 and capped.stats["converged"] is False
+
+
+def _two_evaluations(p):
+    x = p.initial_point()
+    return p.operator(x.clone().requires_grad_(True)), p.operator(x.clone().requires_grad_(True))
+
+
+@pytest.mark.parametrize(
+    "name, shared", [("tanh_layer", True), ("ignn", True), ("tikhonov", False), ("affine", False), ("head", False)]
+)
+def test_revdeq_gradient_is_exact_whichever_way_its_products_are_grouped(name, shared, monkeypatch):
+    p = AffineHead(lipschitz=0.5) if name == "head" else problems.make(name, lipschitz=0.5)
+    # the automatic choice: one product through both graphs where they share a cached theta-only node
+    assert revdeq_module.shares_graph(*_two_evaluations(p)) is shared
+    exact = coupled_bptt(p, 0.5, 6)
+    grads = {}
+    for grouping in ("split", "joint"):
+        est = estimators.make("revdeq", depth=6, beta=0.5)
+        est.vjp_grouping = grouping
+        grads[grouping] = est.gradient(p).grad
+        assert rel(grads[grouping], exact) < 1e-10
+    if revdeq_module._direct_engine_works():  # the engine called directly and through torch.autograd.grad agree
+        monkeypatch.setattr(revdeq_module, "_direct_engine", False)
+        public = estimators.make("revdeq", depth=6, beta=0.5).gradient(p).grad
+        assert torch.equal(public, grads["joint" if shared else "split"])
+
+
+def test_revdeq_builds_a_cached_theta_graph_once_per_call_not_once_per_step(monkeypatch):
+    p = problems.make("ignn", lipschitz=0.5)
+    builds = []
+    get = GraphCache.get
+
+    def counting(self, params, build):
+        return get(self, params, lambda: (builds.append(torch.is_grad_enabled()), build())[1])
+
+    monkeypatch.setattr(GraphCache, "get", counting)
+    estimators.make("revdeq", depth=8, beta=0.5).gradient(p)
+    # once without a graph for the forward steps, once with it for the 32 evaluations of the backward
+    assert sorted(builds) == [False, True]
 
 
 def _peak(fn) -> int:

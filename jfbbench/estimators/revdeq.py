@@ -4,9 +4,11 @@ does not grow with its length."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
+from torch.overrides import has_torch_function
 
 from .base import CountingOperator, Estimate, Estimator
 
@@ -28,6 +30,134 @@ def check_beta(value: Any) -> float:
             "so at beta = 1 the iteration is not reversible"
         )
     return beta
+
+
+try:  # the entry point torch.autograd.grad calls once its argument checks are done
+    from torch.autograd.graph import _engine_run_backward
+except ImportError:  # pragma: no cover - older or newer torch: torch.autograd.grad throughout
+    _engine_run_backward = None
+
+_direct_engine: bool | None = None
+
+
+def _direct_engine_works() -> bool:
+    """Whether autograd's engine can be called without :func:`torch.autograd.grad`'s Python
+    argument checks (found once: a product on a two-element graph compared with its known
+    value). Those checks cost about as much as back-propagating through a small T, and revdeq
+    makes 2N products where unrolling makes one."""
+    global _direct_engine
+    if _direct_engine is None:
+        try:
+            with torch.enable_grad():
+                x = torch.ones(2, dtype=torch.float64, requires_grad=True)
+                (g,) = _engine_run_backward(  # type: ignore[misc]
+                    (3.0 * x,), (torch.ones(2, dtype=torch.float64),), False, False, (x,), True, accumulate_grad=False
+                )
+            _direct_engine = bool(torch.equal(g, torch.full((2,), 3.0, dtype=torch.float64)))
+        except Exception:  # noqa: BLE001 - any failure: use the public API
+            _direct_engine = False
+    return _direct_engine
+
+
+def _vjp(outputs: tuple[Tensor, ...], cotangents: tuple[Tensor, ...], inputs: tuple[Tensor, ...], direct: bool):
+    """sum_i cotangents_i^T d outputs_i / d inputs (None for an input no output depends on).
+    The graph is kept (freed with its last reference): a problem's cached theta-only weights
+    (``jfbbench.problems.weight_cache.GraphCache``, tanh_layer's W) then stay valid, and are
+    built once per gradient call rather than once per application of T."""
+    if direct:
+        return _engine_run_backward(outputs, cotangents, True, False, inputs, True, accumulate_grad=False)  # type: ignore[misc]
+    return torch.autograd.grad(outputs, inputs, cotangents, retain_graph=True, allow_unused=True)
+
+
+def _nodes(t: Tensor) -> Iterator[Any]:
+    """The nodes of the graph behind ``t``, leaves' (AccumulateGrad) left out."""
+    seen: set[Any] = set()
+    stack = [t.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen or type(node).__name__ == "AccumulateGrad":
+            continue
+        seen.add(node)
+        yield node
+        stack.extend(f for f, _ in node.next_functions)
+
+
+def shares_graph(a: Tensor, b: Tensor) -> bool:
+    """Whether the graphs of two applications of T share a node other than a leaf's: a
+    theta-only quantity the problem caches (a normalised weight, a step size) and reuses."""
+    first = set(_nodes(a))
+    return any(node in first for node in _nodes(b))
+
+
+def _accumulate(grads: list[Tensor], parts: Sequence[Tensor | None]) -> None:
+    if all(d is not None for d in parts):
+        torch._foreach_add_(grads, list(parts))
+    else:
+        used = [i for i, d in enumerate(parts) if d is not None]
+        if used:
+            torch._foreach_add_([grads[i] for i in used], [parts[i] for i in used])  # type: ignore[misc]
+
+
+def _backward(
+    op: Callable[[Tensor], Tensor],
+    params: list[Tensor],
+    beta: float,
+    y: Tensor,
+    z: Tensor,
+    gz: Tensor,
+    steps: int,
+    grads: list[Tensor],
+    grouping: str | None,
+) -> tuple[Tensor, Tensor]:
+    """Walk ``steps`` coupled steps back from (y_N, z_N), adding each step's B^T terms to
+    ``grads`` in place; returns the rebuilt (y_0, z_0).
+
+    The adjoints are carried scaled by beta, a = beta gz and b = beta gy, so that each update
+    is one lerp and the parameters' terms need no scaling: b <- (1 - beta) b + beta J(y_{n+1})^T a,
+    theta_bar += B(y_{n+1})^T a + B(z_n)^T b, a <- (1 - beta) a + beta J(z_n)^T b.
+
+    Two products per step, J(z_n)^T b needing the b that J(y_{n+1})^T a gives. ``grouping``
+    says where the B^T terms of the first are taken: "split", each product with its own B^T
+    term (every node of T's graph walked once per evaluation); "joint", the first product
+    to y_{n+1} only and the second through both graphs to z_n and theta (the part of the
+    first graph that leads to both y_{n+1} and theta is walked twice, but a theta-only
+    subgraph both evaluations share, a cached weight, once per step). None: "joint" where
+    the two evaluations share such a subgraph (:func:`shares_graph`, looked at once), else
+    "split".
+    """
+    if grouping not in (None, "split", "joint"):
+        raise ValueError(f"vjp_grouping must be None, 'split' or 'joint', got {grouping!r}")
+    inverse = 1.0 / (1.0 - beta)
+    direct = _engine_run_backward is not None and _direct_engine_works()
+    a, b = gz * beta, None
+    for n in range(steps):
+        y_leaf = y.detach().requires_grad_(True)
+        f_y = op(y_leaf)
+        z = torch.lerp(f_y.detach(), z, inverse)  # z_n = (z_{n+1} - beta T(y_{n+1})) / (1 - beta)
+        z_leaf = z.detach().requires_grad_(True)
+        f_z = op(z_leaf)
+        y = torch.lerp(f_z.detach(), y, inverse)  # y_n = (y_{n+1} - beta T(z_n)) / (1 - beta)
+        if n == 0:  # tensor subclasses go through torch.autograd.grad, which dispatches them
+            direct = direct and not has_torch_function((f_y, f_z, *params))
+            grouping = grouping or ("joint" if shares_graph(f_y, f_z) else "split")
+        if grouping == "split":
+            j_y, *parts = _vjp((f_y,), (a,), (y_leaf, *params), direct)
+            _accumulate(grads, parts)
+        else:
+            (j_y,) = _vjp((f_y,), (a,), (y_leaf,), direct)
+        if j_y is None:  # T does not read x
+            j_y = torch.zeros_like(y)
+        b = j_y * beta if b is None else b.lerp_(j_y, beta)
+        if grouping == "split":
+            j_z, *parts = _vjp((f_z,), (b,), (z_leaf, *params), direct)
+        else:
+            j_z, *parts = _vjp((f_y, f_z), (a, b), (z_leaf, *params), direct)
+        _accumulate(grads, parts)
+        if j_z is not None:
+            a.lerp_(j_z, beta)
+        else:
+            a.mul_(1.0 - beta)
+    return y, z
 
 
 class RevDEQ(Estimator):
@@ -73,6 +203,9 @@ class RevDEQ(Estimator):
 
     name = "revdeq"
     solves = False
+    #: where the backward takes each step's B^T terms: None (by the problem's graph), "split"
+    #: or "joint" (see :func:`_backward`); the gradient is the same
+    vjp_grouping: str | None = None
 
     def __init__(
         self,
@@ -101,53 +234,33 @@ class RevDEQ(Estimator):
 
     def _gradient(self, problem: Any, params: list[Tensor], state: Tensor | None) -> Estimate:
         op = CountingOperator(problem)
-        beta, keep = self.beta, 1.0 - self.beta
+        beta = self.beta
         x0 = problem.initial_point().detach()
         norm = torch.linalg.vector_norm
         with torch.no_grad():
             y, z = x0, x0
-            z_max = y_max = norm(x0)
+            peaks = list(torch._foreach_norm([x0, x0]))  # max_n ||z_n||, max_n ||y_n||
             steps, met = 0, False
             forward_residual = math.nan
             for n in range(self.depth):
                 tz = op(z)
                 if n == 0:
                     forward_residual = float(norm(tz - z))
-                y = keep * y + beta * tz
-                z_new = keep * z + beta * op(y)
+                y = torch.lerp(y, tz, beta)  # (1 - beta) y + beta T(z)
+                z_new = torch.lerp(z, op(y), beta)
                 steps += 1
                 step_size = norm(z_new - z) if self.tol is not None else None
                 z = z_new
-                z_max, y_max = torch.maximum(z_max, norm(z)), torch.maximum(y_max, norm(y))
+                torch._foreach_maximum_(peaks, torch._foreach_norm([z, y]))
                 if step_size is not None and float(step_size) <= self.tol * float(norm(z)):
                     met = True
                     break
         z_out = z.detach().requires_grad_(True)
         loss_grads = torch.autograd.grad(problem.loss(z_out), [z_out, *params], allow_unused=True)
-        gz, gy = loss_grads[0], torch.zeros_like(z)
         grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(loss_grads[1:], params, strict=True)]
-        for _ in range(steps):
-            # invert the second half-step with T(y_{n+1}); J(y_{n+1})^T gz updates gy
-            y_leaf = y.detach().requires_grad_(True)
-            f_y = op(y_leaf)
-            z = torch.add(z, f_y.detach(), alpha=-beta).div_(keep)
-            (j_y,) = torch.autograd.grad(f_y, y_leaf, gz, retain_graph=True)
-            gy = torch.add(gy, j_y, alpha=beta)
-            # invert the first half-step with T(z_n); one product gives J(z_n)^T gy and both
-            # evaluations' B^T terms (theta's part of the graph, e.g. a normalised weight, is
-            # back-propagated once per step)
-            z_leaf = z.detach().requires_grad_(True)
-            f_z = op(z_leaf)
-            y = torch.add(y, f_z.detach(), alpha=-beta).div_(keep)
-            out = torch.autograd.grad([f_y, f_z], [z_leaf, *params], [gz, gy], allow_unused=True)
-            torch._foreach_add_(
-                grads,
-                [d if d is not None else torch.zeros_like(g) for d, g in zip(out[1:], grads, strict=True)],
-                alpha=beta,
-            )
-            gz = torch.add(out[0], gz, alpha=keep / beta).mul_(beta)
-            gy = gy.mul_(keep)
-        z_max, y_max = float(z_max), float(y_max)
+        gz = loss_grads[0] if loss_grads[0] is not None else torch.zeros_like(z)
+        y, z = _backward(op, params, beta, y, z, gz, steps, grads, self.vjp_grouping)
+        z_max, y_max = float(peaks[0]), float(peaks[1])
         err_z = float(torch.linalg.vector_norm(z - x0)) / max(z_max, torch.finfo(x0.dtype).tiny)
         err_y = float(torch.linalg.vector_norm(y - x0)) / max(y_max, torch.finfo(x0.dtype).tiny)
         tol = self.reconstruction_tol if self.reconstruction_tol is not None else torch.finfo(x0.dtype).eps ** 0.5
@@ -163,7 +276,7 @@ class RevDEQ(Estimator):
             reconstruction_error=err_z,
             reconstruction_error_y=err_y,
             reconstruction_ok=ok,
-            # y, z and their adjoints: what the backward holds besides one graph of T
+            # y, z and their adjoints: what the backward holds besides the graphs of T
             workspace_bytes=4 * x0.numel() * x0.element_size(),
         )
         return Estimate(grad=grad.detach(), x=z_out.detach(), state=None, stats=stats)
