@@ -13,7 +13,7 @@ from jfbbench import estimators, problems
 from jfbbench.cli import expand_multi_values, main
 from jfbbench.estimators import forward_mode as forward_mode_module
 from jfbbench.estimators import revdeq as revdeq_module
-from jfbbench.measure import cpu_peak_bytes, saved_tensor_bytes
+from jfbbench.measure import cpu_peak_bytes, saved_tensor_bytes, saved_tensor_usage
 from jfbbench.problems.affine import Affine
 from jfbbench.problems.tanh_layer import _Normalised
 from jfbbench.problems.weight_cache import GraphCache
@@ -99,10 +99,14 @@ def _two_evaluations(p):
 
 
 @pytest.mark.parametrize(
-    "name, shared", [("tanh_layer", True), ("ignn", True), ("tikhonov", False), ("affine", False), ("head", False)]
+    "name, shared",
+    [("tanh_layer", True), ("ignn", True), ("tikhonov", False), ("affine", False), ("head", False), ("tv", False)],
 )
 def test_revdeq_gradient_is_exact_whichever_way_its_products_are_grouped(name, shared, monkeypatch):
-    p = AffineHead(lipschitz=0.5) if name == "head" else problems.make(name, lipschitz=0.5)
+    if name == "tv":
+        p = problems.make("weighted_tv", lipschitz=0.5, patch=16, dtype=torch.float64)
+    else:
+        p = AffineHead(lipschitz=0.5) if name == "head" else problems.make(name, lipschitz=0.5)
     # the automatic choice: one product through both graphs where they share a cached theta-only node
     assert revdeq_module.shares_graph(*_two_evaluations(p)) is shared
     exact = coupled_bptt(p, 0.5, 6)
@@ -130,6 +134,16 @@ def test_revdeq_builds_a_cached_theta_graph_once_per_call_not_once_per_step(monk
     estimators.make("revdeq", depth=8, beta=0.5).gradient(p)
     # once without a graph for the forward steps, once with it for the 32 evaluations of the backward
     assert sorted(builds) == [False, True]
+
+
+@pytest.mark.parametrize("name", ["weighted_tv", "tanh_layer"])  # graphs freed by the products; kept (shared W)
+def test_revdeq_holds_the_graphs_of_one_step_at_most(name):
+    p = problems.make(name, lipschitz=0.5, **(dict(patch=16) if name == "weighted_tv" else dict(dim=48, batch=256)))
+    x = p.initial_point()
+    p.operator(x)  # builds a cached weight, if any
+    _, _, one = saved_tensor_usage(lambda: p.operator(x.clone().requires_grad_(True)))
+    _, _, held = saved_tensor_usage(lambda: estimators.make("revdeq", depth=6, beta=0.5).gradient(p))
+    assert 0 < held <= 2 * one
 
 
 def _peak(fn) -> int:

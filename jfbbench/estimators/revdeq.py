@@ -59,14 +59,15 @@ def _direct_engine_works() -> bool:
     return _direct_engine
 
 
-def _vjp(outputs: tuple[Tensor, ...], cotangents: tuple[Tensor, ...], inputs: tuple[Tensor, ...], direct: bool):
+def _vjp(
+    outputs: tuple[Tensor, ...], cotangents: tuple[Tensor, ...], inputs: tuple[Tensor, ...], direct: bool, keep: bool
+):
     """sum_i cotangents_i^T d outputs_i / d inputs (None for an input no output depends on).
-    The graph is kept (freed with its last reference): a problem's cached theta-only weights
-    (``jfbbench.problems.weight_cache.GraphCache``, tanh_layer's W) then stay valid, and are
-    built once per gradient call rather than once per application of T."""
+    ``keep``: the graph is kept (freed with its last reference) rather than freed as the pass
+    walks it."""
     if direct:
-        return _engine_run_backward(outputs, cotangents, True, False, inputs, True, accumulate_grad=False)  # type: ignore[misc]
-    return torch.autograd.grad(outputs, inputs, cotangents, retain_graph=True, allow_unused=True)
+        return _engine_run_backward(outputs, cotangents, keep, False, inputs, True, accumulate_grad=False)  # type: ignore[misc]
+    return torch.autograd.grad(outputs, inputs, cotangents, retain_graph=keep, allow_unused=True)
 
 
 def _nodes(t: Tensor) -> Iterator[Any]:
@@ -102,14 +103,13 @@ def _backward(
     op: Callable[[Tensor], Tensor],
     params: list[Tensor],
     beta: float,
-    y: Tensor,
-    z: Tensor,
-    gz: Tensor,
+    carried: list[Tensor],
     steps: int,
     grads: list[Tensor],
     grouping: str | None,
 ) -> tuple[Tensor, Tensor]:
-    """Walk ``steps`` coupled steps back from (y_N, z_N), adding each step's B^T terms to
+    """Walk ``steps`` coupled steps back from ``carried`` = [y_N, z_N, dL/dz_N] (emptied: the
+    caller holds no reference to states that are replaced), adding each step's B^T terms to
     ``grads`` in place; returns the rebuilt (y_0, z_0).
 
     The adjoints are carried scaled by beta, a = beta gz and b = beta gy, so that each update
@@ -129,7 +129,10 @@ def _backward(
         raise ValueError(f"vjp_grouping must be None, 'split' or 'joint', got {grouping!r}")
     inverse = 1.0 / (1.0 - beta)
     direct = _engine_run_backward is not None and _direct_engine_works()
-    a, b = gz * beta, None
+    y, z, a = carried
+    carried.clear()
+    a, b = a * beta, None
+    keep = True
     for n in range(steps):
         y_leaf = y.detach().requires_grad_(True)
         f_y = op(y_leaf)
@@ -139,24 +142,28 @@ def _backward(
         y = torch.lerp(f_z.detach(), y, inverse)  # y_n = (y_{n+1} - beta T(z_n)) / (1 - beta)
         if n == 0:  # tensor subclasses go through torch.autograd.grad, which dispatches them
             direct = direct and not has_torch_function((f_y, f_z, *params))
-            grouping = grouping or ("joint" if shares_graph(f_y, f_z) else "split")
+            # a shared subgraph (a GraphCache'd weight) is kept valid for the next products and
+            # steps; graphs that share nothing are freed as the products walk them
+            keep = shares_graph(f_y, f_z)
+            grouping = grouping or ("joint" if keep else "split")
         if grouping == "split":
-            j_y, *parts = _vjp((f_y,), (a,), (y_leaf, *params), direct)
+            j_y, *parts = _vjp((f_y,), (a,), (y_leaf, *params), direct, keep)
             _accumulate(grads, parts)
         else:
-            (j_y,) = _vjp((f_y,), (a,), (y_leaf,), direct)
+            (j_y,) = _vjp((f_y,), (a,), (y_leaf,), direct, True)
         if j_y is None:  # T does not read x
             j_y = torch.zeros_like(y)
         b = j_y * beta if b is None else b.lerp_(j_y, beta)
         if grouping == "split":
-            j_z, *parts = _vjp((f_z,), (b,), (z_leaf, *params), direct)
+            j_z, *parts = _vjp((f_z,), (b,), (z_leaf, *params), direct, keep)
         else:
-            j_z, *parts = _vjp((f_y, f_z), (a, b), (z_leaf, *params), direct)
+            j_z, *parts = _vjp((f_y, f_z), (a, b), (z_leaf, *params), direct, keep)
         _accumulate(grads, parts)
         if j_z is not None:
             a.lerp_(j_z, beta)
         else:
             a.mul_(1.0 - beta)
+        del f_y, f_z  # kept graphs go now: two at most at a time
     return y, z
 
 
@@ -185,7 +192,11 @@ class RevDEQ(Estimator):
     through the N coupled steps, which is not the implicit gradient at x* (its error to it
     decays with N as the iteration converges). Nothing of the trajectory is stored: what is
     held does not grow with N. Cost: 2N evaluations of T forward, 2N evaluations and 2N
-    vector-Jacobian products backward.
+    vector-Jacobian products backward, against unrolling's N and N: in time about three
+    unrolled steps per coupled step where T's own work dominates, up to five on the smallest
+    problems, where each of the 2N products pays the fixed cost of a backward call that
+    unrolling pays once (``results/revdeq/speed.csv``). The products are grouped to walk
+    what the two evaluations of a step share once (:func:`_backward`).
 
     ``beta`` in (0, 2) (1 refused: the inverse divides by 1 - beta). Every inverted step
     divides by 1 - beta, so round-off can grow geometrically along the way back. The
@@ -256,10 +267,11 @@ class RevDEQ(Estimator):
                     met = True
                     break
         z_out = z.detach().requires_grad_(True)
-        loss_grads = torch.autograd.grad(problem.loss(z_out), [z_out, *params], allow_unused=True)
-        grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(loss_grads[1:], params, strict=True)]
-        gz = loss_grads[0] if loss_grads[0] is not None else torch.zeros_like(z)
-        y, z = _backward(op, params, beta, y, z, gz, steps, grads, self.vjp_grouping)
+        gz, *direct = torch.autograd.grad(problem.loss(z_out), [z_out, *params], allow_unused=True)
+        grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(direct, params, strict=True)]
+        carried = [y, z, gz if gz is not None else torch.zeros_like(z)]
+        del y, z, gz, z_new, tz  # y_N, z_N (but for z_out) and dL/dz_N are freed as the backward replaces them
+        y, z = _backward(op, params, beta, carried, steps, grads, self.vjp_grouping)
         z_max, y_max = float(peaks[0]), float(peaks[1])
         err_z = float(torch.linalg.vector_norm(z - x0)) / max(z_max, torch.finfo(x0.dtype).tiny)
         err_y = float(torch.linalg.vector_norm(y - x0)) / max(y_max, torch.finfo(x0.dtype).tiny)
