@@ -1,8 +1,10 @@
-"""Figures and tables of the imaging training runs (results/imaging/train/<problem>/*.csv).
+"""Figures and tables of the imaging training runs (<dir>/train/<problem>/*.csv).
 
-    python results/imaging/report.py
+    python results/imaging/report.py                      # dir: results/imaging
+    python results/imaging/report.py --dir results/estimators --no-reconstructions
 
-Writes, beside this file, from the tables alone (the checkpoints only for the reconstructions):
+Writes, into ``--dir`` (this file's folder by default), from the tables alone (the
+checkpoints only for the reconstructions):
 
 - final.csv / final_per_seed.csv / final.md: final test PSNR (mean +- sd over seeds), gain over
   the initial theta, difference to warm and to cold DEQ, the whole cost of training (T
@@ -25,7 +27,6 @@ Each setting has its estimator's colour, dash and marker of every figure of the 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -36,14 +37,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from jfbbench import plots  # noqa: E402
-
 from jfbbench.training.tables import read_runs  # noqa: E402
 
+#: the folder read (its train/) and written; set by --dir
 HERE = Path(__file__).resolve().parent
 PROBLEMS = ["weighted_tv", "pnp_fb", "drunet_fb"]
 ORDER = [
     "deq warm", "deq cold", "jfb K=2 warm", "jfb K=2 cold", "unrolled K=2", "unrolled K=10",
-    "restarted_jfb K=2", "restarted_jfb K=10",
+    "restarted_jfb K=2", "restarted_jfb K=10", "revdeq K=2 beta=1.5", "revdeq K=10 beta=1.5",
+    "shine refine=0 cold", "shine refine=8 cold", "forward_mode K=2", "forward_mode K=10",
 ]  # fmt: skip
 FINAL_STEPS = 40  # the large preset's steps
 WINDOW = 7  # steps of the running mean of l(theta) (batches of 4 of 7 or 14 training crops)
@@ -54,7 +56,7 @@ SAME = 0.005  # curves closer than this fraction of their axis' span are said to
 def load() -> pd.DataFrame:
     paths = sorted((HERE / "train").glob("*/*.csv"))
     if not paths:
-        raise SystemExit("no tables under results/imaging/train: run results/imaging/run.sh first")
+        raise SystemExit(f"no tables under {HERE / 'train'}: run the run.sh beside it first")
     df = read_runs(paths)
     # only finished runs (the last step reached, or a recorded divergence)
     last = df.groupby(["problem", "label", "seed"])[["step"]].transform("max")["step"]
@@ -393,6 +395,13 @@ def reconstructions(seed: int = 0, picture: str = "coins") -> None:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=HERE, help="the folder whose train/ is read and written")
+    parser.add_argument("--no-reconstructions", action="store_true", help="skip the figure read from checkpoints")
+    args = parser.parse_args()
+    HERE = args.dir.resolve()
     table = load()
     curves(table)
     gaps(table)
@@ -400,5 +409,5 @@ if __name__ == "__main__":
         print(final_table(table).to_string(index=False))
         print(matched(table).to_string(index=False))
     plots.write_front([table], HERE / "front", formats=("png",))  # the finished runs
-    if "--no-reconstructions" not in sys.argv:
+    if not args.no_reconstructions:
         reconstructions()
