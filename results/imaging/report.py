@@ -10,8 +10,9 @@ checkpoints only for the reconstructions):
   the initial theta, difference to warm and to cold DEQ, the whole cost of training (T
   applications, VJPs, T + VJP, seconds, peak memory of one gradient, per-sample state bytes),
   the median gap to the tight DEQ gradient;
-- matched.csv / matched.md: for each setting, the T + VJP it needed to first reach a test PSNR
-  that both it and DEQ (warm, then cold) reach, and the ratio of DEQ's cost to its;
+- matched.csv / matched.md: for each setting, the T + VJP (and the training seconds) it
+  needed to first reach a test PSNR that both it and DEQ (warm, then cold) reach, and the
+  ratio of DEQ's cost to its;
 - curves_<problem>.png: l(theta) = L(x*(theta)) and test PSNR against the outer step, the
   cumulative T + VJP and the training seconds (mean over seeds, +- sd as bars at a few
   steps); unfinished runs are left out (and listed);
@@ -280,10 +281,11 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
     return agg
 
 
-def cost_to_reach(curve: pd.DataFrame, psnr: float) -> float:
-    """The cumulative T + VJP at which a (mean) curve first reaches ``psnr`` (NaN if never)."""
+def cost_to_reach(curve: pd.DataFrame, psnr: float, column: str = "cost") -> float:
+    """The cumulative T + VJP (``column="wall_time"``: training seconds) at which a curve
+    first reaches ``psnr`` (NaN if never)."""
     hit = curve[curve["test_psnr"] >= psnr]
-    return float(hit["cost"].iloc[0]) if len(hit) else float("nan")
+    return float(hit[column].iloc[0]) if len(hit) else float("nan")
 
 
 def matched(df: pd.DataFrame) -> pd.DataFrame:
@@ -300,9 +302,11 @@ def matched(df: pd.DataFrame) -> pd.DataFrame:
                     continue
                 target = min(c["test_psnr"].iloc[-1], curves[ref]["test_psnr"].iloc[-1]) - 0.01
                 own, deq = cost_to_reach(c, target), cost_to_reach(curves[ref], target)
+                secs, deq_secs = cost_to_reach(c, target, "wall_time"), cost_to_reach(curves[ref], target, "wall_time")
                 rows.append(
                     dict(problem=problem, seed=seed, setting=lab, versus=ref, target_psnr=target, cost=own,
-                         deq_cost=deq, deq_over_setting=deq / own if own > 0 else float("nan"))
+                         deq_cost=deq, deq_over_setting=deq / own if own > 0 else float("nan"), seconds=secs,
+                         deq_seconds=deq_secs, deq_over_setting_seconds=deq_secs / secs if secs > 0 else float("nan"))
                 )  # fmt: skip
     per_seed = pd.DataFrame(rows)
     out = (
@@ -311,18 +315,22 @@ def matched(df: pd.DataFrame) -> pd.DataFrame:
             seeds=("seed", "count"), target_psnr=("target_psnr", "mean"), cost=("cost", "mean"),
             deq_cost=("deq_cost", "mean"), ratio=("deq_over_setting", "mean"),
             ratio_min=("deq_over_setting", "min"), ratio_max=("deq_over_setting", "max"),
+            seconds=("seconds", "mean"), deq_seconds=("deq_seconds", "mean"),
+            seconds_ratio=("deq_over_setting_seconds", "mean"),
         )
         .reset_index()
     )  # fmt: skip
     out.to_csv(HERE / "matched.csv", index=False)
     lines = [
-        "| problem | setting | vs | seeds | matched test PSNR (dB) | its T + VJP | DEQ's T + VJP | DEQ ÷ it (range) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| problem | setting | vs | seeds | matched test PSNR (dB) | its T + VJP | DEQ's T + VJP | DEQ ÷ it (range) "
+        "| its seconds | DEQ's seconds | DEQ ÷ it, seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in out.itertuples():
         lines.append(
             f"| {r.problem} | {r.setting} | {r.versus} | {r.seeds} | {r.target_psnr:.2f} | {r.cost:.0f} | "
-            f"{r.deq_cost:.0f} | {r.ratio:.2f} ({r.ratio_min:.2f}–{r.ratio_max:.2f}) |"
+            f"{r.deq_cost:.0f} | {r.ratio:.2f} ({r.ratio_min:.2f}–{r.ratio_max:.2f}) | {r.seconds:.2f} | "
+            f"{r.deq_seconds:.2f} | {r.seconds_ratio:.2f} |"
         )
     (HERE / "matched.md").write_text("\n".join(lines) + "\n")
     return out
