@@ -38,7 +38,7 @@ def plot(table, out, formats, bounds_table, facet):
     try:
         df = plots.read_table(table)
         bounds = plots.read_table(bounds_table) if bounds_table is not None else None
-        if set(plots.VALIDATION_COLUMNS) <= set(df.columns) and "rel_error" not in df.columns:
+        if plots.is_validation_table(df):
             written = plots.plot_bounds(df, out, formats=formats)
         else:
             written = plots.plot_sweep(df, out, formats=formats, bounds=bounds, facet=facet)
