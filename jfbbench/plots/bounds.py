@@ -54,7 +54,7 @@ def _error_panel(ax, d: pd.DataFrame, rho: float) -> None:
         r = float(pd.to_numeric(unr["spectral_radius"], errors="coerce").max())  # B4's rate: the radius
         shape = unr["depth"] * r ** unr["depth"]
         fit = unr[unr["measured"] > unr["floor"]]
-        if not fit.empty and r > 0:
+        if not fit.empty and r > 0 and not (unr["status"] == OUT_OF_SCOPE).any():  # no rate where B4 is out of scope
             c = float((fit["measured"] / (fit["depth"] * r ** fit["depth"])).max())
             ax.plot(unr["depth"], c * shape, ls=(0, (1, 2)), lw=1.0, color=colour["unrolled"],
                     label="B4 rate C·K r^K (r: spectral radius), C fitted (a guide, not a bound)")  # fmt: skip
@@ -176,7 +176,7 @@ def plot_bounds(table: pd.DataFrame, out: str | Path, formats: Sequence[str] = (
       same colour): JFB-K's gradient error with B1 (rho dashed, rho_loc dotted) and B2's
       finite-K bound ||B|| ||u|| ||J^K|| (dash-dot; an implementation check), unrolling's with
       the O(K r^K) shape of B4 (r the spectral radius; constant fitted to the measurements, so
-      a guide to the rate, not a bound), and the
+      a guide to the rate, not a bound; not drawn where B4 is out of scope), and the
       forward error ||x_K - x*|| with B3 (a priori); the grey line is the round-off floor
       below which points are not checked;
     - ``bound_ratios``: measured/bound for every checked point of B1, B2, B3 and B5 (against
