@@ -36,7 +36,7 @@ from ._style import (
     readable_unit,
     save,
 )
-from .bounds import VALIDATION_COLUMNS, plot_bounds
+from .bounds import VALIDATION_COLUMNS, is_validation_table, plot_bounds
 from .front import front_figure, plot_front, write_front
 from .sweep import (
     FACETS,
@@ -54,7 +54,8 @@ __all__ = [
     "BYTE_UNITS", "COINCIDE_RTOL", "ERROR_FLOOR", "ESTIMATOR_COLOURS", "ESTIMATOR_DASHES", "ESTIMATOR_MARKERS",
     "FACETS", "RUN_SETTINGS", "SWEEP_COLUMNS", "TIME_UNITS", "VALIDATION_COLUMNS", "LineStyle", "boxes_overlap",
     "coincidence_notes", "coinciding", "estimator_of", "estimator_order", "estimator_palette", "estimator_styles",
-    "facet_figure", "front_figure", "line_widths", "overlay_jfb_bound", "panel_grid", "place_labels", "plot_bounds",
+    "facet_figure", "front_figure", "is_validation_table", "line_widths", "overlay_jfb_bound", "panel_grid",
+    "place_labels", "plot_bounds",
     "plot_front", "plot_sweep", "prepare", "read_table", "readable_log_axis", "readable_unit", "require_columns",
     "save", "sweep_frame", "with_depthless_rows_spread", "write_front",
 ]  # fmt: skip

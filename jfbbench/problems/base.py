@@ -66,6 +66,10 @@ class Problem:
     #: True where the contraction factor is guaranteed (analytic families); False where it
     #: is only estimated (learned denoisers), which puts the problem outside the theory.
     contraction_guaranteed: bool = True
+    #: True where T has a Jacobian that does not jump (tanh, gradient steps); False where T is
+    #: only piecewise smooth (relu): the checks that assume a smooth T (B4, B5) are then
+    #: reported out of scope by ``jfbbench validate`` (:mod:`jfbbench.theory.scope`).
+    smooth: bool = True
 
     def __init__(self, lipschitz: float, seed: int = 0, dtype: Any = torch.float64, device: Any = "cpu") -> None:
         self.lipschitz = check_lipschitz(lipschitz)

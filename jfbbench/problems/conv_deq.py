@@ -86,6 +86,11 @@ class ConvDEQ(ClassificationProblem):
     """
 
     name = "conv_deq"
+    #: relu: T is piecewise linear in z, differentiable at the equilibrium (no pre-activation
+    #: sits at 0 there) but its Jacobian jumps where a pre-activation crosses 0, so the checks
+    #: that assume a smooth T (B4, B5) are out of scope.
+    smooth = False
+    theory_note = "relu: dT/dz jumps where a pre-activation crosses 0"
     batched = True
     #: ``jfbbench train`` presets: ``default`` (results/families: 256 training digits, each
     #: visited 12 times in 100 steps; about 40 s a run on one core) and ``quick`` (seconds; the

@@ -90,6 +90,11 @@ class IGNN(ClassificationProblem):
     """
 
     name = "ignn"
+    #: relu: T is piecewise linear in Z, differentiable at the equilibrium (no pre-activation
+    #: sits at 0 there) but its Jacobian jumps where a pre-activation crosses 0, so the checks
+    #: that assume a smooth T (B4, B5) are out of scope.
+    smooth = False
+    theory_note = "relu: dT/dZ jumps where a pre-activation crosses 0"
     batched = False
     #: ``jfbbench train`` presets (one graph: a batch of 1): ``default`` (results/families: 10
     #: chains per class, 200 nodes; 5-30 s a run on one core) and ``quick`` (seconds; the tests).

@@ -100,6 +100,11 @@ class MonDEQ(ClassificationProblem):
     """
 
     name = "mondeq"
+    #: relu: T is piecewise linear in z, differentiable at the equilibrium (no pre-activation
+    #: sits at 0 there) but its Jacobian jumps where a pre-activation crosses 0, so the checks
+    #: that assume a smooth T (B4, B5) are out of scope.
+    smooth = False
+    theory_note = "relu: dT/dz jumps where a pre-activation crosses 0"
     batched = True
     #: ``jfbbench train`` presets: ``default`` and ``quick`` (seconds; the tests).
     train_presets = {
