@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from .._validation import check_device, check_dtype, check_lipschitz, check_seed
+from .._validation import check_device, check_dtype, check_lipschitz, check_positive_int, check_seed
 
 
 @runtime_checkable
@@ -102,6 +102,29 @@ class Problem:
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
         return f"{type(self).__name__}({settings})"
+
+
+class VectorBatch(Problem):
+    """Base of the families whose state is a batch of vectors x of shape (``batch``, ``dim``),
+    each row an independent sample (``batched``), started cold at x_0 = 0, with the outer
+    loss L(x) = 1/2 ||x - x_target||^2 (``self.target``, of x's shape, set by the subclass).
+
+    ``dim`` and ``batch`` are checked (integers >= 1) and kept as ``self.dim`` and
+    ``self.batch``; the subclass checks its other settings and fills ``config``."""
+
+    batched = True
+
+    def __init__(self, lipschitz: float, seed: int, dtype: Any, device: Any, *, dim: int, batch: int) -> None:
+        super().__init__(lipschitz, seed, dtype, device)
+        self.dim = check_positive_int(dim, "dim")
+        self.batch = check_positive_int(batch, "batch")
+        self.x0 = self._to(torch.zeros(self.batch, self.dim))
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (x - self.target).pow(2).sum()
+
+    def initial_point(self) -> torch.Tensor:
+        return self.x0.clone()
 
 
 def is_batched(problem: Any) -> bool:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import check_positive_int
-from .classification import ClassificationProblem, digits
+from .classification import ClassificationProblem, digits_train_presets
 from .weight_cache import GraphCache, ValueCache
 
 #: Initial shift of the injection's GroupNorm: most units start active (see the class docstring).
@@ -95,12 +95,7 @@ class ConvDEQ(ClassificationProblem):
     #: ``jfbbench train`` presets: ``default`` (results/families: 256 training digits, each
     #: visited 12 times in 100 steps; about 40 s a run on one core) and ``quick`` (seconds; the
     #: tests). Problem settings go under ``problem``.
-    train_presets = {
-        "default": dict(
-            steps=100, lr=0.01, batch_size=32, gap_every=10, tol=1e-4, problem=dict(channels=8, train_size=256)
-        ),
-        "quick": dict(steps=3, lr=0.01, batch_size=8, gap_every=2, tol=1e-3, problem=dict(channels=2, batch=8)),
-    }
+    train_presets = digits_train_presets(dict(channels=8, train_size=256), dict(channels=2, batch=8))
 
     def __init__(
         self,
@@ -124,17 +119,11 @@ class ConvDEQ(ClassificationProblem):
         self.beta = self._param(torch.full((c,), INJECTION_SHIFT, dtype=torch.float64))
         self.groups = math.gcd(c, 4)
         self._make_head(c * IMAGE_SIZE**2, N_CLASSES, g)
-        self._data = {
-            s: (self._to(x.unsqueeze(1)), y.to(self.device)) for s, (x, y) in digits(seed, train_size).items()
-        }
         self._norm = ValueCache()
         self._kernel = GraphCache()
         self._injection = GraphCache()
         self._vector: torch.Tensor | None = None
-        self.config = dict(channels=channels, batch=batch)
-        if train_size is not None:
-            self.config["train_size"] = train_size
-        self.select("train", range(min(batch, self.n_images("train"))))
+        self._use_digits(lambda x: x.unsqueeze(1), batch, train_size, channels=channels)  # one channel
 
     def _spectral(self) -> tuple[float, torch.Tensor]:
         def compute() -> tuple[float, torch.Tensor]:

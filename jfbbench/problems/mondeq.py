@@ -9,7 +9,7 @@ import scipy.optimize
 import torch
 
 from .._validation import check_positive_int
-from .classification import ClassificationProblem, digits
+from .classification import ClassificationProblem, digits_train_presets
 from .weight_cache import GraphCache, ValueCache
 
 #: The monotonicity margin m of W = (1 - m) I - A^T A + B - B^T.
@@ -107,12 +107,7 @@ class MonDEQ(ClassificationProblem):
     theory_note = "relu: dT/dz jumps where a pre-activation crosses 0"
     batched = True
     #: ``jfbbench train`` presets: ``default`` and ``quick`` (seconds; the tests).
-    train_presets = {
-        "default": dict(
-            steps=100, lr=0.01, batch_size=32, gap_every=10, tol=1e-4, problem=dict(width=64, train_size=256)
-        ),
-        "quick": dict(steps=3, lr=0.01, batch_size=8, gap_every=2, tol=1e-3, problem=dict(width=8, batch=8)),
-    }
+    train_presets = digits_train_presets(dict(width=64, train_size=256), dict(width=8, batch=8))
 
     def __init__(
         self,
@@ -138,16 +133,9 @@ class MonDEQ(ClassificationProblem):
         self.U = self._param(torch.randn(width, 64, generator=g, dtype=torch.float64) / 8.0)
         self.b = self._param(0.1 * torch.randn(width, generator=g, dtype=torch.float64))
         self._make_head(width, N_CLASSES, g)
-        self._data = {
-            s: (self._to(x.reshape(x.shape[0], -1)), y.to(self.device))
-            for s, (x, y) in digits(seed, train_size).items()
-        }
         self._step = ValueCache()
         self._weights = GraphCache()
-        self.config = dict(width=width, batch=batch)
-        if train_size is not None:
-            self.config["train_size"] = train_size
-        self.select("train", range(min(batch, self.n_images("train"))))
+        self._use_digits(lambda x: x.reshape(x.shape[0], -1), batch, train_size, width=width)  # 64 inputs
 
     def _spread(self) -> torch.Tensor:
         """P = A^T A - (B - B^T)."""
