@@ -28,6 +28,7 @@ Each setting has its estimator's colour, dash and marker of every figure of the 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -39,6 +40,9 @@ import pandas as pd  # noqa: E402
 
 from jfbbench import plots  # noqa: E402
 from jfbbench.training.tables import read_runs  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # results/: what the reports share
+from _reports import cost_axes, sort_settings, styled  # noqa: E402
 
 #: the folder read (its train/) and written; set by --dir
 HERE = Path(__file__).resolve().parent
@@ -70,16 +74,9 @@ def load() -> pd.DataFrame:
     return df[finished]
 
 
-def _ordered(labels) -> list[str]:
-    present = set(labels)
-    return [o for o in ORDER if o in present] + sorted(present - set(ORDER))
-
-
 def _styles(labels) -> tuple[list[str], dict]:
-    """The settings in the legend's order and their look: each estimator's colour, dash and
-    marker of every figure of the project (variants of one estimator in shades)."""
-    order = _ordered(labels)
-    return order, plots.estimator_styles(order, keep_order=True)
+    """The settings in the legend's order and their look (:func:`_reports.styled`)."""
+    return styled(labels, ORDER)
 
 
 def _line(ax, x, y, style, lw: float, label: str | None = None, markevery=None) -> None:
@@ -144,12 +141,7 @@ def curves(df: pd.DataFrame) -> None:
                 _sd_bars(axes[row, 0], m, y, order, styles, SD_STEPS)
         for ax in axes[:, 0]:
             ax.set_xlabel("step")
-        for ax in axes[:, 1]:
-            ax.set_xscale("log")
-            ax.set_xlabel("cumulative T + VJP of the gradients")
-        for ax in axes[:, 2]:
-            ax.set_xscale("log")
-            ax.set_xlabel("training wall time (s, evaluation excluded)")
+        cost_axes(axes, "training wall time (s, evaluation excluded)")
         for ax in axes[0]:
             ax.set_yscale("log")
             ax.set_ylabel(f"l(θ) = L(x*(θ)), step's batch, mean of {WINDOW} steps")
@@ -261,8 +253,7 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
         idx = list(zip(agg["problem"], agg["setting"], strict=True))
         agg[f"delta_{tag}_deq_db"] = [paired.loc[i, f"delta_{tag}"] for i in idx]
         agg[f"cost_ratio_{tag}_deq"] = [paired.loc[i, f"ratio_{tag}"] for i in idx]
-    agg["order"] = [ORDER.index(s) if s in ORDER else 99 for s in agg["setting"]]
-    agg = agg.sort_values(["problem", "order"]).drop(columns="order")
+    agg = sort_settings(agg, ORDER, ["problem"])
     agg.to_csv(HERE / "final.csv", index=False)
     lines = [
         "| problem | setting | seeds | final test PSNR (dB) | Δ warm DEQ | Δ cold DEQ | T | VJP | T + VJP "
