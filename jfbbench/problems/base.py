@@ -104,6 +104,16 @@ class Problem:
         return f"{type(self).__name__}({settings})"
 
 
+class PiecewiseLinear:
+    """Mixin of the families whose T is a relu of an affine map of the state: T is piecewise
+    linear in the state, differentiable at the equilibrium (no pre-activation sits at 0
+    there), but its Jacobian jumps where a pre-activation crosses 0, so the checks that
+    assume a smooth T (B4, B5) are out of scope (``smooth = False``, said in ``theory_note``)."""
+
+    smooth = False
+    theory_note = "relu: dT/dz jumps where a pre-activation crosses 0"
+
+
 class VectorBatch(Problem):
     """Base of the families whose state is a batch of vectors x of shape (``batch``, ``dim``),
     each row an independent sample (``batched``), started cold at x_0 = 0, with the outer

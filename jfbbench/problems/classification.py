@@ -95,7 +95,8 @@ class ClassificationProblem(Problem):
         """Take the digits of this problem's seed (:func:`digits`, ``train_size`` of them for
         training), each image batch reshaped by ``shape`` into the model's inputs; record
         ``settings``, ``batch`` and ``train_size`` (where given) in ``config``; and select the
-        first ``batch`` training digits."""
+        first ``batch`` training digits (``batch``: an integer >= 1)."""
+        batch = check_positive_int(batch, "batch")
         self._data = {s: (self._to(shape(x)), y.to(self.device)) for s, (x, y) in digits(self.seed, train_size).items()}
         self.config = dict(settings, batch=batch)
         if train_size is not None:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import check_positive_int
+from .base import PiecewiseLinear
 from .classification import ClassificationProblem, digits_train_presets
 from .weight_cache import GraphCache, ValueCache
 
@@ -52,7 +53,7 @@ def conv_operator_norm(kernel: torch.Tensor, size: int, v0: torch.Tensor | None 
     return math.sqrt(max(float(vals[0]), 0.0)), v / torch.linalg.vector_norm(v)
 
 
-class ConvDEQ(ClassificationProblem):
+class ConvDEQ(PiecewiseLinear, ClassificationProblem):
     r"""A convolutional DEQ block in the style of MDEQ (Bai, Koltun, Kolter, *Multiscale Deep
     Equilibrium Models*, NeurIPS 2020, arXiv 2006.08656) on scikit-learn's digits:
 
@@ -86,11 +87,6 @@ class ConvDEQ(ClassificationProblem):
     """
 
     name = "conv_deq"
-    #: relu: T is piecewise linear in z, differentiable at the equilibrium (no pre-activation
-    #: sits at 0 there) but its Jacobian jumps where a pre-activation crosses 0, so the checks
-    #: that assume a smooth T (B4, B5) are out of scope.
-    smooth = False
-    theory_note = "relu: dT/dz jumps where a pre-activation crosses 0"
     batched = True
     #: ``jfbbench train`` presets: ``default`` (results/families: 256 training digits, each
     #: visited 12 times in 100 steps; about 40 s a run on one core) and ``quick`` (seconds; the
@@ -109,7 +105,6 @@ class ConvDEQ(ClassificationProblem):
     ) -> None:
         super().__init__(lipschitz, seed, dtype, device)
         channels = check_positive_int(channels, "channels")
-        batch = check_positive_int(batch, "batch")
         g = self.generator()
         c = channels
         self.W = self._param(torch.randn(c, c, 3, 3, generator=g, dtype=torch.float64) / math.sqrt(9 * c))

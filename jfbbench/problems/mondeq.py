@@ -9,6 +9,7 @@ import scipy.optimize
 import torch
 
 from .._validation import check_positive_int
+from .base import PiecewiseLinear
 from .classification import ClassificationProblem, digits_train_presets
 from .weight_cache import GraphCache, ValueCache
 
@@ -58,7 +59,7 @@ def step_for_contraction(k: torch.Tensor, rho: float) -> tuple[float, torch.Tens
     return alpha, u, v, float(-(u @ k @ v))
 
 
-class MonDEQ(ClassificationProblem):
+class MonDEQ(PiecewiseLinear, ClassificationProblem):
     r"""Monotone operator DEQ (Winston & Kolter, *Monotone operator equilibrium networks*,
     NeurIPS 2020, arXiv 2006.08591) on scikit-learn's digits, flattened (64 inputs).
 
@@ -100,11 +101,6 @@ class MonDEQ(ClassificationProblem):
     """
 
     name = "mondeq"
-    #: relu: T is piecewise linear in z, differentiable at the equilibrium (no pre-activation
-    #: sits at 0 there) but its Jacobian jumps where a pre-activation crosses 0, so the checks
-    #: that assume a smooth T (B4, B5) are out of scope.
-    smooth = False
-    theory_note = "relu: dT/dz jumps where a pre-activation crosses 0"
     batched = True
     #: ``jfbbench train`` presets: ``default`` and ``quick`` (seconds; the tests).
     train_presets = digits_train_presets(dict(width=64, train_size=256), dict(width=8, batch=8))
@@ -121,7 +117,6 @@ class MonDEQ(ClassificationProblem):
     ) -> None:
         super().__init__(lipschitz, seed, dtype, device)
         width = check_positive_int(width, "width")
-        batch = check_positive_int(batch, "batch")
         g = self.generator()
         self.clip = clip_radius(self.lipschitz)
         a = torch.randn(width, width, generator=g, dtype=torch.float64)
