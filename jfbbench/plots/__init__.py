@@ -6,23 +6,30 @@
   bound at every checked point (:func:`plot_bounds`);
 - :mod:`.front`: error against cost per estimator setting, the front joined
   (:func:`plot_front`, :func:`write_front`);
-- :mod:`._style`: what they share: one look per estimator (colour, dash, marker:
-  :func:`estimator_styles`), coinciding curves said (:func:`coincidence_notes`), a unit
-  per figure (:func:`readable_unit`), readable log ticks, labels placed without overlap
-  (:func:`place_labels`), the panel grid, saving.
+- what they share: :mod:`._style`, one look per estimator (colour, dash, marker:
+  :func:`estimator_styles`) and coinciding curves said (:func:`coincidence_notes`);
+  :mod:`._axes`, a unit per figure (:func:`readable_unit`), readable log ticks, labels
+  placed without overlap (:func:`place_labels`), the panel grid, saving.
 """
 
 from ..tables import read_table, require_columns
-from ._style import (
+from ._axes import (
     BYTE_UNITS,
-    COINCIDE_RTOL,
     ERROR_FLOOR,
+    TIME_UNITS,
+    boxes_overlap,
+    panel_grid,
+    place_labels,
+    readable_log_axis,
+    readable_unit,
+    save,
+)
+from ._style import (
+    COINCIDE_RTOL,
     ESTIMATOR_COLOURS,
     ESTIMATOR_DASHES,
     ESTIMATOR_MARKERS,
-    TIME_UNITS,
     LineStyle,
-    boxes_overlap,
     coincidence_notes,
     coinciding,
     estimator_of,
@@ -30,11 +37,6 @@ from ._style import (
     estimator_palette,
     estimator_styles,
     line_widths,
-    panel_grid,
-    place_labels,
-    readable_log_axis,
-    readable_unit,
-    save,
 )
 from .bounds import VALIDATION_COLUMNS, is_validation_table, plot_bounds
 from .front import front_figure, plot_front, write_front

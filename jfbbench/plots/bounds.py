@@ -14,7 +14,8 @@ import seaborn as sns
 from ..tables import require_columns
 from ..theory.checks import CHECKS, EXPECTATIONS
 from ..theory.scope import OUT_OF_SCOPE
-from ._style import ERROR_FLOOR, NEUTRAL, estimator_palette, panel_grid, readable_log_axis, save
+from ._axes import ERROR_FLOOR, panel_grid, readable_log_axis, save
+from ._style import NEUTRAL, estimator_palette
 
 VALIDATION_COLUMNS = ["bound", "check", "problem", "lipschitz", "seed", "depth", "measured", "bound_value", "checked"]
 

@@ -13,21 +13,9 @@ import pandas as pd
 import seaborn as sns
 
 from ..tables import require_columns
+from ._axes import BYTE_UNITS, ERROR_FLOOR, TIME_UNITS, depth_axis, readable_log_axis, readable_unit, save
 from ._facets import facet_grid, label_axes, wrap_title
-from ._style import (
-    BYTE_UNITS,
-    COINCIDE_RTOL,
-    ERROR_FLOOR,
-    TIME_UNITS,
-    coincidence_notes,
-    depth_axis,
-    estimator_order,
-    estimator_styles,
-    line_widths,
-    readable_log_axis,
-    readable_unit,
-    save,
-)
+from ._style import COINCIDE_RTOL, coincidence_notes, estimator_order, estimator_styles, line_widths
 
 SWEEP_COLUMNS = ["problem", "lipschitz", "estimator", "depth", "rel_error", "time_s", "memory_bytes"]
 
