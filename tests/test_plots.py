@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from jfbbench import plots
+from jfbbench.plots._style import SPARE_COLOURS
 
 
 def table(rows):
@@ -58,6 +59,22 @@ def test_two_values_of_an_estimator_setting_and_of_rho_give_two_lines_and_two_co
     assert set(found) == {("affine", "ρ = 0.5"), ("affine", "ρ = 0.9")}
     assert found[("affine", "ρ = 0.5")] == [(0.05, 0.005), (0.15, 0.1)]
     assert found[("affine", "ρ = 0.9")] == [(0.09, 0.009), (0.27, 0.18)]
+
+
+def test_a_setting_left_at_its_default_is_named_so_and_variants_keep_their_estimators_colour():
+    rows = [
+        dict(estimator="deq", estimator_settings=settings, depth=1, rel_error=e)
+        for settings, e in (({}, 1e-6), ({"adjoint": "cg"}, 1e-7))
+    ]
+    d = plots.prepare(table(rows))
+    assert set(d["setting"]) == {"adjoint=default", "adjoint=cg"}  # the sweep records no default: never "None"
+    labels = ["deq, adjoint=default", "deq, adjoint=cg", "jfb"]
+    assert [plots.estimator_of(lab) for lab in labels] == ["deq", "deq", "jfb"]
+    styles = plots.estimator_styles(labels)
+    deq = sorted((mcolors.to_rgb(styles[lab].colour) for lab in labels[:2]), key=sum)
+    # both are deq's: its colour and a paler shade of it, not a plug-in's spare colour
+    assert deq[0] == pytest.approx(plots.ESTIMATOR_COLOURS["deq"])
+    assert deq[1] != deq[0] and all(deq[1] != pytest.approx(tuple(c)) for c in SPARE_COLOURS)
 
 
 def test_seeds_are_pooled_into_a_median_and_a_range():

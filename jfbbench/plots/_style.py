@@ -47,6 +47,10 @@ ESTIMATOR_COLOURS: dict[str, tuple[float, float, float]] = {
     "torchdeq_ift": _TAB10[9],
     "deepinv_deq": _TAB20[1],
     "deepinv_jfb": _TAB20[5],
+    # the field's estimators beyond the paper: colours apart from the paper's four (Dark2's)
+    "revdeq": (0.902, 0.671, 0.008),
+    "shine": (0.906, 0.161, 0.541),
+    "forward_mode": (0.459, 0.439, 0.702),
 }
 #: Colours for estimators not in :data:`ESTIMATOR_COLOURS`, in the order of their names.
 SPARE_COLOURS = [_TAB20[i] for i in (3, 7, 9, 11, 13, 17, 19)]
@@ -67,6 +71,9 @@ ESTIMATOR_DASHES: dict[str, tuple[float, ...]] = {
     "torchdeq_ift": (10.0, 2.0, 2.0, 2.0),
     "deepinv_deq": (3.0, 3.0),
     "deepinv_jfb": (1.0, 2.5),
+    "revdeq": (6.0, 1.5, 1.5, 1.5, 1.5, 1.5),
+    "shine": (1.0, 1.0),
+    "forward_mode": (9.0, 2.0, 3.0, 2.0),
 }
 #: The marker of each registered estimator's points (filled markers only: shapes a reader tells apart).
 ESTIMATOR_MARKERS: dict[str, str] = {
@@ -81,9 +88,12 @@ ESTIMATOR_MARKERS: dict[str, str] = {
     "torchdeq_ift": ">",
     "deepinv_deq": "p",
     "deepinv_jfb": "h",
+    "revdeq": "*",
+    "shine": "d",
+    "forward_mode": "H",
 }
 _DASH_CYCLE = list(dict.fromkeys(ESTIMATOR_DASHES.values()))
-_MARKER_CYCLE = list(dict.fromkeys(ESTIMATOR_MARKERS.values())) + ["8", "H", "d", "*"]
+_MARKER_CYCLE = list(dict.fromkeys([*ESTIMATOR_MARKERS.values(), "8", "H", "d", "*"]))
 #: Relative difference under which two curves are said to coincide (invisible apart on a log axis).
 COINCIDE_RTOL = 0.02
 
@@ -109,8 +119,8 @@ def _natural(label: str) -> tuple:
 
 def estimator_of(label: str) -> str:
     """The estimator a label names, its first word: ``restarted_jfb (2 restarts)`` and
-    ``restarted_jfb K=2`` -> ``restarted_jfb``, ``deq warm`` -> ``deq``."""
-    words = str(label).split()
+    ``restarted_jfb K=2`` -> ``restarted_jfb``, ``deq warm`` and ``deq, adjoint=cg`` -> ``deq``."""
+    words = str(label).replace(",", " ").split()
     return words[0] if words else str(label)
 
 

@@ -55,7 +55,9 @@ def _varying(dicts: pd.Series) -> list[str]:
 
 
 def _label(d: dict, keys: Sequence[str]) -> str:
-    return ", ".join(f"{k}={d.get(k)}" for k in keys)
+    """``k=v`` for each key; a key the row does not hold took the estimator's (or problem's)
+    default, which the sweep does not record: ``k=default``."""
+    return ", ".join(f"{k}={d[k]}" if d.get(k) is not None else f"{k}=default" for k in keys)
 
 
 def sweep_frame(df: pd.DataFrame, facet: str = "lipschitz") -> pd.DataFrame:

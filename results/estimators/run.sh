@@ -17,4 +17,5 @@ for P in "--problem affine --problem tikhonov --problem tanh_layer $RHO" "--prob
   $J $P --append --estimator unrolled --estimator-set checkpoint=4
   $J $P --append --estimator shine --estimator-set refine=0,4,16 --estimator-set memory=10,40
 done
-python -m jfbbench front $OUT --out results/estimators/front
+python -m jfbbench front $OUT --out results/estimators/front --format png
+python -m jfbbench plot $OUT --out results/estimators/figures --format png
