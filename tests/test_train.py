@@ -108,6 +108,20 @@ def test_an_estimator_that_needs_its_own_solver_gets_it_and_others_keep_anderson
         TrainConfig("weighted_tv", "shine", solver="anderson").resolved()
 
 
+def test_a_steps_cost_counts_the_jacobian_vector_products_of_the_estimators_that_take_them():
+    for estimator, depth in (("forward_mode", 3), ("jfb", 2)):
+        t = Trainer(quick(estimator, depth=depth, steps=2))
+        n_params = sum(q.numel() for q in t.params)
+        rows = list(t.run())
+        # forward_mode carries one tangent per parameter entry through each of its K steps
+        expected = depth * n_params if estimator == "forward_mode" else 0
+        assert n_params >= 2 and all(r["step_jvp_evals"] == expected for r in rows[1:])
+        last = rows[-1]
+        assert last["jvp_evals"] == 2 * expected
+        assert last["step_cost"] == last["step_operator_evals"] + last["step_vjp_evals"] + last["step_jvp_evals"]
+        assert last["cost"] == last["operator_evals"] + last["vjp_evals"] + last["jvp_evals"]
+
+
 def test_restarted_jfb_keeps_a_state_per_image():
     t = Trainer(quick(steps=3, batch_size=2))
     list(t.run())
