@@ -47,7 +47,7 @@ def cost_axes(axes: np.ndarray, seconds: str) -> None:
     ``axes[:, 1]`` and the training seconds in ``axes[:, 2]``, labelled ``seconds``."""
     for ax in axes[:, 1]:
         ax.set_xscale("log")
-        ax.set_xlabel("cumulative T + VJP of the gradients")
+        ax.set_xlabel("cumulative T + VJP (+ JVP) of the gradients")
     for ax in axes[:, 2]:
         ax.set_xscale("log")
         ax.set_xlabel(seconds)

@@ -218,7 +218,8 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
                 problem=problem, setting=label, seed=seed, steps=int(last["step"]), input_psnr=first["input_psnr"],
                 initial_psnr=first["test_psnr"], final_psnr=last["test_psnr"],
                 gain=last["test_psnr"] - first["test_psnr"], final_loss=last["outer_loss"],
-                T=last["operator_evals"], VJP=last["vjp_evals"], cost=last["cost"], seconds=last["wall_time"],
+                T=last["operator_evals"], VJP=last["vjp_evals"],
+                JVP=0 if pd.isna(last.get("jvp_evals", np.nan)) else last["jvp_evals"], cost=last["cost"], seconds=last["wall_time"],
                 peak_memory_bytes=d["peak_memory_bytes"].max(), state_bytes=last["state_bytes"],
                 median_gap=d.loc[d["step"] > 0, "grad_gap"].median(), diverged=str(last["status"]) != "ok",
             )
@@ -230,7 +231,7 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
         .agg(
             final_psnr=("final_psnr", "mean"), final_psnr_sd=("final_psnr", "std"), gain=("gain", "mean"),
             input_psnr=("input_psnr", "mean"), steps=("steps", "max"), T=("T", "mean"), VJP=("VJP", "mean"),
-            cost=("cost", "mean"), seconds=("seconds", "mean"), peak_memory_bytes=("peak_memory_bytes", "max"),
+            JVP=("JVP", "mean"), cost=("cost", "mean"), seconds=("seconds", "mean"), peak_memory_bytes=("peak_memory_bytes", "max"),
             state_bytes=("state_bytes", "max"), median_gap=("median_gap", "median"), diverged=("diverged", "sum"),
             seeds=("seed", "count"),
         )
@@ -255,15 +256,19 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
         agg[f"cost_ratio_{tag}_deq"] = [paired.loc[i, f"ratio_{tag}"] for i in idx]
     agg = sort_settings(agg, ORDER, ["problem"])
     agg.to_csv(HERE / "final.csv", index=False)
+    jvp = bool((agg["JVP"] > 0).any())  # a JVP column where an estimator took them (forward_mode, cg_normal)
     lines = [
-        "| problem | setting | seeds | final test PSNR (dB) | Δ warm DEQ | Δ cold DEQ | T | VJP | T + VJP "
-        "| warm DEQ ÷ it | cold DEQ ÷ it | seconds | peak memory | state | median gap | diverged |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| problem | setting | seeds | final test PSNR (dB) | Δ warm DEQ | Δ cold DEQ | T | VJP | "
+        + ("JVP | T + VJP + JVP " if jvp else "T + VJP ")
+        + "| warm DEQ ÷ it | cold DEQ ÷ it | seconds | peak memory | state | median gap | diverged |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if jvp else ""),
     ]
     for r in agg.itertuples():
         lines.append(
             f"| {r.problem} | {r.setting} | {r.seeds} | {r.final_psnr:.2f} ± {r.final_psnr_sd:.2f} | "
-            f"{r.delta_warm_deq_db:+.2f} | {r.delta_cold_deq_db:+.2f} | {r.T:.0f} | {r.VJP:.0f} | {r.cost:.0f} | "
+            f"{r.delta_warm_deq_db:+.2f} | {r.delta_cold_deq_db:+.2f} | {r.T:.0f} | {r.VJP:.0f} | "
+            + (f"{r.JVP:.0f} | " if jvp else "")
+            + f"{r.cost:.0f} | "
             f"{r.cost_ratio_warm_deq:.2f} | {r.cost_ratio_cold_deq:.2f} | {r.seconds:.1f} | "
             f"{r.peak_memory_bytes / 2**20:.1f} MiB | {r.state_bytes / 2**20:.2f} MiB | {r.median_gap:.2g} | "
             f"{int(r.diverged)}/{r.seeds} |"
@@ -313,7 +318,7 @@ def matched(df: pd.DataFrame) -> pd.DataFrame:
     )  # fmt: skip
     out.to_csv(HERE / "matched.csv", index=False)
     lines = [
-        "| problem | setting | vs | seeds | matched test PSNR (dB) | its T + VJP | DEQ's T + VJP | DEQ ÷ it (range) "
+        "| problem | setting | vs | seeds | matched test PSNR (dB) | its T + VJP (+ JVP) | DEQ's T + VJP | DEQ ÷ it (range) "
         "| its seconds | DEQ's seconds | DEQ ÷ it, seconds |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
