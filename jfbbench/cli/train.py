@@ -165,7 +165,9 @@ def train_command(**kw: Any) -> None:
             metric = f"test {res['metric']} {res['first']:.4g} -> {res['last']:.4g}"
         click.echo(
             f"{head}: step {res['step']}, {metric}, {float(res['wall_time']):.1f} s, "
-            f"{res['operator_evals']} T + {res['vjp_evals']} VJP, status {res['status']}; table {run.out}"
+            f"{res['operator_evals']} T + {res['vjp_evals']} VJP"
+            + (f" + {res['jvp_evals']} JVP" if res.get("jvp_evals") else "")
+            + f", status {res['status']}; table {run.out}"
         )
     if errors or summary.lost:
         raise SystemExit(1)

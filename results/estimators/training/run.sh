@@ -5,11 +5,11 @@
 # are 2 parameters, forward mode's home ground). Every baseline is trained here again rather
 # than read from results/imaging, so that all runs come from the same code. Resumable: a rerun
 # skips finished runs and continues interrupted ones. Extra arguments go to every command,
-# e.g. --workers 2. Then: python results/estimators/train_report.py
+# e.g. --workers 2. Then: python results/imaging/report.py --dir results/estimators/training --no-reconstructions
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../../.."
 SEEDS=${SEEDS:-"0 1 2"}
-D=results/estimators/train
+D=results/estimators/training/train
 T="jfbbench train --preset large --seed $SEEDS"
 # shellcheck disable=SC2086
 for P in weighted_tv pnp_fb; do
