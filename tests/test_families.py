@@ -365,5 +365,11 @@ def test_a_relu_equilibrium_at_zero_is_reached_from_a_warm_start(method):
 def test_training_tables_read_back_with_their_setting_labels(tmp_path):
     for name, depth, warm in (("deq", "", "True"), ("restarted_jfb", "2", "False"), ("jfb", "2", "False")):
         (tmp_path / f"{name}.csv").write_text(f"estimator,depth,warm_start,step\n{name},{depth},{warm},0\n")
+    # an estimator's own settings (estimator_kwargs) are columns of its rows, named in its label;
+    # another estimator's column of the same table is not (NaN in its rows, or not its setting)
+    (tmp_path / "shine.csv").write_text("estimator,depth,warm_start,step,refine,beta\nshine,,False,0,8,\n")
+    (tmp_path / "revdeq.csv").write_text("estimator,depth,warm_start,step,beta,refine\nrevdeq,2,False,0,1.5,\n")
     df = read_runs(sorted(tmp_path.glob("*.csv")))
-    assert sorted(df["label"]) == ["deq warm", "jfb K=2 cold", "restarted_jfb K=2"]
+    assert sorted(df["label"]) == [
+        "deq warm", "jfb K=2 cold", "restarted_jfb K=2", "revdeq K=2 beta=1.5", "shine refine=8 cold"
+    ]  # fmt: skip

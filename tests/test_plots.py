@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from jfbbench import plots
+from jfbbench.plots._style import SPARE_COLOURS
 
 
 def table(rows):
@@ -58,6 +59,22 @@ def test_two_values_of_an_estimator_setting_and_of_rho_give_two_lines_and_two_co
     assert set(found) == {("affine", "ρ = 0.5"), ("affine", "ρ = 0.9")}
     assert found[("affine", "ρ = 0.5")] == [(0.05, 0.005), (0.15, 0.1)]
     assert found[("affine", "ρ = 0.9")] == [(0.09, 0.009), (0.27, 0.18)]
+
+
+def test_a_setting_left_at_its_default_is_named_so_and_variants_keep_their_estimators_colour():
+    rows = [
+        dict(estimator="deq", estimator_settings=settings, depth=1, rel_error=e)
+        for settings, e in (({}, 1e-6), ({"adjoint": "cg"}, 1e-7))
+    ]
+    d = plots.prepare(table(rows))
+    assert set(d["setting"]) == {"adjoint=default", "adjoint=cg"}  # the sweep records no default: never "None"
+    labels = ["deq, adjoint=default", "deq, adjoint=cg", "jfb"]
+    assert [plots.estimator_of(lab) for lab in labels] == ["deq", "deq", "jfb"]
+    styles = plots.estimator_styles(labels)
+    deq = sorted((mcolors.to_rgb(styles[lab].colour) for lab in labels[:2]), key=sum)
+    # both are deq's: its colour and a paler shade of it, not a plug-in's spare colour
+    assert deq[0] == pytest.approx(plots.ESTIMATOR_COLOURS["deq"])
+    assert deq[1] != deq[0] and all(deq[1] != pytest.approx(tuple(c)) for c in SPARE_COLOURS)
 
 
 def test_seeds_are_pooled_into_a_median_and_a_range():
@@ -338,3 +355,58 @@ def test_expected_orderings_are_drawn_apart_from_the_bounds_never_as_violations(
     legend = [t.get_text() for t in fig.legends[0].texts]
     assert any("B4" in t and "not a bound" in t for t in legend)
     plt.close("all")
+
+
+def test_problems_with_different_rho_sets_draw_no_empty_panel(monkeypatch, tmp_path):
+    rows = [
+        dict(problem=p, lipschitz=rho, estimator=e, depth=k, rel_error=0.5**k * (1 + i), operator_evals=k,
+             vjp_evals=k, peak_memory_bytes=None)
+        for p, rhos in (("affine", (0.5, 0.9)), ("pnp_fb", (float("nan"),)), ("tikhonov", (0.9,)))
+        for rho in rhos for i, e in enumerate(["jfb", "unrolled"]) for k in (1, 2, 4)
+    ]  # fmt: skip
+    d = plots.prepare(table(rows))
+    g = plots.facet_figure(d, "rel_error", "error", "A title")
+    assert g.figure.get_suptitle().startswith("A title\n")
+    cells = {("affine", "ρ = 0.5"), ("affine", "ρ = 0.9"), ("pnp_fb", "ρ estimated"), ("tikhonov", "ρ = 0.9")}
+    assert set(g.axes_dict) == cells
+    assert len(g.figure.axes) == len(cells)  # no axes left over: the estimated rho has no column of its own
+    for (panel, column), ax in g.axes_dict.items():
+        assert set(_estimator_lines(ax)) == {"jfb", "unrolled"}, (panel, column)
+        assert ax.get_title().startswith(f"{panel}\n{column}")
+    spec = {key: ax.get_subplotspec() for key, ax in g.axes_dict.items()}
+    assert {s.colspan.start for s in spec.values()} == {0, 1}  # two columns, not three
+    assert spec[("pnp_fb", "ρ estimated")].colspan.start == 0
+    # each panel with no panel under it shows its depths and says what they are
+    g.figure.canvas.draw()
+    for key in (("affine", "ρ = 0.9"), ("tikhonov", "ρ = 0.9")):
+        ax = g.axes_dict[key]
+        assert ax.get_xlabel() and any(t.get_visible() and t.get_text() for t in ax.get_xticklabels()), key
+    assert not g.axes_dict[("affine", "ρ = 0.5")].get_xlabel()
+    plt.close(g.figure)
+    # every figure of plot_sweep, the operator work's two rows per problem included
+    for name, fig in _captured_sweep_figures(table(rows), monkeypatch, tmp_path).items():
+        assert all(_estimator_lines(ax) for ax in fig.axes), name
+    plt.close("all")
+
+
+def test_long_panel_titles_wrap_and_never_touch_their_neighbours():
+    from matplotlib.text import Text
+
+    rows = [
+        dict(lipschitz=rho, problem_settings=dict(a_first_long_setting=f"value {v}", a_second_long_setting=f"other {v}",
+             a_third_setting=v), estimator="jfb", depth=k, rel_error=e)
+        for rho in (0.5, 0.9, 0.99) for v in ("x", "y") for k, e in ((1, 0.5), (2, 0.25))
+    ]  # fmt: skip
+    d = plots.prepare(table(rows))
+    assert d["panel"].str.len().min() > 56  # one line of it is wider than a panel
+    g = plots.facet_figure(d, "rel_error", "error", "t")
+    g.figure.canvas.draw()
+    renderer = g.figure.canvas.get_renderer()
+    titles = [ax.title for ax in g.axes_dict.values()]
+    assert all(max(len(line) for line in t.get_text().split("\n")) <= 56 for t in titles)
+    assert all(
+        t.get_text().replace("\n", " ").startswith(p) for t, p in zip(titles, [k[0] for k in g.axes_dict], strict=True)
+    )
+    boxes = [Text.get_window_extent(t, renderer) for t in titles]
+    assert plots.boxes_overlap(boxes) == []
+    plt.close(g.figure)

@@ -95,6 +95,33 @@ def test_the_evaluation_solve_stops_each_image_at_its_own_tolerance():
     assert float(res.max()) <= 10 * t.config.tol  # each image at its tolerance (one step on)
 
 
+def test_an_estimator_that_needs_its_own_solver_gets_it_and_others_keep_anderson():
+    # shine's backward reuses Broyden's inverse estimate: left out, its solver is broyden, and
+    # every solve of the run (training and evaluation) uses it; the others keep anderson
+    assert TrainConfig("weighted_tv", "shine").resolved().solver == "broyden"
+    assert TrainConfig("weighted_tv", "jfb").resolved().solver == "anderson"
+    t = Trainer(quick("shine", steps=1))
+    assert t.estimator.solver == "broyden" and t.config.solver == "broyden"
+    (row,) = list(t.run())
+    assert row["status"] == "ok" and row["operator_evals"] > 0 and row["vjp_evals"] >= 1
+    with pytest.raises(ValueError, match="solver must be 'broyden' for 'shine'"):
+        TrainConfig("weighted_tv", "shine", solver="anderson").resolved()
+
+
+def test_a_steps_cost_counts_the_jacobian_vector_products_of_the_estimators_that_take_them():
+    for estimator, depth in (("forward_mode", 3), ("jfb", 2)):
+        t = Trainer(quick(estimator, depth=depth, steps=2))
+        n_params = sum(q.numel() for q in t.params)
+        rows = list(t.run())
+        # forward_mode carries one tangent per parameter entry through each of its K steps
+        expected = depth * n_params if estimator == "forward_mode" else 0
+        assert n_params >= 2 and all(r["step_jvp_evals"] == expected for r in rows[1:])
+        last = rows[-1]
+        assert last["jvp_evals"] == 2 * expected
+        assert last["step_cost"] == last["step_operator_evals"] + last["step_vjp_evals"] + last["step_jvp_evals"]
+        assert last["cost"] == last["operator_evals"] + last["vjp_evals"] + last["jvp_evals"]
+
+
 def test_restarted_jfb_keeps_a_state_per_image():
     t = Trainer(quick(steps=3, batch_size=2))
     list(t.run())
@@ -245,6 +272,7 @@ def test_cli_train_without_out_writes_a_table_per_setting_and_says_where(tmp_pat
         (["--problem", "pnp_fb", "--estimator", "jfb", "--set", "tau=5"], ["tau", "5"]),
         (["--problem", "weighted_tv", "--estimator", "jfb", "--set", "oops"], ["KEY=VALUE"]),
         (["--problem", "weighted_tv", "--estimator", "deq", "--adjoint", "dense"], ["adjoint", "dense"]),
+        (["--problem", "weighted_tv", "--estimator", "shine", "--solver", "anderson"], ["solver", "anderson", "broyden"]),
     ],
 )
 def test_cli_train_refuses_bad_input_with_one_line(args, words, tmp_path, monkeypatch):

@@ -25,11 +25,12 @@ from ._common import UsageFailure
     type=click.Choice(["lipschitz", "rho_loc", "spectral_radius"]),
     default="lipschitz",
     show_default=True,
-    help="What the columns of panels show: the declared rho, or the measured ||J(x*)|| or spectral radius.",
+    help="What the panels of a row show: the declared rho, or the measured ||J(x*)|| or spectral radius.",
 )
 def plot(table, out, formats, bounds_table, facet):
     """Draw error, runtime, memory and operator work against depth from a sweep TABLE (CSV or
-    Parquet): a row of panels per problem (and varying problem setting), a column per rho,
+    Parquet): a row of panels per problem (and varying problem setting), a panel per rho it
+    has (left-aligned: a problem whose rho is estimated has one panel, no empty ones beside it),
     each estimator its colour, dash and marker, lines for any other setting that varies;
     seeds as a median and a range. A validation TABLE (validation.csv.gz of jfbbench
     validate) gives its bound figures instead, without rerunning the checks."""
@@ -38,7 +39,7 @@ def plot(table, out, formats, bounds_table, facet):
     try:
         df = plots.read_table(table)
         bounds = plots.read_table(bounds_table) if bounds_table is not None else None
-        if set(plots.VALIDATION_COLUMNS) <= set(df.columns) and "rel_error" not in df.columns:
+        if plots.is_validation_table(df):
             written = plots.plot_bounds(df, out, formats=formats)
         else:
             written = plots.plot_sweep(df, out, formats=formats, bounds=bounds, facet=facet)

@@ -46,7 +46,7 @@ def _parse_set(items: tuple[str, ...], option: str = "--set", what: str = "a pro
     "--gap-every", default=None, type=int, help="Measure the gap to the DEQ gradient every N steps (0: never)."
 )
 @click.option("--tol", multiple=True, type=float, help="Forward (and DEQ adjoint) tolerance.")
-@click.option("--solver", multiple=True, help="picard, anderson, broyden or auto (forward solves) [default: anderson].")
+@click.option("--solver", multiple=True, help="picard, anderson, broyden or auto (forward solves) [default: anderson; broyden for shine, which needs it].")
 @click.option("--adjoint", multiple=True, help="DEQ adjoint solver: gmres, fixed_point or auto [default: gmres].")
 @click.option("--extra-steps", multiple=True, type=int, help="restarted_jfb: graph-free steps M [default: 0].")
 @click.option(
@@ -165,7 +165,9 @@ def train_command(**kw: Any) -> None:
             metric = f"test {res['metric']} {res['first']:.4g} -> {res['last']:.4g}"
         click.echo(
             f"{head}: step {res['step']}, {metric}, {float(res['wall_time']):.1f} s, "
-            f"{res['operator_evals']} T + {res['vjp_evals']} VJP, status {res['status']}; table {run.out}"
+            f"{res['operator_evals']} T + {res['vjp_evals']} VJP"
+            + (f" + {res['jvp_evals']} JVP" if res.get("jvp_evals") else "")
+            + f", status {res['status']}; table {run.out}"
         )
     if errors or summary.lost:
         raise SystemExit(1)

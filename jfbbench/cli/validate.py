@@ -47,13 +47,16 @@ def validate_command(
     progress,
 ):
     """Check the bounds B1-B6 (gradient errors, forward iterates, memory against K): on a grid
-    (every registered problem that claims a contraction, rho in 0.5 0.9 0.99, seeds 0 1,
-    K = 1..64), or on an existing sweep TABLE.
+    (every registered problem, rho in 0.5 0.9 0.99, seeds 0 1, K = 1..64), or on an existing
+    sweep TABLE. A validation TABLE (validation.csv.gz of an earlier run) is judged again
+    without measuring: the checks its problems' families leave out of scope (B4 and B5 where
+    T is not smooth) are marked so, and the summary and figures redrawn.
 
     Writes OUT/validation.csv.gz (one row per bound, problem, rho, seed and K), OUT/summary.csv
-    and the figures (with a TABLE, also the sweep's figures, B1's bound drawn on the error
+    and the figures (with a sweep TABLE, also the sweep's figures, B1's bound drawn on the error
     one), prints the summary, and exits with 1 when a bound fails where its
-    assumptions hold (problems outside the theory are reported, never counted as passes).
+    assumptions hold (problems outside the theory and checks out of scope are reported, never
+    counted as passes).
     """
     from .. import plots, theory
     from .._validation import check_lipschitz, check_positive_int
@@ -87,7 +90,9 @@ def validate_command(
         except OSError as exc:
             raise ValueError(f"cannot create --out {str(out)!r}: {exc.strerror}") from None
         sweep_table = plots.read_table(table) if table is not None else None
-        if sweep_table is not None:
+        if sweep_table is not None and plots.is_validation_table(sweep_table):
+            full, sweep_table = theory.rescope(sweep_table), None
+        elif sweep_table is not None:
             full = theory.check_table(sweep_table)
         else:
             full = theory.run_grid(
@@ -116,6 +121,9 @@ def validate_command(
     outside = summary.loc[summary["status"] == theory.OUTSIDE, "problem"].unique()
     if len(outside):
         click.echo(f"outside the theory (reported, not checked): {', '.join(map(str, outside))}")
+    scoped = summary[summary["status"] == theory.OUT_OF_SCOPE].groupby("problem")["bound"].unique()
+    for problem, bounds in scoped.items():
+        click.echo(f"out of scope on {problem} (measured, reported, not checked): {', '.join(sorted(bounds))}")
     if len(failing):
         listed = ", ".join(
             f"{r.bound} {r.problem} rho={r.rho:g}"

@@ -18,6 +18,10 @@ plug-in factory (a class of its own, or a function) that does not declare one ge
   declaring it is run cold, by sweeps and training alike, and ``warm_start=True`` is refused
   for it. It also needs ``warm_start`` among the settings the factory declares.
 
+``required_solver`` (default None): the one forward solver the estimator runs with (``shine``:
+``broyden``, whose inverse estimate its backward reuses); training fills it in where no solver
+is given and refuses any other.
+
 ``settings`` are the keywords the factory accepts (None when a ``**kwargs`` that reaches no
 declared signature makes them unknowable: such a factory is offered no setting), ``defaults``
 the default value of each.
@@ -50,6 +54,7 @@ class Capabilities:
     supports_warm_start: bool
     settings: frozenset[str] | None = field(hash=False)
     defaults: Mapping[str, Any] = field(hash=False, repr=False)
+    required_solver: str | None = None
 
     def accepts(self, setting: str) -> bool:
         """Whether ``setting`` is a keyword the factory declares (none when unknowable)."""
@@ -77,4 +82,11 @@ def read_capabilities(name: str, factory: Callable[..., Any]) -> Capabilities:
     accepted = accepted_settings(factory)
     settings = None if accepted is None else frozenset(accepted)
     declared["supports_warm_start"] &= settings is not None and "warm_start" in settings
-    return Capabilities(name=name, **declared, settings=settings, defaults=MappingProxyType(_defaults(factory)))
+    required = getattr(factory, "required_solver", None)
+    return Capabilities(
+        name=name,
+        **declared,
+        settings=settings,
+        required_solver=required if isinstance(required, str) else None,
+        defaults=MappingProxyType(_defaults(factory)),
+    )

@@ -37,6 +37,7 @@ class Shine(Estimator):
     name = "shine"
     uses_depth = False
     default_solver = "broyden"
+    required_solver = "broyden"
     supports_warm_start = True
 
     def __init__(self, depth: int = 1, refine: int = 0, solver: str | None = None, **settings: Any) -> None:

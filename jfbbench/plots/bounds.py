@@ -13,9 +13,16 @@ import seaborn as sns
 
 from ..tables import require_columns
 from ..theory.checks import CHECKS, EXPECTATIONS
-from ._style import ERROR_FLOOR, NEUTRAL, estimator_palette, panel_grid, readable_log_axis, save
+from ..theory.scope import OUT_OF_SCOPE
+from ._axes import ERROR_FLOOR, panel_grid, readable_log_axis, save
+from ._style import NEUTRAL, estimator_palette
 
 VALIDATION_COLUMNS = ["bound", "check", "problem", "lipschitz", "seed", "depth", "measured", "bound_value", "checked"]
+
+
+def is_validation_table(df: pd.DataFrame) -> bool:
+    """A table written by ``jfbbench validate`` (:mod:`jfbbench.theory`), not by a sweep."""
+    return set(VALIDATION_COLUMNS) <= set(df.columns) and "rel_error" not in df.columns
 
 
 def _rows(d: pd.DataFrame, bound: str, check: str | None = None, exclude: str | None = None) -> pd.DataFrame:
@@ -48,7 +55,7 @@ def _error_panel(ax, d: pd.DataFrame, rho: float) -> None:
         r = float(pd.to_numeric(unr["spectral_radius"], errors="coerce").max())  # B4's rate: the radius
         shape = unr["depth"] * r ** unr["depth"]
         fit = unr[unr["measured"] > unr["floor"]]
-        if not fit.empty and r > 0:
+        if not fit.empty and r > 0 and not (unr["status"] == OUT_OF_SCOPE).any():  # no rate where B4 is out of scope
             c = float((fit["measured"] / (fit["depth"] * r ** fit["depth"])).max())
             ax.plot(unr["depth"], c * shape, ls=(0, (1, 2)), lw=1.0, color=colour["unrolled"],
                     label="B4 rate C·K r^K (r: spectral radius), C fitted (a guide, not a bound)")  # fmt: skip
@@ -113,6 +120,8 @@ def _ratio_figure(v: pd.DataFrame, out: Path, formats: Sequence[str]) -> list[Pa
     r["expected"] = [(b, c) in EXPECTATIONS for b, c in zip(r["bound"], r["check"], strict=True)]
     problems = sorted(r["problem"].unique())
     kinds = [False] + ([True] if r["expected"].any() else [])
+    scoped = v[v["status"] == OUT_OF_SCOPE].groupby("problem")["bound"].unique()
+    expectation_bounds = {b for b, _ in EXPECTATIONS}
     fig, axes = panel_grid(len(kinds), len(problems), 3.5, 3.0, sharex="col", sharey="row")
     labels = sorted(r["label"].unique())
     colours = dict(zip(labels, sns.color_palette("Dark2", len(labels)), strict=True))
@@ -125,8 +134,11 @@ def _ratio_figure(v: pd.DataFrame, out: Path, formats: Sequence[str]) -> list[Pa
             for (lab, rho), pts in sub.groupby(["label", "lipschitz"]):
                 ax.scatter(pts["steps"], pts["ratio"], s=14, color=colours[lab], marker=markers[rho], lw=0,
                            gid=f"{'expected' if expected else 'bound'}:{lab}")  # fmt: skip
+            gone = sorted(b for b in scoped.get(problem, []) if not expected or b in expectation_bounds)
             if sub.empty:
-                ax.text(0.5, 0.5, "no checked point", ha="center", va="center", color=NEUTRAL, transform=ax.transAxes)
+                why = f"\n({', '.join(gone)} out of scope)" if gone else ""
+                ax.text(0.5, 0.5, "no checked point" + why, ha="center", va="center", color=NEUTRAL,
+                        transform=ax.transAxes)  # fmt: skip
             ax.set_yscale("log")
             if expected:
                 ax.axhline(1.0, color=NEUTRAL, lw=1, ls="--")
@@ -134,7 +146,7 @@ def _ratio_figure(v: pd.DataFrame, out: Path, formats: Sequence[str]) -> list[Pa
                 ax.axhline(1.0, color="red", lw=1)
             ax.grid(True, alpha=0.3)
             if i == 0:
-                ax.set_title(problem, fontsize=9)
+                ax.set_title(problem + (f"\n{', '.join(gone)}: out of scope" if gone else ""), fontsize=9)
             if i == len(kinds) - 1:
                 ax.set_xlabel("depth K (B5: steps m·K)")
         axes[i, 0].set_ylabel(
@@ -165,7 +177,7 @@ def plot_bounds(table: pd.DataFrame, out: str | Path, formats: Sequence[str] = (
       same colour): JFB-K's gradient error with B1 (rho dashed, rho_loc dotted) and B2's
       finite-K bound ||B|| ||u|| ||J^K|| (dash-dot; an implementation check), unrolling's with
       the O(K r^K) shape of B4 (r the spectral radius; constant fitted to the measurements, so
-      a guide to the rate, not a bound), and the
+      a guide to the rate, not a bound; not drawn where B4 is out of scope), and the
       forward error ||x_K - x*|| with B3 (a priori); the grey line is the round-off floor
       below which points are not checked;
     - ``bound_ratios``: measured/bound for every checked point of B1, B2, B3 and B5 (against
@@ -173,11 +185,13 @@ def plot_bounds(table: pd.DataFrame, out: str | Path, formats: Sequence[str] = (
       row of their own, the expected orderings that are no bound (B4: JFB-K error over
       unrolled error), whose points above 1 are expectations not met, not violations.
 
-    Problems outside the theory have no curves. Returns the files written."""
+    Problems outside the theory have no curves; the checks out of scope for a problem
+    (:data:`~jfbbench.theory.scope.SMOOTH_PREMISES`) keep their measured curves and are named
+    in its ratio panels' titles, without points. Returns the files written."""
     require_columns(table, VALIDATION_COLUMNS, "validation table")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    v = table[(table["status"] == "checked") & table["depth"].notna()].copy()
+    v = table[table["status"].isin(["checked", OUT_OF_SCOPE]) & table["depth"].notna()].copy()
     if v.empty:
         return []
     v = v[v["seed"] == v.groupby("problem")["seed"].transform("min")]

@@ -12,17 +12,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from .. import front
-from ._style import (
-    BYTE_UNITS,
-    NEUTRAL,
-    TIME_UNITS,
-    estimator_order,
-    estimator_styles,
-    place_labels,
-    readable_log_axis,
-    readable_unit,
-    save,
-)
+from ._axes import BYTE_UNITS, TIME_UNITS, place_labels, readable_log_axis, readable_unit, save
+from ._style import NEUTRAL, estimator_order, estimator_styles
 
 #: Width and height of one panel, and the height of one line of its key (inches).
 _PANEL, _KEY_LINE = (5.2, 4.0), 0.125

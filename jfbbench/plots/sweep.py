@@ -13,20 +13,9 @@ import pandas as pd
 import seaborn as sns
 
 from ..tables import require_columns
-from ._style import (
-    BYTE_UNITS,
-    COINCIDE_RTOL,
-    ERROR_FLOOR,
-    TIME_UNITS,
-    coincidence_notes,
-    depth_axis,
-    estimator_order,
-    estimator_styles,
-    line_widths,
-    readable_log_axis,
-    readable_unit,
-    save,
-)
+from ._axes import BYTE_UNITS, ERROR_FLOOR, TIME_UNITS, depth_axis, readable_log_axis, readable_unit, save
+from ._facets import facet_grid, label_axes, wrap_title
+from ._style import COINCIDE_RTOL, coincidence_notes, estimator_order, estimator_styles, line_widths
 
 SWEEP_COLUMNS = ["problem", "lipschitz", "estimator", "depth", "rel_error", "time_s", "memory_bytes"]
 
@@ -66,7 +55,9 @@ def _varying(dicts: pd.Series) -> list[str]:
 
 
 def _label(d: dict, keys: Sequence[str]) -> str:
-    return ", ".join(f"{k}={d.get(k)}" for k in keys)
+    """``k=v`` for each key; a key the row does not hold took the estimator's (or problem's)
+    default, which the sweep does not record: ``k=default``."""
+    return ", ".join(f"{k}={d[k]}" if d.get(k) is not None else f"{k}=default" for k in keys)
 
 
 def sweep_frame(df: pd.DataFrame, facet: str = "lipschitz") -> pd.DataFrame:
@@ -151,11 +142,17 @@ def _not_converged(rows: pd.DataFrame) -> pd.Series:
     return rows["converged"].astype(str).str.lower().isin(["false", "0", "0.0"])
 
 
+#: The size of a panel of the sweep figures: height (inches) and width / height.
+PANEL_HEIGHT, PANEL_ASPECT = 3.0, 1.25
+
+
 def facet_figure(
     d: pd.DataFrame, y: str, ylabel: str, title: str, logy: bool = True, spread: str | None = None
 ) -> sns.FacetGrid:
     """One figure of :func:`plot_sweep` from a prepared table (:func:`prepare`): a row of
-    panels per ``panel``, a column per ``column``, a line per ``line`` (its estimator's
+    panels per ``panel``, one per ``column`` that panel has (left-aligned, so that no panel is
+    empty where panels have different columns, :func:`~._facets.facet_grid`; titles wrapped
+    to the panel's width), a line per ``line`` (its estimator's
     colour, dash and marker, :func:`~._style.estimator_styles`; drawn widest first, so a line
     on top of an equal one leaves it visible), the median over seeds with their range as a
     band; with ``spread`` (a column of the same unit as ``y``, e.g. ``time_iqr_s``), its
@@ -169,17 +166,7 @@ def facet_figure(
     widths = dict(zip(order, line_widths(len(order)), strict=True))
     sizes = dict(zip(order, line_widths(len(order), 10.0, 5.0), strict=True))
     seeds = "seed" in d.columns and d["seed"].nunique() > 1
-    g = sns.FacetGrid(
-        d,
-        row="panel",
-        col="column",
-        row_order=list(dict.fromkeys(d["panel"])),
-        col_order=sorted(d["column"].unique(), key=_column_sort_key),
-        sharey=False,
-        height=3.0,
-        aspect=1.25,
-        margin_titles=False,
-    )
+    g = facet_grid(d, PANEL_HEIGHT, PANEL_ASPECT)
     curves: dict[tuple[str, str], dict[str, pd.Series]] = {}
     ringed = False
     for (panel, column), ax in g.axes_dict.items():
@@ -219,8 +206,9 @@ def facet_figure(
             readable_log_axis(ax.yaxis)
         ax.grid(True, which="major", alpha=0.3)
         note = notes.get((panel, column), "")
-        ax.set_title(_panel_title(d, panel, column) + (f"\n{note}" if note else ""), fontsize=8)
-    g.set_axis_labels("truncation depth K (log scale)", ylabel)
+        heading = _panel_title(d, panel, column) + (f"\n{note}" if note else "")
+        ax.set_title(wrap_title(heading, PANEL_HEIGHT * PANEL_ASPECT, 8), fontsize=8)
+    label_axes(g, "truncation depth K (log scale)", ylabel)
     entries = {
         lab + suffix.get(lab, ""): plt.Line2D(
             [], [], color=styles[lab].colour, linestyle=styles[lab].linestyle, marker=styles[lab].marker,
@@ -255,13 +243,6 @@ def _legend(g: sns.FacetGrid, extra: dict | None = None) -> None:
     g.add_legend(legend_data=g._legend_data, title="estimator", label_order=list(g._legend_data), fontsize=9)
 
 
-def _column_sort_key(label: str) -> tuple[int, float, str]:
-    try:
-        return (0, float(label.split("=")[-1].split("≈")[-1]), label)
-    except ValueError:
-        return (1, 0.0, label)
-
-
 def _panel_title(d: pd.DataFrame, panel: str, column: str) -> str:
     """The panel's problem and column, with the contraction measured there (range over seeds
     and settings when it is not one number)."""
@@ -283,8 +264,9 @@ def plot_sweep(
     facet: str = "lipschitz",
 ) -> list[Path]:
     """Relative error, runtime, memory and operator applications against depth: a row of
-    panels per problem (and per problem setting that varies), a column per ρ (or per measured
-    ``rho_loc`` / ``spectral_radius``, ``facet``), colour = estimator, line style = any other
+    panels per problem (and per problem setting that varies), a panel per ρ of that problem (or
+    per measured ``rho_loc`` / ``spectral_radius``, ``facet``; a problem whose ρ is estimated
+    has its one panel, never a column of empty ones), colour = estimator, line style = any other
     setting that varies (:func:`sweep_frame`); several seeds draw as their median with the
     range over seeds. Panel titles give the contraction measured at x* (ρ_loc, r). With
     ``bounds`` (a validation table of :mod:`jfbbench.theory`), the error figure also draws

@@ -7,12 +7,12 @@ from typing import Any
 import torch
 
 from .._validation import check_choice, check_positive_int
-from .base import Problem, orthogonal
+from .base import VectorBatch, orthogonal
 
 SPECTRA = ("symmetric", "orthogonal", "nonnormal")
 
 
-class Affine(Problem):
+class Affine(VectorBatch):
     r"""T_theta(x) = W x + U theta + b on a batch of vectors x in R^{batch x dim}.
 
     ``||W||_2 = rho`` exactly; ``spectrum`` chooses the shape of W:
@@ -34,7 +34,6 @@ class Affine(Problem):
     """
 
     name = "affine"
-    batched = True
 
     def __init__(
         self,
@@ -47,43 +46,34 @@ class Affine(Problem):
         dtype: Any = torch.float64,
         device: Any = "cpu",
     ) -> None:
-        super().__init__(lipschitz, seed, dtype, device)
-        dim = check_positive_int(dim, "dim")
+        super().__init__(lipschitz, seed, dtype, device, dim=dim, batch=batch)
         n_params = check_positive_int(n_params, "n_params")
-        batch = check_positive_int(batch, "batch")
         spectrum = check_choice(spectrum, "spectrum", SPECTRA)
         g = self.generator()
         rho = self.lipschitz
         if spectrum == "symmetric":
-            q = orthogonal(dim, g)
+            q = orthogonal(self.dim, g)
             eig = (
-                torch.linspace(-rho, rho, dim, dtype=torch.float64)
-                if dim > 1
+                torch.linspace(-rho, rho, self.dim, dtype=torch.float64)
+                if self.dim > 1
                 else torch.tensor([rho], dtype=torch.float64)
             )
             w = q @ torch.diag(eig) @ q.T
         elif spectrum == "orthogonal":
-            w = rho * orthogonal(dim, g)
+            w = rho * orthogonal(self.dim, g)
         else:
-            m = torch.randn(dim, dim, generator=g, dtype=torch.float64)
-            m = torch.triu(m, diagonal=1) * 2.0 + torch.diag(torch.rand(dim, generator=g, dtype=torch.float64))
+            m = torch.randn(self.dim, self.dim, generator=g, dtype=torch.float64)
+            m = torch.triu(m, diagonal=1) * 2.0 + torch.diag(torch.rand(self.dim, generator=g, dtype=torch.float64))
             w = rho * m / torch.linalg.matrix_norm(m, 2)
         self.W = self._to(w)
-        self.U = self._to(torch.randn(dim, n_params, generator=g, dtype=torch.float64) / n_params**0.5)
-        self.b = self._to(torch.randn(batch, dim, generator=g, dtype=torch.float64))
-        self.target = self._to(torch.randn(batch, dim, generator=g, dtype=torch.float64))
+        self.U = self._to(torch.randn(self.dim, n_params, generator=g, dtype=torch.float64) / n_params**0.5)
+        self.b = self._to(torch.randn(self.batch, self.dim, generator=g, dtype=torch.float64))
+        self.target = self._to(torch.randn(self.batch, self.dim, generator=g, dtype=torch.float64))
         self.theta = self._param(torch.randn(n_params, generator=g, dtype=torch.float64))
-        self.x0 = self._to(torch.zeros(batch, dim))
-        self.config = dict(dim=dim, n_params=n_params, batch=batch, spectrum=spectrum)
+        self.config = dict(dim=self.dim, n_params=n_params, batch=self.batch, spectrum=spectrum)
 
     def parameters(self) -> list[torch.Tensor]:
         return [self.theta]
 
     def operator(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.W.T + self.U @ self.theta + self.b
-
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (x - self.target).pow(2).sum()
-
-    def initial_point(self) -> torch.Tensor:
-        return self.x0.clone()

@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from .._validation import check_device, check_dtype, check_lipschitz, check_seed
+from .._validation import check_device, check_dtype, check_lipschitz, check_positive_int, check_seed
 
 
 @runtime_checkable
@@ -66,6 +66,10 @@ class Problem:
     #: True where the contraction factor is guaranteed (analytic families); False where it
     #: is only estimated (learned denoisers), which puts the problem outside the theory.
     contraction_guaranteed: bool = True
+    #: True where T has a Jacobian that does not jump (tanh, gradient steps); False where T is
+    #: only piecewise smooth (relu): the checks that assume a smooth T (B4, B5) are then
+    #: reported out of scope by ``jfbbench validate`` (:mod:`jfbbench.theory.scope`).
+    smooth: bool = True
 
     def __init__(self, lipschitz: float, seed: int = 0, dtype: Any = torch.float64, device: Any = "cpu") -> None:
         self.lipschitz = check_lipschitz(lipschitz)
@@ -98,6 +102,39 @@ class Problem:
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
         return f"{type(self).__name__}({settings})"
+
+
+class PiecewiseLinear:
+    """Mixin of the families whose T is a relu of an affine map of the state: T is piecewise
+    linear in the state, differentiable at the equilibrium (no pre-activation sits at 0
+    there), but its Jacobian jumps where a pre-activation crosses 0, so the checks that
+    assume a smooth T (B4, B5) are out of scope (``smooth = False``, said in ``theory_note``)."""
+
+    smooth = False
+    theory_note = "relu: dT/dz jumps where a pre-activation crosses 0"
+
+
+class VectorBatch(Problem):
+    """Base of the families whose state is a batch of vectors x of shape (``batch``, ``dim``),
+    each row an independent sample (``batched``), started cold at x_0 = 0, with the outer
+    loss L(x) = 1/2 ||x - x_target||^2 (``self.target``, of x's shape, set by the subclass).
+
+    ``dim`` and ``batch`` are checked (integers >= 1) and kept as ``self.dim`` and
+    ``self.batch``; the subclass checks its other settings and fills ``config``."""
+
+    batched = True
+
+    def __init__(self, lipschitz: float, seed: int, dtype: Any, device: Any, *, dim: int, batch: int) -> None:
+        super().__init__(lipschitz, seed, dtype, device)
+        self.dim = check_positive_int(dim, "dim")
+        self.batch = check_positive_int(batch, "batch")
+        self.x0 = self._to(torch.zeros(self.batch, self.dim))
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (x - self.target).pow(2).sum()
+
+    def initial_point(self) -> torch.Tensor:
+        return self.x0.clone()
 
 
 def is_batched(problem: Any) -> bool:

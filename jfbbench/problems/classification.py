@@ -11,6 +11,7 @@ the implicit gradient of a loss L(x) alone has not.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -52,6 +53,17 @@ def digits(seed: int, train_size: int | None = None) -> dict[str, tuple[torch.Te
     return {s: (images[i], labels[i]) for s, i in parts.items()}
 
 
+def digits_train_presets(default: dict[str, Any], quick: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``jfbbench train`` presets of a family on the digits, with its problem settings:
+    ``default`` (results/families: 100 steps of 32 digits, 256 training digits in the
+    family's own settings, each visited 12 times) and ``quick`` (3 steps of 8 digits, seconds:
+    the tests)."""
+    return {
+        "default": dict(steps=100, lr=0.01, batch_size=32, gap_every=10, tol=1e-4, problem=default),
+        "quick": dict(steps=3, lr=0.01, batch_size=8, gap_every=2, tol=1e-3, problem=quick),
+    }
+
+
 def check_split(split: Any) -> str:
     if split not in SPLITS:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -63,9 +75,10 @@ class ClassificationProblem(Problem):
     (H, c trained), the loss CE(logits, labels) (mean), :meth:`metrics` on held-out data, and
     :meth:`select` / :meth:`n_images` to choose the examples that make the current batch.
 
-    Subclasses call :meth:`_make_head`, set ``self._data`` (``{split: (inputs, labels)}``)
-    and implement :meth:`_features` (the state's rows that the head reads, flattened) and
-    :meth:`_on_select` (what changes with the selection).
+    Subclasses call :meth:`_make_head`, set ``self._data`` (``{split: (inputs, labels)}``;
+    :meth:`_use_digits` sets it from the digits) and implement :meth:`_features` (the
+    state's rows that the head reads, flattened) and :meth:`_on_select` (what changes with
+    the selection).
     """
 
     #: columns a training run reports on held-out data (values of :meth:`metrics`)
@@ -75,6 +88,20 @@ class ClassificationProblem(Problem):
         w = torch.randn(classes, features, generator=generator, dtype=torch.float64) / features**0.5
         self.head_weight = self._param(w)
         self.head_bias = self._param(torch.zeros(classes, dtype=torch.float64))
+
+    def _use_digits(
+        self, shape: Callable[[torch.Tensor], torch.Tensor], batch: int, train_size: int | None, **settings: Any
+    ) -> None:
+        """Take the digits of this problem's seed (:func:`digits`, ``train_size`` of them for
+        training), each image batch reshaped by ``shape`` into the model's inputs; record
+        ``settings``, ``batch`` and ``train_size`` (where given) in ``config``; and select the
+        first ``batch`` training digits (``batch``: an integer >= 1)."""
+        batch = check_positive_int(batch, "batch")
+        self._data = {s: (self._to(shape(x)), y.to(self.device)) for s, (x, y) in digits(self.seed, train_size).items()}
+        self.config = dict(settings, batch=batch)
+        if train_size is not None:
+            self.config["train_size"] = train_size
+        self.select("train", range(min(batch, self.n_images("train"))))
 
     def head_parameters(self) -> list[torch.Tensor]:
         return [self.head_weight, self.head_bias]

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import check_positive_int
-from .classification import ClassificationProblem, digits
+from .base import PiecewiseLinear
+from .classification import ClassificationProblem, digits_train_presets
 from .weight_cache import GraphCache, ValueCache
 
 #: Initial shift of the injection's GroupNorm: most units start active (see the class docstring).
@@ -52,7 +53,7 @@ def conv_operator_norm(kernel: torch.Tensor, size: int, v0: torch.Tensor | None 
     return math.sqrt(max(float(vals[0]), 0.0)), v / torch.linalg.vector_norm(v)
 
 
-class ConvDEQ(ClassificationProblem):
+class ConvDEQ(PiecewiseLinear, ClassificationProblem):
     r"""A convolutional DEQ block in the style of MDEQ (Bai, Koltun, Kolter, *Multiscale Deep
     Equilibrium Models*, NeurIPS 2020, arXiv 2006.08656) on scikit-learn's digits:
 
@@ -90,12 +91,7 @@ class ConvDEQ(ClassificationProblem):
     #: ``jfbbench train`` presets: ``default`` (results/families: 256 training digits, each
     #: visited 12 times in 100 steps; about 40 s a run on one core) and ``quick`` (seconds; the
     #: tests). Problem settings go under ``problem``.
-    train_presets = {
-        "default": dict(
-            steps=100, lr=0.01, batch_size=32, gap_every=10, tol=1e-4, problem=dict(channels=8, train_size=256)
-        ),
-        "quick": dict(steps=3, lr=0.01, batch_size=8, gap_every=2, tol=1e-3, problem=dict(channels=2, batch=8)),
-    }
+    train_presets = digits_train_presets(dict(channels=8, train_size=256), dict(channels=2, batch=8))
 
     def __init__(
         self,
@@ -109,7 +105,6 @@ class ConvDEQ(ClassificationProblem):
     ) -> None:
         super().__init__(lipschitz, seed, dtype, device)
         channels = check_positive_int(channels, "channels")
-        batch = check_positive_int(batch, "batch")
         g = self.generator()
         c = channels
         self.W = self._param(torch.randn(c, c, 3, 3, generator=g, dtype=torch.float64) / math.sqrt(9 * c))
@@ -119,17 +114,11 @@ class ConvDEQ(ClassificationProblem):
         self.beta = self._param(torch.full((c,), INJECTION_SHIFT, dtype=torch.float64))
         self.groups = math.gcd(c, 4)
         self._make_head(c * IMAGE_SIZE**2, N_CLASSES, g)
-        self._data = {
-            s: (self._to(x.unsqueeze(1)), y.to(self.device)) for s, (x, y) in digits(seed, train_size).items()
-        }
         self._norm = ValueCache()
         self._kernel = GraphCache()
         self._injection = GraphCache()
         self._vector: torch.Tensor | None = None
-        self.config = dict(channels=channels, batch=batch)
-        if train_size is not None:
-            self.config["train_size"] = train_size
-        self.select("train", range(min(batch, self.n_images("train"))))
+        self._use_digits(lambda x: x.unsqueeze(1), batch, train_size, channels=channels)  # one channel
 
     def _spectral(self) -> tuple[float, torch.Tensor]:
         def compute() -> tuple[float, torch.Tensor]:

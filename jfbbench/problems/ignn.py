@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from .._validation import check_positive_int
-from .base import orthogonal
+from .base import PiecewiseLinear, orthogonal
 from .classification import ClassificationProblem, check_split
 from .weight_cache import GraphCache
 
@@ -61,7 +61,7 @@ def perron_frobenius(adjacency: torch.Tensor) -> float:
     return lam
 
 
-class IGNN(ClassificationProblem):
+class IGNN(PiecewiseLinear, ClassificationProblem):
     r"""Implicit graph neural network (Gu, Chang, Zhu, Sojoudi, El Ghaoui, *Implicit Graph
     Neural Networks*, NeurIPS 2020, arXiv 2009.06211) on the chains benchmark (:func:`chains`):
 
@@ -90,6 +90,7 @@ class IGNN(ClassificationProblem):
     """
 
     name = "ignn"
+    theory_note = "relu: dT/dZ jumps where a pre-activation crosses 0"  # the state is Z
     batched = False
     #: ``jfbbench train`` presets (one graph: a batch of 1): ``default`` (results/families: 10
     #: chains per class, 200 nodes; 5-30 s a run on one core) and ``quick`` (seconds; the tests).

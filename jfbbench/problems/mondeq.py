@@ -9,7 +9,8 @@ import scipy.optimize
 import torch
 
 from .._validation import check_positive_int
-from .classification import ClassificationProblem, digits
+from .base import PiecewiseLinear
+from .classification import ClassificationProblem, digits_train_presets
 from .weight_cache import GraphCache, ValueCache
 
 #: The monotonicity margin m of W = (1 - m) I - A^T A + B - B^T.
@@ -58,7 +59,7 @@ def step_for_contraction(k: torch.Tensor, rho: float) -> tuple[float, torch.Tens
     return alpha, u, v, float(-(u @ k @ v))
 
 
-class MonDEQ(ClassificationProblem):
+class MonDEQ(PiecewiseLinear, ClassificationProblem):
     r"""Monotone operator DEQ (Winston & Kolter, *Monotone operator equilibrium networks*,
     NeurIPS 2020, arXiv 2006.08591) on scikit-learn's digits, flattened (64 inputs).
 
@@ -102,12 +103,7 @@ class MonDEQ(ClassificationProblem):
     name = "mondeq"
     batched = True
     #: ``jfbbench train`` presets: ``default`` and ``quick`` (seconds; the tests).
-    train_presets = {
-        "default": dict(
-            steps=100, lr=0.01, batch_size=32, gap_every=10, tol=1e-4, problem=dict(width=64, train_size=256)
-        ),
-        "quick": dict(steps=3, lr=0.01, batch_size=8, gap_every=2, tol=1e-3, problem=dict(width=8, batch=8)),
-    }
+    train_presets = digits_train_presets(dict(width=64, train_size=256), dict(width=8, batch=8))
 
     def __init__(
         self,
@@ -121,7 +117,6 @@ class MonDEQ(ClassificationProblem):
     ) -> None:
         super().__init__(lipschitz, seed, dtype, device)
         width = check_positive_int(width, "width")
-        batch = check_positive_int(batch, "batch")
         g = self.generator()
         self.clip = clip_radius(self.lipschitz)
         a = torch.randn(width, width, generator=g, dtype=torch.float64)
@@ -133,16 +128,9 @@ class MonDEQ(ClassificationProblem):
         self.U = self._param(torch.randn(width, 64, generator=g, dtype=torch.float64) / 8.0)
         self.b = self._param(0.1 * torch.randn(width, generator=g, dtype=torch.float64))
         self._make_head(width, N_CLASSES, g)
-        self._data = {
-            s: (self._to(x.reshape(x.shape[0], -1)), y.to(self.device))
-            for s, (x, y) in digits(seed, train_size).items()
-        }
         self._step = ValueCache()
         self._weights = GraphCache()
-        self.config = dict(width=width, batch=batch)
-        if train_size is not None:
-            self.config["train_size"] = train_size
-        self.select("train", range(min(batch, self.n_images("train"))))
+        self._use_digits(lambda x: x.reshape(x.shape[0], -1), batch, train_size, width=width)  # 64 inputs
 
     def _spread(self) -> torch.Tensor:
         """P = A^T A - (B - B^T)."""

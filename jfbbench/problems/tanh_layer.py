@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from .._validation import check_choice, check_positive_int
-from .base import Problem, orthogonal
+from .base import VectorBatch, orthogonal
 
 WEIGHTS = ("near_orthogonal", "normalised")
 
@@ -25,7 +25,7 @@ def _check_preactivation(value: Any) -> float | None:
     return v
 
 
-class TanhLayer(Problem):
+class TanhLayer(VectorBatch):
     r"""T_theta(x) = tanh(x W^T + z U^T + b) on a batch of inputs z in R^{batch x d_in}.
 
     W = rho V / ||V||_2 (spectral normalisation), theta = (V, U, b). Since tanh is
@@ -56,8 +56,6 @@ class TanhLayer(Problem):
     """
 
     name = "tanh_layer"
-    #: one input z_i per row of x, and T maps each row by itself
-    batched = True
 
     def __init__(
         self,
@@ -71,25 +69,23 @@ class TanhLayer(Problem):
         dtype: Any = torch.float64,
         device: Any = "cpu",
     ) -> None:
-        super().__init__(lipschitz, seed, dtype, device)
-        dim = check_positive_int(dim, "dim")
+        super().__init__(lipschitz, seed, dtype, device, dim=dim, batch=batch)
         input_dim = check_positive_int(input_dim, "input_dim")
-        batch = check_positive_int(batch, "batch")
         weight = check_choice(weight, "weight", WEIGHTS)
         preactivation = _check_preactivation(preactivation)
         g = self.generator()
-        v = torch.randn(dim, dim, generator=g, dtype=torch.float64)
-        u = torch.randn(dim, input_dim, generator=g, dtype=torch.float64) / input_dim**0.5
-        b = 0.1 * torch.randn(dim, generator=g, dtype=torch.float64)
-        z = torch.randn(batch, input_dim, generator=g, dtype=torch.float64)
-        target = 0.5 * torch.randn(batch, dim, generator=g, dtype=torch.float64).tanh()
+        v = torch.randn(self.dim, self.dim, generator=g, dtype=torch.float64)
+        u = torch.randn(self.dim, input_dim, generator=g, dtype=torch.float64) / input_dim**0.5
+        b = 0.1 * torch.randn(self.dim, generator=g, dtype=torch.float64)
+        z = torch.randn(self.batch, input_dim, generator=g, dtype=torch.float64)
+        target = 0.5 * torch.randn(self.batch, self.dim, generator=g, dtype=torch.float64).tanh()
         if weight == "near_orthogonal":
             # singular values 1, then 0.95 ... 0.9: the top one is simple (||V||_2 is
             # differentiable in V) and the others are close to it (J's eigenvalues near rho)
             sigma = torch.cat(
-                [torch.ones(1, dtype=torch.float64), torch.linspace(0.95, 0.9, dim - 1, dtype=torch.float64)]
+                [torch.ones(1, dtype=torch.float64), torch.linspace(0.95, 0.9, self.dim - 1, dtype=torch.float64)]
             )
-            v = orthogonal(dim, g) * sigma[:dim]
+            v = orthogonal(self.dim, g) * sigma[: self.dim]
         if preactivation is not None:
             c_norm = float(torch.linalg.vector_norm(z @ u.T + b, dim=1).max())
             scale = (1.0 - self.lipschitz) * preactivation / max(c_norm, 1e-300)
@@ -99,10 +95,11 @@ class TanhLayer(Problem):
         self.b = self._param(b)
         self.z = self._to(z)
         self.target = self._to(target)
-        self.x0 = self._to(torch.zeros(batch, dim))
         #: (V, a copy of the value W was made from, W)
         self._weight_cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        self.config = dict(dim=dim, input_dim=input_dim, batch=batch, weight=weight, preactivation=preactivation)
+        self.config = dict(
+            dim=self.dim, input_dim=input_dim, batch=self.batch, weight=weight, preactivation=preactivation
+        )
 
     def weight(self) -> torch.Tensor:
         """W = rho V / ||V||_2, computed once per value of V and reused: the cache holds V (the
@@ -141,12 +138,6 @@ class TanhLayer(Problem):
 
     def operator(self, x: torch.Tensor) -> torch.Tensor:
         return torch.tanh(x @ self.weight().T + self.z @ self.U.T + self.b)
-
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (x - self.target).pow(2).sum()
-
-    def initial_point(self) -> torch.Tensor:
-        return self.x0.clone()
 
 
 class _Normalised(torch.autograd.Function):

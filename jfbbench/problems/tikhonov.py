@@ -7,11 +7,10 @@ from typing import Any
 
 import torch
 
-from .._validation import check_positive_int
-from .base import Problem, orthogonal
+from .base import VectorBatch, orthogonal
 
 
-class Tikhonov(Problem):
+class Tikhonov(VectorBatch):
     r"""T_theta(x) = x - tau (A^T (A x - y) + Lambda x), Lambda = diag(exp(theta)).
 
     x* = (A^T A + Lambda)^{-1} A^T y minimises 1/2 ||A x - y||^2 + 1/2 sum_i lambda_i x_i^2.
@@ -36,7 +35,6 @@ class Tikhonov(Problem):
     """
 
     name = "tikhonov"
-    batched = True
 
     def __init__(
         self,
@@ -50,9 +48,7 @@ class Tikhonov(Problem):
         dtype: Any = torch.float64,
         device: Any = "cpu",
     ) -> None:
-        super().__init__(lipschitz, seed, dtype, device)
-        dim = check_positive_int(dim, "dim")
-        batch = check_positive_int(batch, "batch")
+        super().__init__(lipschitz, seed, dtype, device, dim=dim, batch=batch)
         if weights not in ("scalar", "per_coordinate"):
             raise ValueError(f"weights must be 'scalar' or 'per_coordinate', got {weights!r}")
         if not (0.0 < float(lam) < 1.0):
@@ -61,20 +57,19 @@ class Tikhonov(Problem):
         rho = self.lipschitz
         hi = (1 + rho) / (1 - rho)
         sig2 = (
-            torch.linspace(1.0 - lam, hi - lam, dim, dtype=torch.float64)
-            if dim > 1
+            torch.linspace(1.0 - lam, hi - lam, self.dim, dtype=torch.float64)
+            if self.dim > 1
             else torch.tensor([1.0 - lam], dtype=torch.float64)
         )
-        a = orthogonal(dim, g) @ torch.diag(sig2.sqrt()) @ orthogonal(dim, g)
+        a = orthogonal(self.dim, g) @ torch.diag(sig2.sqrt()) @ orthogonal(self.dim, g)
         self.A = self._to(a)
         self._sig2_range = (float(sig2.min()), float(sig2.max()))
-        x_true = torch.randn(batch, dim, generator=g, dtype=torch.float64)
+        x_true = torch.randn(self.batch, self.dim, generator=g, dtype=torch.float64)
         self.target = self._to(x_true)
-        self.y = self._to(x_true @ a.T + noise * torch.randn(batch, dim, generator=g, dtype=torch.float64))
-        n_theta = 1 if weights == "scalar" else dim
+        self.y = self._to(x_true @ a.T + noise * torch.randn(self.batch, self.dim, generator=g, dtype=torch.float64))
+        n_theta = 1 if weights == "scalar" else self.dim
         self.theta = self._param(torch.full((n_theta,), math.log(float(lam)), dtype=torch.float64))
-        self.x0 = self._to(torch.zeros(batch, dim))
-        self.config = dict(dim=dim, batch=batch, weights=weights, lam=float(lam), noise=float(noise))
+        self.config = dict(dim=self.dim, batch=self.batch, weights=weights, lam=float(lam), noise=float(noise))
 
     def _bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
         lam = self.theta.exp()
@@ -95,12 +90,6 @@ class Tikhonov(Problem):
     def operator(self, x: torch.Tensor) -> torch.Tensor:
         grad_f = (x @ self.A.T - self.y) @ self.A + self.theta.exp() * x
         return x - self.step() * grad_f
-
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (x - self.target).pow(2).sum()
-
-    def initial_point(self) -> torch.Tensor:
-        return self.x0.clone()
 
     def closed_form(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(x*, d ell / d theta) by dense linear algebra, independent of any iteration."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 
 import torch
 
@@ -32,6 +33,22 @@ def sample_count(x: Tensor, per_sample: bool | None) -> int:
     if per_sample not in (None, True, False):
         raise ValueError(f"per_sample must be True, False or None, got {per_sample!r}")
     return x.shape[0] if per_sample and x.dim() >= 1 else 1
+
+
+def _rows(op: Callable[[Tensor], Tensor], shape: torch.Size, samples: int) -> Callable[[Tensor], Tensor]:
+    """``op``, which maps tensors of ``shape``, as a map of the solvers' rows: w of shape
+    (samples, n) -> op(w as ``shape``) as (samples, n)."""
+
+    def apply(w: Tensor) -> Tensor:
+        return op(w.reshape(shape)).reshape(samples, -1)
+
+    return apply
+
+
+def _start(u0: Tensor, like: Tensor) -> Tensor:
+    """A detached copy of the initial guess ``u0`` as rows of ``like`` (its dtype, device
+    and number of rows), which the solver may update in place."""
+    return u0.detach().to(dtype=like.dtype, device=like.device).reshape(like.shape[0], -1).clone()
 
 
 class _Progress:

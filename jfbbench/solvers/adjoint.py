@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 
 from .._validation import check_depth
-from ._progress import RATE_WINDOW, _count_stats, _freeze, _Progress, _warn, sample_count
+from ._progress import RATE_WINDOW, _count_stats, _freeze, _Progress, _rows, _start, _warn, sample_count
 from .auto import _fixed_point_too_slow
 from .krylov import _gmres
 
@@ -55,14 +55,15 @@ def _adjoint_fixed_point(
     shape = v.shape
     with torch.no_grad():
         vr = v.detach().reshape(samples, -1)
-        u = vr.clone() if u0 is None else u0.detach().to(dtype=vr.dtype, device=vr.device).reshape(samples, -1).clone()
+        u = vr.clone() if u0 is None else _start(u0, vr)
+        transposed = _rows(vjp, shape, samples)
         progress = _Progress(samples, tol, vr)
         evals = 0
         finite = True
         handover = None
         next_check = 1
         while evals < max_iter:
-            un = vjp(u.reshape(shape)).reshape(samples, -1) + vr
+            un = transposed(u) + vr
             evals += 1
             if evals >= next_check or evals >= max_iter:
                 active, finite = progress.check(un - u, un, evals)

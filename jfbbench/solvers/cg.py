@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch
 
 from .._validation import check_depth
-from ._progress import _Progress, _warn, sample_count
+from ._progress import _Progress, _rows, _start, _warn, sample_count
 
 Tensor = torch.Tensor
 
@@ -46,19 +46,14 @@ def _krylov(
     samples = sample_count(b, per_sample)
     with torch.no_grad():
         br = b.detach().reshape(samples, -1)
-
-        def a(w: Tensor) -> Tensor:
-            return apply(w.reshape(shape)).reshape(samples, -1)
-
-        def at(w: Tensor) -> Tensor:
-            return normal(w.reshape(shape)).reshape(samples, -1)  # type: ignore[misc]
-
+        a = _rows(apply, shape, samples)
+        at = None if normal is None else _rows(normal, shape, samples)
         if u0 is None:
             u, r, products = torch.zeros_like(br), br.clone(), 0
         else:
-            u = u0.detach().to(dtype=br.dtype, device=br.device).reshape(samples, -1).clone()
+            u = _start(u0, br)
             r, products = br - a(u), 1
-        s = r if normal is None else at(r)  # the residual CG minimises along: r, or A^T r for CGLS
+        s = r if at is None else at(r)  # the residual CG minimises along: r, or A^T r for CGLS
         transposes = 0 if normal is None else 1
         p = s.clone()
         gamma = _dot(s, s)
@@ -78,7 +73,7 @@ def _krylov(
             alpha = _safe_div(gamma, curvature, step)
             u = u + alpha * p
             r = r - alpha * q
-            if normal is None:
+            if at is None:
                 s = r
             else:
                 s = at(r)

@@ -9,7 +9,7 @@ from typing import Protocol
 import torch
 
 from .._validation import check_depth
-from ._progress import RATE_WINDOW, _freeze, _norm, _Progress, _warn, sample_count
+from ._progress import RATE_WINDOW, _freeze, _norm, _Progress, _rows, _warn, sample_count
 from .anderson import ANDERSON_MIX_EVERY, Anderson
 from .auto import _auto_forward
 from .broyden import Broyden
@@ -81,9 +81,7 @@ def fixed_point(
     with torch.no_grad():
         x = x0.detach().reshape(samples, -1)
 
-        def fr(z: Tensor) -> Tensor:
-            return f(z.reshape(shape)).reshape(samples, -1)
-
+        fr = _rows(f, shape, samples)
         fx = fr(x)
         evals = 1
         progress = _Progress(samples, tol, x)

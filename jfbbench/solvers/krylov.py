@@ -9,7 +9,7 @@ import torch
 
 from .._validation import check_depth
 from ._batched import _comb, _dots
-from ._progress import _count_stats, _warn, sample_count
+from ._progress import _count_stats, _rows, _start, _warn, sample_count
 from .auto import _krylov_does_not_pay
 
 Tensor = torch.Tensor
@@ -124,8 +124,7 @@ def _gmres(
         bn = torch.linalg.vector_norm(B, dim=1)
         evals = 0
 
-        def mv(z: Tensor) -> Tensor:
-            return matvec(z.reshape(shape)).reshape(samples, -1)
+        mv = _rows(matvec, shape, samples)
 
         def scale(u: Tensor) -> Tensor:
             """What the residual is measured against, per sample."""
@@ -135,7 +134,7 @@ def _gmres(
             u = torch.zeros_like(B)
             r = B.clone()
         else:
-            u = u0.detach().to(dtype=dtype, device=device).reshape(samples, -1).clone()
+            u = _start(u0, B)
             if r0 is None:
                 r = B - mv(u)
                 evals += 1

@@ -10,7 +10,8 @@ how the saved memory grows with K. The package reads as the check is done:
 - :mod:`.measurements`: what the estimators give there over K (:func:`measure_equilibrium`,
   or :func:`measurements_from_table` for an existing sweep table);
 - :mod:`.checks`: each bound against those measurements, one row per point (:func:`evaluate`);
-- :mod:`.scope`: which problems the theory covers ("outside the theory" otherwise);
+- :mod:`.scope`: which problems the theory covers ("outside the theory" otherwise), and
+  which checks a problem that is not smooth leaves out of scope;
 - :mod:`.summary`: one line per (bound, check, problem, rho) and its status;
 - :mod:`.validate`: the drivers (:func:`run_grid`, :func:`check_table`, :func:`check_problem`).
 """
@@ -27,14 +28,26 @@ from .measurements import (
     measurements_from_table,
     restart_sequence,
 )
-from .scope import OUTSIDE, claims_contraction, outside_reason, outside_rows
+from .scope import (
+    OUT_OF_SCOPE,
+    OUTSIDE,
+    SMOOTH_PREMISES,
+    apply_scope,
+    claims_contraction,
+    is_smooth,
+    outside_reason,
+    outside_rows,
+    rescope,
+    scope_reasons,
+)
 from .summary import failed, format_summary, summarize
 from .validate import DEFAULT_LIPSCHITZ, DEFAULT_SEEDS, check_problem, check_table, run_grid, single_thread
 
 __all__ = [
     "CHECKS", "DEFAULT_DEPTHS", "DEFAULT_LIPSCHITZ", "DEFAULT_RESTART_DEPTHS", "DEFAULT_SEEDS", "EXPECTATIONS",
     "IMPLEMENTATION_CHECKS", "KINDS", "kind_of",
-    "NOISE_EPS", "OUTSIDE", "Equilibrium", "Measurements", "bounds", "check_problem", "check_table",
+    "NOISE_EPS", "OUT_OF_SCOPE", "OUTSIDE", "SMOOTH_PREMISES", "Equilibrium", "apply_scope", "is_smooth", "rescope",
+    "scope_reasons", "Measurements", "bounds", "check_problem", "check_table",
     "claims_contraction", "evaluate", "failed", "find_equilibrium", "format_summary", "forward_distances",
     "local_lipschitz", "measure_equilibrium", "measurements_from_table", "outside_reason", "outside_rows",
     "restart_sequence", "run_grid", "single_thread", "summarize", "tidy",

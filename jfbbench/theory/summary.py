@@ -1,5 +1,5 @@
 """The summary of a validation table: one line per (bound, check, problem, rho), with its
-status (pass, FAIL, not checked, not observed, outside the theory, error)."""
+status (pass, FAIL, not checked, not observed, out of scope, outside the theory, error)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .checks import EXPECTATIONS, KINDS, kind_of
-from .scope import OUTSIDE
+from .scope import OUT_OF_SCOPE, OUTSIDE
 
 
 def _status(g: pd.DataFrame, expectation: bool = False) -> str:
@@ -16,6 +16,8 @@ def _status(g: pd.DataFrame, expectation: bool = False) -> str:
         return "error"
     if OUTSIDE in st:
         return OUTSIDE
+    if OUT_OF_SCOPE in st:
+        return OUT_OF_SCOPE
     checked = g[g["checked"].astype(bool)]
     if checked.empty:
         return "not checked"
@@ -31,7 +33,9 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     B4's rate; worst over seeds) against the spectral radius, rho_loc (largest over seeds) and
     the status: pass, FAIL, not checked (nothing resolvable above round-off, or an
     assumption not met: see note), not observed (an expected ordering, B4's, that the
-    measurements contradict: reported, not a failure), outside the theory, or error."""
+    measurements contradict: reported, not a failure), out of scope (the problem does not meet
+    the check's premise, e.g. B5's smooth T: measured, reported, not judged; see note),
+    outside the theory, or error."""
     out = []
     for (bound, check, problem, rho), g in table.groupby(
         ["bound", "check", "problem", "lipschitz"], sort=True, dropna=False

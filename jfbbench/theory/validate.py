@@ -5,7 +5,7 @@
 quantities recomputed); :func:`check_problem` does one problem configuration: its
 equilibrium (:mod:`~jfbbench.theory.equilibrium`), the estimators there
 (:mod:`~jfbbench.theory.measurements`) and the checks (:mod:`~jfbbench.theory.checks`), or
-the "outside the theory" rows (:mod:`~jfbbench.theory.scope`).
+the "outside the theory" rows, and the checks out of scope (:mod:`~jfbbench.theory.scope`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ..tables import require_columns
 from .checks import evaluate, tidy
 from .equilibrium import find_equilibrium
 from .measurements import DEFAULT_DEPTHS, DEFAULT_RESTART_DEPTHS, measure_equilibrium, measurements_from_table
-from .scope import claims_contraction, outside_reason, outside_rows
+from .scope import apply_scope, claims_contraction, outside_reason, outside_rows, scope_reasons
 
 #: The default validation grid (``jfbbench validate`` without arguments).
 DEFAULT_LIPSCHITZ = (0.5, 0.9, 0.99)
@@ -51,12 +51,15 @@ def check_problem(
     restart_depths: Sequence[int] = DEFAULT_RESTART_DEPTHS,
     dense_max_dim: int = 2048,
 ) -> list[dict]:
-    """All rows for one problem configuration (or the "outside the theory" rows)."""
+    """All rows for one problem configuration (or the "outside the theory" rows); the checks
+    whose premise it does not meet are measured and reported out of scope
+    (:func:`~jfbbench.theory.scope.scope_reasons`)."""
     reason = outside_reason(problem)
     if reason is not None:
         return outside_rows(problem, meta, reason)
     eq = find_equilibrium(problem, dense_max_dim)
-    return evaluate(eq, measure_equilibrium(problem, eq, depths, restart_depths), meta)
+    rows = evaluate(eq, measure_equilibrium(problem, eq, depths, restart_depths), meta)
+    return apply_scope(rows, scope_reasons(problem))
 
 
 def default_problems() -> list[str]:
@@ -150,5 +153,5 @@ def check_table(df: pd.DataFrame) -> pd.DataFrame:
                 rows += outside_rows(problem, meta, reason)
                 continue
             eq = find_equilibrium(problem)
-            rows += evaluate(eq, measurements_from_table(problem, eq, sub), meta)
+            rows += apply_scope(evaluate(eq, measurements_from_table(problem, eq, sub), meta), scope_reasons(problem))
     return tidy(rows)

@@ -40,8 +40,10 @@ Each step appends one row to a tidy table, every quantity at theta_n, *after* th
   ``test_psnr_std``; classification: ``test_accuracy``, a fraction in [0, 1], ``test_loss``),
   the same on the step's training batch as ``train_<name>`` (spreads left out) and, where the
   problem has ``baseline_metrics()``, ``input_<name>`` (imaging: the blurred observations' PSNR);
-- cost of the step's gradient: ``step_operator_evals`` (T), ``step_vjp_evals`` (VJP) and
-  ``step_cost`` = T + VJP, their running sums ``operator_evals``, ``vjp_evals``, ``cost``,
+- cost of the step's gradient: ``step_operator_evals`` (T), ``step_vjp_evals`` (VJP),
+  ``step_jvp_evals`` (JVP: ``forward_mode``, ``deq`` with ``adjoint="cg_normal"``; 0 for the
+  others) and ``step_cost`` = T + VJP + JVP, their running sums ``operator_evals``,
+  ``vjp_evals``, ``jvp_evals``, ``cost``,
   the training wall time (evaluation excluded), ``state_bytes`` (the per-sample states kept)
   and, every ``gap_every`` steps, ``peak_memory_bytes`` of the gradient call (allocator
   peak (:func:`~jfbbench.measure.peak_bytes`: the CPU allocator's, or CUDA's on a GPU), measured on a repeat of the call);

@@ -107,7 +107,8 @@ class TrainConfig:
     gap_every: int | None = None
     tol: float | None = None
     max_iter: int = 2000
-    solver: str = "anderson"
+    #: the forward solver; None: the estimator's required one (``shine``: broyden), else anderson
+    solver: str | None = None
     adjoint: str = "gmres"
     extra_steps: int = 0
     warm_start: bool = False
@@ -134,6 +135,13 @@ class TrainConfig:
             if getattr(c, name) is None:
                 setattr(c, name, p[name])
         c.problem_kwargs = {**p["problem"], **self.problem_kwargs}
+        required = estimators.capabilities(c.estimator).required_solver
+        if c.solver is None:
+            c.solver = required or "anderson"
+        elif required is not None and c.solver != required:
+            raise ValueError(
+                f"solver must be {required!r} for {c.estimator!r} (or left out: it is then {required!r}), got {c.solver!r}"
+            )
         c.depth = check_depth(c.depth)
         c.seed = check_seed(c.seed)
         c.steps = check_nonnegative_int(c.steps, "steps")

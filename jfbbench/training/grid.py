@@ -78,6 +78,7 @@ def run_training(run: Run) -> dict[str, Any]:
         last=float(last[f"test_{metric}"]),
         baseline=float(first.get(f"input_{metric}", "nan")),
         **{k: last[k] for k in ("step", "wall_time", "operator_evals", "vjp_evals", "status")},
+        jvp_evals=last.get("jvp_evals", 0),
     )
 
 

@@ -32,6 +32,11 @@ def _set_grads(params: list[torch.Tensor], flat: torch.Tensor) -> None:
         offset += n
 
 
+#: the products a training step's cost adds up: applications of T, vector-Jacobian and
+#: Jacobian-vector products (forward_mode, deq with adjoint="cg_normal")
+COUNTED = ("operator_evals", "vjp_evals", "jvp_evals")
+
+
 def _count(value: Any) -> int | float:
     """An evaluation count as an int where it is whole (a VJP through part of a cycle is a fraction)."""
     v = float(value)
@@ -91,7 +96,7 @@ class Trainer:
         self.eval_bank = estimators.StateBank()  # start points of the evaluation solves (not counted)
         self._reference: tuple[Any, Any, Any] | None = None  # (float64 problem, tight DEQ, its bank)
         self.step = 0
-        self.counters = dict(operator_evals=0, vjp_evals=0, wall_time=0.0)
+        self.counters = dict(operator_evals=0, vjp_evals=0, jvp_evals=0, wall_time=0.0)
 
     # -- checkpoint ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -113,7 +118,7 @@ class Trainer:
         self.bank.load_state_dict(state["bank"])
         self.eval_bank.load_state_dict(state["eval_bank"])
         self.step = int(state["step"])
-        self.counters = dict(state["counters"])
+        self.counters = {"jvp_evals": 0, **state["counters"]}  # a checkpoint from before JVPs were counted
 
     # -- evaluation ----------------------------------------------------------------------
     def equilibrium(self, split: str, indices: list[int] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -180,12 +185,12 @@ class Trainer:
             **c.estimator_kwargs, step=self.step,
             optimizer_steps=self.step * c.deep_supervision,
         )  # fmt: skip
-        ops, vjps = self.counters["operator_evals"], self.counters["vjp_evals"]
+        ops, vjps, jvps = (self.counters[k] for k in ("operator_evals", "vjp_evals", "jvp_evals"))
         cols = dict(
             outer_loss=math.nan, surrogate_loss=math.nan, **dict.fromkeys(self.metric_columns("train"), math.nan),
             **dict.fromkeys(self.metric_columns("test"), math.nan), **self._baseline(), wall_time=self.counters["wall_time"],
-            step_time=math.nan, operator_evals=ops, vjp_evals=vjps, cost=ops + vjps, step_operator_evals=0,
-            step_vjp_evals=0, step_cost=0, peak_memory_bytes=math.nan, state_bytes=self.bank.nbytes(),
+            step_time=math.nan, operator_evals=ops, vjp_evals=vjps, jvp_evals=jvps, cost=ops + vjps + jvps,
+            step_operator_evals=0, step_vjp_evals=0, step_jvp_evals=0, step_cost=0, peak_memory_bytes=math.nan, state_bytes=self.bank.nbytes(),
             forward_residual=math.nan, forward_converged="", grad_norm=math.nan, grad_gap=math.nan,
             grad_cosine=math.nan, reference_tol=c.reference_tol, reference_converged="",
             reference_residual=math.nan, test_converged=True, rho=math.nan, rho_estimate=math.nan,
@@ -252,7 +257,7 @@ class Trainer:
             self.step += 1
             idx = _batches(p.n_images("train"), c.batch_size, self.step)
             gap_step = c.gap_every > 0 and (self.step == 1 or self.step % c.gap_every == 0)
-            ops = vjps = 0
+            ops = vjps = jvps = 0
             step_time = 0.0
             cols: dict[str, Any] = {}
             for k in range(c.deep_supervision):
@@ -265,17 +270,19 @@ class Trainer:
                     return
                 ops += _count(est.stats["operator_evals"])
                 vjps += _count(est.stats["vjp_evals"])
+                jvps += _count(est.stats.get("jvp_evals", 0))
                 step_time += t
                 cols.update(extra)  # the first supervised step's, at theta_{n-1}
             self.counters["wall_time"] += step_time
             self.counters["operator_evals"] += ops
             self.counters["vjp_evals"] += vjps
+            self.counters["jvp_evals"] += jvps
             converged = est.stats.get("converged")
             cols.update(
                 surrogate_loss=surrogate, step_time=step_time,
                 operator_evals=self.counters["operator_evals"], vjp_evals=self.counters["vjp_evals"],
-                cost=self.counters["operator_evals"] + self.counters["vjp_evals"],
-                step_operator_evals=ops, step_vjp_evals=vjps, step_cost=ops + vjps, state_bytes=self.bank.nbytes(),
+                jvp_evals=self.counters["jvp_evals"], cost=sum(self.counters[k] for k in COUNTED),
+                step_operator_evals=ops, step_vjp_evals=vjps, step_jvp_evals=jvps, step_cost=ops + vjps + jvps, state_bytes=self.bank.nbytes(),
                 forward_residual=float(est.stats["forward_residual"]),
                 forward_converged="" if converged is None else bool(converged),
                 grad_norm=float(torch.linalg.vector_norm(est.grad)),

@@ -19,6 +19,7 @@ Writes, beside this file, from the tables alone:
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -29,10 +30,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from jfbbench import plots  # noqa: E402
 from jfbbench.training.tables import read_runs  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # results/: what the reports share
+from _reports import cost_axes, sort_settings, styled  # noqa: E402
+
 ORDER = ["deq warm", "deq cold", "jfb K=2 cold", "unrolled K=2", "restarted_jfb K=2"]
 REFERENCES = ("deq warm", "deq cold")
 MARGIN = 0.005  # half a point of accuracy
@@ -53,21 +56,15 @@ def load() -> pd.DataFrame:
     return read_runs(paths)
 
 
-def _ordered(labels) -> list[str]:
-    present = set(labels)
-    return [o for o in ORDER if o in present] + sorted(present - set(ORDER))
-
-
 def curves(df: pd.DataFrame, long: pd.DataFrame | None = None) -> None:
     """The learning curves of each problem; ``long`` runs (more steps) are drawn on the cost
     and seconds panels only, in grey."""
     for problem, d in df.groupby("problem"):
-        order = _ordered(d["label"])
+        # each estimator's colour and dash of every figure of the project (variants in shades)
+        order, styles = styled(d["label"], ORDER)
         m = d.groupby(["label", "step"], as_index=False)[["cost", "wall_time", "test_accuracy", "test_loss"]].mean()
         extra = None if long is None else long[long["problem"] == problem]
         fig, axes = plt.subplots(2, 3, figsize=(16, 8))
-        # each estimator's colour and dash of every figure of the project (variants in shades)
-        styles = plots.estimator_styles(order, keep_order=True)
         palette = {lab: st.colour for lab, st in styles.items()}
         dashes = {lab: st.dashes if st.dashes else "" for lab, st in styles.items()}
         kw = dict(hue="label", hue_order=order, palette=palette, style="label", dashes=dashes, style_order=order)
@@ -82,12 +79,7 @@ def curves(df: pd.DataFrame, long: pd.DataFrame | None = None) -> None:
                     axes[row, col].plot(e[x], e[y], color="grey", lw=0.8, label=LONG_LABEL)
         if extra is not None and len(extra):
             axes[0, 1].legend(fontsize=8)
-        for ax in axes[:, 1]:
-            ax.set_xscale("log")
-            ax.set_xlabel("cumulative T + VJP of the gradients")
-        for ax in axes[:, 2]:
-            ax.set_xscale("log")
-            ax.set_xlabel("training seconds (evaluation excluded)")
+        cost_axes(axes, "training seconds (evaluation excluded)")
         for ax in axes[0]:
             ax.set_ylabel("test accuracy at x*(θ)")
         for ax in axes[1]:
@@ -128,8 +120,7 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
         )
         .reset_index()
     )  # fmt: skip
-    agg["order"] = [ORDER.index(s) if s in ORDER else 99 for s in agg["setting"]]
-    agg = agg.sort_values(["problem", "order"]).drop(columns="order")
+    agg = sort_settings(agg, ORDER, ["problem"])
     agg.to_csv(HERE / "final.csv", index=False)
     write_markdown(
         HERE / "final.md",
@@ -194,8 +185,7 @@ def matched(df: pd.DataFrame) -> pd.DataFrame:
         )
         .reset_index()
     )  # fmt: skip
-    out["order"] = [ORDER.index(s) if s in ORDER else 99 for s in out["setting"]]
-    out = out.sort_values(["problem", "versus", "order"]).drop(columns="order")
+    out = sort_settings(out, ORDER, ["problem", "versus"])
     out.to_csv(HERE / "matched.csv", index=False)
     write_markdown(
         HERE / "matched.md",

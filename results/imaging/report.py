@@ -1,15 +1,18 @@
-"""Figures and tables of the imaging training runs (results/imaging/train/<problem>/*.csv).
+"""Figures and tables of the imaging training runs (<dir>/train/<problem>/*.csv).
 
-    python results/imaging/report.py
+    python results/imaging/report.py                      # dir: results/imaging
+    python results/imaging/report.py --dir results/estimators --no-reconstructions
 
-Writes, beside this file, from the tables alone (the checkpoints only for the reconstructions):
+Writes, into ``--dir`` (this file's folder by default), from the tables alone (the
+checkpoints only for the reconstructions):
 
 - final.csv / final_per_seed.csv / final.md: final test PSNR (mean +- sd over seeds), gain over
   the initial theta, difference to warm and to cold DEQ, the whole cost of training (T
   applications, VJPs, T + VJP, seconds, peak memory of one gradient, per-sample state bytes),
   the median gap to the tight DEQ gradient;
-- matched.csv / matched.md: for each setting, the T + VJP it needed to first reach a test PSNR
-  that both it and DEQ (warm, then cold) reach, and the ratio of DEQ's cost to its;
+- matched.csv / matched.md: for each setting, the T + VJP (and the training seconds) it
+  needed to first reach a test PSNR that both it and DEQ (warm, then cold) reach, and the
+  ratio of DEQ's cost to its;
 - curves_<problem>.png: l(theta) = L(x*(theta)) and test PSNR against the outer step, the
   cumulative T + VJP and the training seconds (mean over seeds, +- sd as bars at a few
   steps); unfinished runs are left out (and listed);
@@ -36,14 +39,18 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from jfbbench import plots  # noqa: E402
-
 from jfbbench.training.tables import read_runs  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # results/: what the reports share
+from _reports import cost_axes, sort_settings, styled  # noqa: E402
+
+#: the folder read (its train/) and written; set by --dir
 HERE = Path(__file__).resolve().parent
 PROBLEMS = ["weighted_tv", "pnp_fb", "drunet_fb"]
 ORDER = [
     "deq warm", "deq cold", "jfb K=2 warm", "jfb K=2 cold", "unrolled K=2", "unrolled K=10",
-    "restarted_jfb K=2", "restarted_jfb K=10",
+    "restarted_jfb K=2", "restarted_jfb K=10", "revdeq K=2 beta=1.5", "revdeq K=10 beta=1.5",
+    "shine refine=0 cold", "shine refine=8 cold", "forward_mode K=2", "forward_mode K=10",
 ]  # fmt: skip
 FINAL_STEPS = 40  # the large preset's steps
 WINDOW = 7  # steps of the running mean of l(theta) (batches of 4 of 7 or 14 training crops)
@@ -54,7 +61,7 @@ SAME = 0.005  # curves closer than this fraction of their axis' span are said to
 def load() -> pd.DataFrame:
     paths = sorted((HERE / "train").glob("*/*.csv"))
     if not paths:
-        raise SystemExit("no tables under results/imaging/train: run results/imaging/run.sh first")
+        raise SystemExit(f"no tables under {HERE / 'train'}: run the run.sh beside it first")
     df = read_runs(paths)
     # only finished runs (the last step reached, or a recorded divergence)
     last = df.groupby(["problem", "label", "seed"])[["step"]].transform("max")["step"]
@@ -67,16 +74,9 @@ def load() -> pd.DataFrame:
     return df[finished]
 
 
-def _ordered(labels) -> list[str]:
-    present = set(labels)
-    return [o for o in ORDER if o in present] + sorted(present - set(ORDER))
-
-
 def _styles(labels) -> tuple[list[str], dict]:
-    """The settings in the legend's order and their look: each estimator's colour, dash and
-    marker of every figure of the project (variants of one estimator in shades)."""
-    order = _ordered(labels)
-    return order, plots.estimator_styles(order, keep_order=True)
+    """The settings in the legend's order and their look (:func:`_reports.styled`)."""
+    return styled(labels, ORDER)
 
 
 def _line(ax, x, y, style, lw: float, label: str | None = None, markevery=None) -> None:
@@ -141,12 +141,7 @@ def curves(df: pd.DataFrame) -> None:
                 _sd_bars(axes[row, 0], m, y, order, styles, SD_STEPS)
         for ax in axes[:, 0]:
             ax.set_xlabel("step")
-        for ax in axes[:, 1]:
-            ax.set_xscale("log")
-            ax.set_xlabel("cumulative T + VJP of the gradients")
-        for ax in axes[:, 2]:
-            ax.set_xscale("log")
-            ax.set_xlabel("training wall time (s, evaluation excluded)")
+        cost_axes(axes, "training wall time (s, evaluation excluded)")
         for ax in axes[0]:
             ax.set_yscale("log")
             ax.set_ylabel(f"l(θ) = L(x*(θ)), step's batch, mean of {WINDOW} steps")
@@ -223,7 +218,8 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
                 problem=problem, setting=label, seed=seed, steps=int(last["step"]), input_psnr=first["input_psnr"],
                 initial_psnr=first["test_psnr"], final_psnr=last["test_psnr"],
                 gain=last["test_psnr"] - first["test_psnr"], final_loss=last["outer_loss"],
-                T=last["operator_evals"], VJP=last["vjp_evals"], cost=last["cost"], seconds=last["wall_time"],
+                T=last["operator_evals"], VJP=last["vjp_evals"],
+                JVP=0 if pd.isna(last.get("jvp_evals", np.nan)) else last["jvp_evals"], cost=last["cost"], seconds=last["wall_time"],
                 peak_memory_bytes=d["peak_memory_bytes"].max(), state_bytes=last["state_bytes"],
                 median_gap=d.loc[d["step"] > 0, "grad_gap"].median(), diverged=str(last["status"]) != "ok",
             )
@@ -235,7 +231,7 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
         .agg(
             final_psnr=("final_psnr", "mean"), final_psnr_sd=("final_psnr", "std"), gain=("gain", "mean"),
             input_psnr=("input_psnr", "mean"), steps=("steps", "max"), T=("T", "mean"), VJP=("VJP", "mean"),
-            cost=("cost", "mean"), seconds=("seconds", "mean"), peak_memory_bytes=("peak_memory_bytes", "max"),
+            JVP=("JVP", "mean"), cost=("cost", "mean"), seconds=("seconds", "mean"), peak_memory_bytes=("peak_memory_bytes", "max"),
             state_bytes=("state_bytes", "max"), median_gap=("median_gap", "median"), diverged=("diverged", "sum"),
             seeds=("seed", "count"),
         )
@@ -258,18 +254,21 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
         idx = list(zip(agg["problem"], agg["setting"], strict=True))
         agg[f"delta_{tag}_deq_db"] = [paired.loc[i, f"delta_{tag}"] for i in idx]
         agg[f"cost_ratio_{tag}_deq"] = [paired.loc[i, f"ratio_{tag}"] for i in idx]
-    agg["order"] = [ORDER.index(s) if s in ORDER else 99 for s in agg["setting"]]
-    agg = agg.sort_values(["problem", "order"]).drop(columns="order")
+    agg = sort_settings(agg, ORDER, ["problem"])
     agg.to_csv(HERE / "final.csv", index=False)
+    jvp = bool((agg["JVP"] > 0).any())  # a JVP column where an estimator took them (forward_mode, cg_normal)
     lines = [
-        "| problem | setting | seeds | final test PSNR (dB) | Δ warm DEQ | Δ cold DEQ | T | VJP | T + VJP "
-        "| warm DEQ ÷ it | cold DEQ ÷ it | seconds | peak memory | state | median gap | diverged |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| problem | setting | seeds | final test PSNR (dB) | Δ warm DEQ | Δ cold DEQ | T | VJP | "
+        + ("JVP | T + VJP + JVP " if jvp else "T + VJP ")
+        + "| warm DEQ ÷ it | cold DEQ ÷ it | seconds | peak memory | state | median gap | diverged |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if jvp else ""),
     ]
     for r in agg.itertuples():
         lines.append(
             f"| {r.problem} | {r.setting} | {r.seeds} | {r.final_psnr:.2f} ± {r.final_psnr_sd:.2f} | "
-            f"{r.delta_warm_deq_db:+.2f} | {r.delta_cold_deq_db:+.2f} | {r.T:.0f} | {r.VJP:.0f} | {r.cost:.0f} | "
+            f"{r.delta_warm_deq_db:+.2f} | {r.delta_cold_deq_db:+.2f} | {r.T:.0f} | {r.VJP:.0f} | "
+            + (f"{r.JVP:.0f} | " if jvp else "")
+            + f"{r.cost:.0f} | "
             f"{r.cost_ratio_warm_deq:.2f} | {r.cost_ratio_cold_deq:.2f} | {r.seconds:.1f} | "
             f"{r.peak_memory_bytes / 2**20:.1f} MiB | {r.state_bytes / 2**20:.2f} MiB | {r.median_gap:.2g} | "
             f"{int(r.diverged)}/{r.seeds} |"
@@ -278,10 +277,11 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
     return agg
 
 
-def cost_to_reach(curve: pd.DataFrame, psnr: float) -> float:
-    """The cumulative T + VJP at which a (mean) curve first reaches ``psnr`` (NaN if never)."""
+def cost_to_reach(curve: pd.DataFrame, psnr: float, column: str = "cost") -> float:
+    """The cumulative T + VJP (``column="wall_time"``: training seconds) at which a curve
+    first reaches ``psnr`` (NaN if never)."""
     hit = curve[curve["test_psnr"] >= psnr]
-    return float(hit["cost"].iloc[0]) if len(hit) else float("nan")
+    return float(hit[column].iloc[0]) if len(hit) else float("nan")
 
 
 def matched(df: pd.DataFrame) -> pd.DataFrame:
@@ -298,9 +298,11 @@ def matched(df: pd.DataFrame) -> pd.DataFrame:
                     continue
                 target = min(c["test_psnr"].iloc[-1], curves[ref]["test_psnr"].iloc[-1]) - 0.01
                 own, deq = cost_to_reach(c, target), cost_to_reach(curves[ref], target)
+                secs, deq_secs = cost_to_reach(c, target, "wall_time"), cost_to_reach(curves[ref], target, "wall_time")
                 rows.append(
                     dict(problem=problem, seed=seed, setting=lab, versus=ref, target_psnr=target, cost=own,
-                         deq_cost=deq, deq_over_setting=deq / own if own > 0 else float("nan"))
+                         deq_cost=deq, deq_over_setting=deq / own if own > 0 else float("nan"), seconds=secs,
+                         deq_seconds=deq_secs, deq_over_setting_seconds=deq_secs / secs if secs > 0 else float("nan"))
                 )  # fmt: skip
     per_seed = pd.DataFrame(rows)
     out = (
@@ -309,18 +311,22 @@ def matched(df: pd.DataFrame) -> pd.DataFrame:
             seeds=("seed", "count"), target_psnr=("target_psnr", "mean"), cost=("cost", "mean"),
             deq_cost=("deq_cost", "mean"), ratio=("deq_over_setting", "mean"),
             ratio_min=("deq_over_setting", "min"), ratio_max=("deq_over_setting", "max"),
+            seconds=("seconds", "mean"), deq_seconds=("deq_seconds", "mean"),
+            seconds_ratio=("deq_over_setting_seconds", "mean"),
         )
         .reset_index()
     )  # fmt: skip
     out.to_csv(HERE / "matched.csv", index=False)
     lines = [
-        "| problem | setting | vs | seeds | matched test PSNR (dB) | its T + VJP | DEQ's T + VJP | DEQ ÷ it (range) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| problem | setting | vs | seeds | matched test PSNR (dB) | its T + VJP (+ JVP) | DEQ's T + VJP | DEQ ÷ it (range) "
+        "| its seconds | DEQ's seconds | DEQ ÷ it, seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in out.itertuples():
         lines.append(
             f"| {r.problem} | {r.setting} | {r.versus} | {r.seeds} | {r.target_psnr:.2f} | {r.cost:.0f} | "
-            f"{r.deq_cost:.0f} | {r.ratio:.2f} ({r.ratio_min:.2f}–{r.ratio_max:.2f}) |"
+            f"{r.deq_cost:.0f} | {r.ratio:.2f} ({r.ratio_min:.2f}–{r.ratio_max:.2f}) | {r.seconds:.2f} | "
+            f"{r.deq_seconds:.2f} | {r.seconds_ratio:.2f} |"
         )
     (HERE / "matched.md").write_text("\n".join(lines) + "\n")
     return out
@@ -393,6 +399,13 @@ def reconstructions(seed: int = 0, picture: str = "coins") -> None:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=HERE, help="the folder whose train/ is read and written")
+    parser.add_argument("--no-reconstructions", action="store_true", help="skip the figure read from checkpoints")
+    args = parser.parse_args()
+    HERE = args.dir.resolve()
     table = load()
     curves(table)
     gaps(table)
@@ -400,5 +413,5 @@ if __name__ == "__main__":
         print(final_table(table).to_string(index=False))
         print(matched(table).to_string(index=False))
     plots.write_front([table], HERE / "front", formats=("png",))  # the finished runs
-    if "--no-reconstructions" not in sys.argv:
+    if not args.no_reconstructions:
         reconstructions()
