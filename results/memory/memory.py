@@ -31,7 +31,7 @@ def main(out: str) -> None:
     problem = problems.make("weighted_tv", lipschitz=0.9, patch=128)
     state = problem.initial_point()
     fields = ["estimator", "setting", "depth", "state_bytes", "saved_peak_bytes", "memory_bytes", "peak_memory_bytes",
-              "operator_evals", "vjp_evals"]  # fmt: skip
+              "operator_evals", "vjp_evals", "jvp_evals"]  # fmt: skip
     with open(out, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fields)
         writer.writeheader()
@@ -44,7 +44,8 @@ def main(out: str) -> None:
                 writer.writerow(dict(estimator=name, setting=label, depth=k,
                                      state_bytes=state.numel() * state.element_size(), saved_peak_bytes=held,
                                      memory_bytes=total, peak_memory_bytes=peak,
-                                     operator_evals=e.stats["operator_evals"], vjp_evals=e.stats["vjp_evals"]))  # fmt: skip
+                                     operator_evals=e.stats["operator_evals"], vjp_evals=e.stats["vjp_evals"],
+                                     jvp_evals=e.stats.get("jvp_evals", 0)))  # fmt: skip
                 fh.flush()
                 print(name, label, k, held, total, peak, flush=True)
 

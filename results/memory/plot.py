@@ -11,7 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+
+from jfbbench import plots  # noqa: E402
 
 MEASURES = [("saved_peak_bytes", "saved tensors held at once"), ("peak_memory_bytes", "CPU allocator peak")]
 
@@ -37,10 +38,14 @@ def main(table: str, out: str) -> None:
         rows.append(row)
     pd.DataFrame(rows).to_csv(Path(out) / "slopes.csv", index=False)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    # each estimator's colour, dash and marker of every figure of the project (variants in shades)
+    styles = plots.estimator_styles(list(dict.fromkeys(df["label"])))
     for ax, (col, title) in zip(axes, MEASURES, strict=True):
         d = df.dropna(subset=[col]).assign(MiB=lambda x, c=col: x[c].astype(float) / 2**20)
-        sns.lineplot(d, x="depth", y="MiB", hue="label", style="label", markers=True, dashes=False, ax=ax,
-                     legend=ax is axes[0])  # fmt: skip
+        for label, e in d.groupby("label", sort=False):
+            st = styles[label]
+            ax.plot(e["depth"], e["MiB"], color=st.colour, linestyle=st.linestyle,
+                    marker=st.marker, mfc="none", ms=6, lw=1.6, label=label)  # fmt: skip
         ax.set(xscale="log", yscale="log", xlabel="depth K (steps; revdeq: coupled steps)", title=title)
         ax.set_xticks([4, 8, 16, 32, 64], ["4", "8", "16", "32", "64"])
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
