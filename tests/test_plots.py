@@ -410,3 +410,32 @@ def test_long_panel_titles_wrap_and_never_touch_their_neighbours():
     boxes = [Text.get_window_extent(t, renderer) for t in titles]
     assert plots.boxes_overlap(boxes) == []
     plt.close(g.figure)
+
+
+def test_a_panel_with_many_coinciding_pairs_keeps_a_short_title_and_lists_them_all_beside_the_figure(tmp_path):
+    # pairs a_i / b_i that coincide at rho = 0.5 only: panel notes, not legend suffixes
+    rows = []
+    for i in range(8):
+        for rho in (0.5, 0.9):
+            for name, shift in ((f"plug_a{i}", 0.0), (f"plug_b{i}", 0.0 if rho == 0.5 else 0.02)):
+                rows += [dict(lipschitz=rho, estimator=name, depth=k, rel_error=(0.1 + 0.05 * i + shift) / k)
+                         for k in (1, 2)]  # fmt: skip
+    df = table(rows)
+    written = plots.plot_sweep(df, tmp_path, formats=("png",))
+    sidecar = tmp_path / "error_vs_depth_coinciding.csv"
+    assert sidecar in written
+    listed = pd.read_csv(sidecar)
+    assert sorted(listed["coinciding"]) == sorted(f"plug_b{i} = plug_a{i}" for i in range(8))
+    assert set(listed["column"]) == {"ρ = 0.5"}
+    # the title holds the first pairs and the count of the others, within its line budget
+    d = plots.prepare(df)
+    g = plots.facet_figure(d, "rel_error", "error", "t")
+    title = g.axes_dict[("affine", "ρ = 0.5")].get_title()
+    shown = sum(f"plug_b{i} = plug_a{i}" in title for i in range(8))
+    assert 0 < shown < 8 and f"+{8 - shown} more coinciding" in title
+    note_lines = [line for line in title.split("\n") if "plug_" in line or "more coinciding" in line]
+    assert len(note_lines) <= plots.sweep.NOTE_LINES
+    plt.close(g.figure)
+    # a figure whose notes fit writes no sidecar (and removes a stale one)
+    few = table([r for r in rows if r["estimator"] in ("plug_a0", "plug_b0")])
+    assert sidecar not in plots.plot_sweep(few, tmp_path, formats=("png",)) and not sidecar.exists()

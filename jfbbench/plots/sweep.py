@@ -205,9 +205,10 @@ def facet_figure(
             ax.set_yscale("log")
             readable_log_axis(ax.yaxis)
         ax.grid(True, which="major", alpha=0.3)
-        note = notes.get((panel, column), "")
+        note = _short_note(notes.get((panel, column), ""))
         heading = _panel_title(d, panel, column) + (f"\n{note}" if note else "")
         ax.set_title(wrap_title(heading, PANEL_HEIGHT * PANEL_ASPECT, 8), fontsize=8)
+    g.coinciding = {key: note for key, note in notes.items() if note}  # every note, for a sidecar table
     label_axes(g, "truncation depth K (log scale)", ylabel)
     entries = {
         lab + suffix.get(lab, ""): plt.Line2D(
@@ -230,6 +231,26 @@ def facet_figure(
     g.figure.suptitle(title + "\n" + "; ".join(notes_said), y=1.0, fontsize=10)
     g.tight_layout()
     return g
+
+
+#: The most lines of coincidence notes a panel's title holds; the rest are counted there and
+#: listed in full in ``<figure>_coinciding.csv`` beside the figure.
+NOTE_LINES = 3
+
+
+def _short_note(note: str) -> str:
+    """The groups of ``note`` ("a, b = c; d ≈ e") that fit in :data:`NOTE_LINES` title lines,
+    then how many more there are."""
+    if not note:
+        return ""
+    groups, kept = note.split("; "), []
+    for group in groups:
+        text = "; ".join([*kept, group])
+        if len(wrap_title(text, PANEL_HEIGHT * PANEL_ASPECT, 8).split("\n")) > NOTE_LINES - 1:
+            break
+        kept.append(group)
+    rest = len(groups) - len(kept)
+    return "; ".join(kept) + (f"; +{rest} more coinciding (listed in _coinciding.csv)" if rest else "")
 
 
 def _legend(g: sns.FacetGrid, extra: dict | None = None) -> None:
@@ -274,7 +295,9 @@ def plot_sweep(
     figure picks its own unit (ms or s, KiB or MiB ...: the one its median reads in as 1 to
     1000); the runtime figure draws the timing spread (``time_iqr_s``) as bars; the operator
     work figure has a row of panels for the applications of T and one for the VJPs of each
-    problem. Returns the files written."""
+    problem. A figure whose panel titles cannot hold every coincidence note (more than
+    :data:`NOTE_LINES` lines) lists them all in ``<figure>_coinciding.csv`` beside it. Returns
+    the files written."""
     require_columns(df, SWEEP_COLUMNS)
     out = Path(out)
     try:
@@ -310,6 +333,14 @@ def plot_sweep(
         if name == "error_vs_depth" and bounds is not None:
             overlay_jfb_bound(g, bounds, sub)
         written += save(g.figure, out / name, formats)
+        sidecar = out / f"{name}_coinciding.csv"
+        if any(note != _short_note(note) for note in g.coinciding.values()):
+            rows = [dict(panel=panel, column=column, coinciding=group)
+                    for (panel, column), note in g.coinciding.items() for group in note.split("; ")]  # fmt: skip
+            pd.DataFrame(rows).to_csv(sidecar, index=False)
+            written.append(sidecar)
+        elif sidecar.exists():
+            sidecar.unlink()  # a sidecar of an earlier drawing that no longer applies
     return written
 
 
