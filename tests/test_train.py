@@ -115,11 +115,24 @@ def test_a_steps_cost_counts_the_jacobian_vector_products_of_the_estimators_that
         rows = list(t.run())
         # forward_mode carries one tangent per parameter entry through each of its K steps
         expected = depth * n_params if estimator == "forward_mode" else 0
-        assert n_params >= 2 and all(r["step_jvp_evals"] == expected for r in rows[1:])
+        assert n_params >= 2 and all(r["step_jvp_evals"] == expected for r in rows)
         last = rows[-1]
         assert last["jvp_evals"] == 2 * expected
         assert last["step_cost"] == last["step_operator_evals"] + last["step_vjp_evals"] + last["step_jvp_evals"]
         assert last["cost"] == last["operator_evals"] + last["vjp_evals"] + last["jvp_evals"]
+
+
+def test_the_runs_tolerance_goes_to_estimators_that_solve_not_to_revdeqs_stopping_rule():
+    # as in sweeps: revdeq runs its N coupled steps; its converged flag then says only whether
+    # its reconstruction held (None: it did), not whether the run's tolerance was met by step N
+    settings = quick("revdeq", depth=2).resolved().estimator_settings()
+    assert "tol" not in settings and "solver" not in settings and settings["depth"] == 2
+    assert quick("jfb", depth=2).resolved().estimator_settings()["tol"] == quick("jfb").resolved().tol
+    t = Trainer(quick("revdeq", depth=2, steps=2, estimator_kwargs={"beta": 1.5}))
+    assert t.estimator.tol is None
+    rows = list(t.run())
+    assert [r["forward_converged"] for r in rows] == ["", ""]  # reconstruction held, no tolerance asked
+    assert rows[-1]["operator_evals"] == 2 * 2 * 4  # 2 outer steps x N = 2 coupled steps x 4 T each
 
 
 def test_restarted_jfb_keeps_a_state_per_image():

@@ -193,13 +193,18 @@ class TrainConfig:
         return d
 
     def estimator_settings(self) -> dict[str, Any]:
-        """What the estimator is built with: ``depth``, the forward solve's settings and the
-        adjoint's where it accepts them, ``warm_start`` when set, and ``estimator_kwargs``."""
+        """What the estimator is built with: ``depth``, the forward solve's settings (``tol``,
+        ``max_iter``, ``solver``: for an estimator that solves, as in sweeps; ``revdeq``, which
+        does not, runs its N steps rather than stop at the run's tolerance) and the adjoint's
+        where it accepts them, ``warm_start`` when set, and ``estimator_kwargs``."""
         caps = estimators.capabilities(self.estimator)
         offered = dict(
             depth=self.depth, tol=self.tol, max_iter=self.max_iter, solver=self.solver, extra_steps=self.extra_steps,
             adjoint=self.adjoint, adjoint_max_iter=self.max_iter,
         )  # fmt: skip
+        if not caps.solves:
+            for key in ("tol", "max_iter", "solver"):
+                offered.pop(key)
         if caps.settings is None:  # a factory whose keywords cannot be read: the settings every estimator has
             out = dict(depth=self.depth, tol=self.tol, max_iter=self.max_iter, solver=self.solver)
         else:
