@@ -104,3 +104,41 @@ class EstimatorSuite:
         return self._call().stats["operator_evals"]
 
     track_operator_evals.unit = "evaluations"
+
+
+#: The field's estimators beside JFB, each with the setting it is measured at (a label of
+#: the form "name" or "name key=value"): reversible DEQ (beta = 0.5, the more stable), SHINE
+#: with refinement, DEQ with the two CG adjoints, checkpointed and forward-mode unrolling.
+FIELD_ESTIMATORS = {
+    "revdeq beta=0.5": ("revdeq", dict(beta=0.5)),
+    "shine refine=4": ("shine", dict(refine=4)),
+    "deq adjoint=cg": ("deq", dict(adjoint="cg")),
+    "deq adjoint=cg_normal": ("deq", dict(adjoint="cg_normal")),
+    "unrolled checkpoint=4": ("unrolled", dict(checkpoint=4)),
+    "forward_mode": ("forward_mode", {}),
+}
+#: Their depths (revdeq: coupled steps; the estimators without a depth run at the first only).
+FIELD_DEPTHS = [8, 32]
+
+
+class FieldEstimatorSuite(EstimatorSuite):
+    """The same measures for the estimators of :data:`FIELD_ESTIMATORS`, per (problem,
+    estimator setting, depth): ``track_jvp_evals`` counts the Jacobian-vector products
+    (forward_mode, cg_normal) beside ``track_operator_evals``."""
+
+    params = (list(PROBLEMS), list(FIELD_ESTIMATORS), FIELD_DEPTHS)
+    param_names = ["problem", "estimator", "depth"]
+
+    def setup(self, refs: dict[str, torch.Tensor], problem: str, estimator: str, depth: int) -> None:
+        name, settings = FIELD_ESTIMATORS[estimator]
+        if not estimators.capabilities(name).uses_depth and depth != FIELD_DEPTHS[0]:
+            raise NotImplementedError(f"{name} takes no depth")  # asv: skipped, shown as n/a
+        self.problem = problems.make(problem, **PROBLEMS[problem])
+        self.estimator = estimators.make(name, depth=depth, **settings)
+        self.reference = refs[problem]
+        self.state = None
+
+    def track_jvp_evals(self, refs, problem, estimator, depth):
+        return self._call().stats.get("jvp_evals", 0)
+
+    track_jvp_evals.unit = "evaluations"
