@@ -4,9 +4,12 @@
 # training pictures, so a batch of 5), peak CUDA memory and time of one gradient against the depth K for
 # unrolling, JFB-K, restarted JFB (after 4 calls at the same parameters) and DEQ (no depth:
 # one row), float32, on one GPU. Resumable (the sweep appends rows as they are measured and
-# skips the ones present); then the figures.
+# skips the ones present); then the figures. Then the memory against depth of the estimators
+# beyond the paper (unrolled, checkpointed at sqrt(K) and 4, revdeq, forward_mode, jfb, deq) on
+# weighted_tv 128 x 128 with CUDA's allocator peak: results/memory/memory.py on the device
+# (memory_cuda.csv, and memory_cuda/ with its slopes and figure, beside results/memory/ on the CPU).
 #   results/gpu/run.sh                                   # on a machine with CUDA
-#   DEVICE=cpu PATCH=32 DEPTHS="1 2" OUT=/tmp/gpu results/gpu/run.sh   # a dry run without one
+#   DEVICE=cpu PATCH=32 DEPTHS="1 2" MEMPATCH=16 OUT=/tmp/gpu results/gpu/run.sh   # a dry run without one
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DEVICE=${DEVICE:-cuda}
@@ -31,3 +34,8 @@ t = pd.read_csv(sys.argv[1])
 cols = ["estimator", "depth", "peak_memory_bytes", "memory_bytes", "time_s", "operator_evals", "vjp_evals", "converged"]
 print(t[[c for c in cols if c in t]].sort_values(["estimator", "depth"]).to_markdown(index=False))
 PY
+
+MEMPATCH=${MEMPATCH:-128}
+PYTHONPATH=. python results/memory/memory.py "$OUT/memory_$DEVICE.csv" --device "$DEVICE" --patch "$MEMPATCH"
+mkdir -p "$OUT/memory_$DEVICE"
+PYTHONPATH=. python results/memory/plot.py "$OUT/memory_$DEVICE.csv" "$OUT/memory_$DEVICE" "${DEVICE^^}"

@@ -1,12 +1,16 @@
 """Memory against depth on weighted TV denoising-deblurring at 128 x 128 (8 images, float32):
 the bytes of saved tensors held at once (saved_peak_bytes), their sum over the call
-(memory_bytes) and the CPU allocator's peak (peak_memory_bytes), for K = 4 ... 64."""
+(memory_bytes) and the allocator's peak (peak_memory_bytes: the CPU allocator's, or CUDA's
+with --device cuda), for K = 4 ... 64.
+
+    PYTHONPATH=. python results/memory/memory.py results/memory/memory.csv
+    PYTHONPATH=. python results/memory/memory.py results/gpu/memory_cuda.csv --device cuda
+"""
 
 from __future__ import annotations
 
 import csv
 import math
-import sys
 
 from jfbbench import estimators, problems
 from jfbbench.measure import peak_bytes, saved_tensor_usage
@@ -27,8 +31,8 @@ def settings(k: int) -> list[tuple[str, str, dict]]:
     ]
 
 
-def main(out: str) -> None:
-    problem = problems.make("weighted_tv", lipschitz=0.9, patch=128)
+def main(out: str, device: str = "cpu", patch: int = 128) -> None:
+    problem = problems.make("weighted_tv", lipschitz=0.9, patch=patch, device=device)
     state = problem.initial_point()
     fields = ["estimator", "setting", "depth", "state_bytes", "saved_peak_bytes", "memory_bytes", "peak_memory_bytes",
               "operator_evals", "vjp_evals", "jvp_evals"]  # fmt: skip
@@ -51,4 +55,11 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "results/memory/memory.csv")
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", default="results/memory/memory.csv", help="the table written")
+    parser.add_argument("--device", default="cpu", help="torch device of the problem (cpu, cuda)")
+    parser.add_argument("--patch", type=int, default=128, help="crop size (smaller for a dry run)")
+    args = parser.parse_args()
+    main(args.out, args.device, args.patch)

@@ -14,10 +14,10 @@ import pandas as pd  # noqa: E402
 
 from jfbbench import plots  # noqa: E402
 
-MEASURES = [("saved_peak_bytes", "saved tensors held at once"), ("peak_memory_bytes", "CPU allocator peak")]
+MEASURES = [("saved_peak_bytes", "saved tensors held at once"), ("peak_memory_bytes", "{device} allocator peak")]
 
 
-def main(table: str, out: str) -> None:
+def main(table: str, out: str, device: str = "CPU") -> None:
     df = pd.read_csv(table)
     setting = df["setting"].fillna("").where(df["setting"] != df["estimator"], "")
     df["label"] = (df["estimator"] + " " + setting).str.strip()
@@ -46,18 +46,22 @@ def main(table: str, out: str) -> None:
             st = styles[label]
             ax.plot(e["depth"], e["MiB"], color=st.colour, linestyle=st.linestyle,
                     marker=st.marker, mfc="none", ms=6, lw=1.6, label=label)  # fmt: skip
-        ax.set(xscale="log", yscale="log", xlabel="depth K (steps; revdeq: coupled steps)", title=title)
+        ax.set(xscale="log", yscale="log", xlabel="depth K (steps; revdeq: coupled steps)",
+               title=title.format(device=device))  # fmt: skip
         ax.set_xticks([4, 8, 16, 32, 64], ["4", "8", "16", "32", "64"])
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.axhline(state / 2**20, color="0.5", ls=":", lw=0.8)
     axes[0].set_ylabel("MiB (dotted: one state, 0.5 MiB)")
     axes[0].legend(fontsize=8)
-    fig.suptitle("Memory against depth: weighted_tv 128x128, 8 images, float32, rho=0.9; unrolled lies under "
-                 "jfb (K steps with a graph each)\nallocator peak not profiled at K=64 for revdeq, forward_mode "
-                 "(too many events)", fontsize=9)  # fmt: skip
+    missing = df[df["peak_memory_bytes"].isna()]
+    gaps = "; ".join(f"{lab} at K = {', '.join(str(int(k)) for k in e['depth'])}" for lab, e in missing.groupby("label"))
+    side = int(round((state / 4 / 8) ** 0.5))  # float32 states of 8 images
+    fig.suptitle(f"Memory against depth: weighted_tv {side}x{side}, 8 images, float32, rho=0.9, {device}; unrolled "
+                 "lies under jfb (K steps with a graph each)"
+                 + (f"\nallocator peak not profiled (too many events): {gaps}" if gaps else ""), fontsize=9)  # fmt: skip
     fig.tight_layout()
     fig.savefig(Path(out) / "memory.png", dpi=110)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])  # table, folder, and optionally the device's name for the titles (CPU, CUDA)
