@@ -43,6 +43,14 @@ DEPTHS = [1, 8, 32]
 RESTARTS = 3
 
 
+def _make(name: str, settings: dict, depth: int, first_depth: int):
+    """``estimators.make(name, depth=depth, **settings)``; an estimator without a depth is
+    measured at ``first_depth`` only (asv shows the other depths as n/a)."""
+    if not estimators.capabilities(name).uses_depth and depth != first_depth:
+        raise NotImplementedError(f"{name} takes no depth")  # asv: skipped, shown as n/a
+    return estimators.make(name, depth=depth, **settings)
+
+
 def _quiet_gradient(estimator, problem, state):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -70,11 +78,13 @@ class EstimatorSuite:
             refs[name] = ref.grad
         return refs
 
+    def _estimator(self, estimator: str, depth: int):
+        """The estimator a parameter names, at ``depth``."""
+        return _make(estimator, {}, depth, DEPTHS[0])
+
     def setup(self, refs: dict[str, torch.Tensor], problem: str, estimator: str, depth: int) -> None:
-        if estimator == "deq" and depth != DEPTHS[0]:
-            raise NotImplementedError("deq takes no depth")  # asv: skipped, shown as n/a
+        self.estimator = self._estimator(estimator, depth)
         self.problem = problems.make(problem, **PROBLEMS[problem])
-        self.estimator = estimators.make(estimator, depth=depth)
         self.reference = refs[problem]
         self.state = None
         if self.estimator.stateful:
@@ -129,14 +139,9 @@ class FieldEstimatorSuite(EstimatorSuite):
     params = (list(PROBLEMS), list(FIELD_ESTIMATORS), FIELD_DEPTHS)
     param_names = ["problem", "estimator", "depth"]
 
-    def setup(self, refs: dict[str, torch.Tensor], problem: str, estimator: str, depth: int) -> None:
+    def _estimator(self, estimator: str, depth: int):
         name, settings = FIELD_ESTIMATORS[estimator]
-        if not estimators.capabilities(name).uses_depth and depth != FIELD_DEPTHS[0]:
-            raise NotImplementedError(f"{name} takes no depth")  # asv: skipped, shown as n/a
-        self.problem = problems.make(problem, **PROBLEMS[problem])
-        self.estimator = estimators.make(name, depth=depth, **settings)
-        self.reference = refs[problem]
-        self.state = None
+        return _make(name, settings, depth, FIELD_DEPTHS[0])
 
     def track_jvp_evals(self, refs, problem, estimator, depth):
         return self._call().stats.get("jvp_evals", 0)

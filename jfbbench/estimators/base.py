@@ -153,6 +153,10 @@ class Estimator:
 
     #: the forward solver when none is given
     default_solver = "picard"
+    #: the one forward solver the estimator runs with (None: any), and why: any other is
+    #: refused, and it is the default
+    required_solver: str | None = None
+    required_solver_reason = ""
 
     name = "estimator"
     uses_depth = True
@@ -178,7 +182,13 @@ class Estimator:
         self.depth = check_depth(depth)
         self.tol = check_tol(tol)
         self.max_iter = check_depth(max_iter, "max_iter")
-        self.solver = check_choice(self.default_solver if solver is None else solver, "solver", FORWARD_METHODS)
+        required = self.required_solver
+        if required is not None and solver not in (None, required):
+            raise ValueError(
+                f"solver must be {required!r} for {self.name} ({self.required_solver_reason}), got {solver!r}"
+            )
+        default = required or self.default_solver
+        self.solver = check_choice(default if solver is None else solver, "solver", FORWARD_METHODS)
         self.memory = None if memory is None else check_depth(memory, "memory")
         self.mix_every = None if mix_every is None else check_depth(mix_every, "mix_every")
         if per_sample not in (None, True, False):

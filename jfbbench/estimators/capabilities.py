@@ -43,6 +43,10 @@ DEFAULTS: Mapping[str, bool] = MappingProxyType(
 )
 
 
+#: The forward solve's settings: they apply to an estimator that ``solves`` only.
+SOLVE_SETTINGS = ("tol", "max_iter", "solver")
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What the estimator ``name`` can do (see the module's docstring for each field)."""

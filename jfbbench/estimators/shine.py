@@ -36,16 +36,12 @@ class Shine(Estimator):
 
     name = "shine"
     uses_depth = False
-    default_solver = "broyden"
     required_solver = "broyden"
+    required_solver_reason = "its backward reuses Broyden's inverse estimate"
     supports_warm_start = True
 
-    def __init__(self, depth: int = 1, refine: int = 0, solver: str | None = None, **settings: Any) -> None:
-        if solver not in (None, "broyden"):
-            raise ValueError(
-                f"solver must be 'broyden' for shine (its backward reuses Broyden's inverse estimate), got {solver!r}"
-            )
-        super().__init__(depth, solver="broyden", **settings)
+    def __init__(self, depth: int = 1, refine: int = 0, **settings: Any) -> None:
+        super().__init__(depth, **settings)
         self.refine = check_nonnegative_int(refine, "refine")
 
     def config(self) -> dict[str, Any]:

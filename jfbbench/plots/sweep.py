@@ -199,13 +199,16 @@ def facet_figure(
                 ringed = True
             curves[(panel, column)][lab] = agg["median"]
     suffix, notes = coincidence_notes(curves)
+    g.notes_cut = False  # whether a title left out notes (then plot_sweep lists them beside the figure)
     for (panel, column), ax in g.axes_dict.items():
         depth_axis(ax, d.loc[d["panel"] == panel, "depth"])
         if logy:
             ax.set_yscale("log")
             readable_log_axis(ax.yaxis)
         ax.grid(True, which="major", alpha=0.3)
-        note = _short_note(notes.get((panel, column), ""))
+        full = notes.get((panel, column), "")
+        note = _short_note(full)
+        g.notes_cut |= note != full
         heading = _panel_title(d, panel, column) + (f"\n{note}" if note else "")
         ax.set_title(wrap_title(heading, PANEL_HEIGHT * PANEL_ASPECT, 8), fontsize=8)
     g.coinciding = {key: note for key, note in notes.items() if note}  # every note, for a sidecar table
@@ -334,7 +337,7 @@ def plot_sweep(
             overlay_jfb_bound(g, bounds, sub)
         written += save(g.figure, out / name, formats)
         sidecar = out / f"{name}_coinciding.csv"
-        if any(note != _short_note(note) for note in g.coinciding.values()):
+        if g.notes_cut:
             rows = [dict(panel=panel, column=column, coinciding=group)
                     for (panel, column), note in g.coinciding.items() for group in note.split("; ")]  # fmt: skip
             pd.DataFrame(rows).to_csv(sidecar, index=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from ..estimators.capabilities import SOLVE_SETTINGS  # noqa: F401  (the sweep's names, re-exported)
 from ..tables import TABLE_KEYS
 
 
@@ -33,8 +34,8 @@ REQUIRED_COLUMNS = KEY_COLUMNS + [
     "vjp_evals",
     "converged",
 ]
-#: Estimator settings of the forward solve: a grid axis only for estimators that solve.
-SOLVE_SETTINGS = ("tol", "max_iter", "solver")
+#: Estimator settings of the forward solve (SOLVE_SETTINGS, from the estimators' capabilities):
+#: a grid axis only for estimators that solve.
 #: Estimator settings with a column of their own in every row (others are in estimator_config).
 SETTING_COLUMNS = ["tol", "warm_start", "extra_steps"]
 #: What a task measures, after the settings, in this order.

@@ -16,6 +16,7 @@ from .._validation import (
     check_seed,
     check_tol,
 )
+from ..estimators.capabilities import SOLVE_SETTINGS
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -203,7 +204,7 @@ class TrainConfig:
             adjoint=self.adjoint, adjoint_max_iter=self.max_iter,
         )  # fmt: skip
         if not caps.solves:
-            for key in ("tol", "max_iter", "solver"):
+            for key in SOLVE_SETTINGS:
                 offered.pop(key)
         if caps.settings is None:  # a factory whose keywords cannot be read: the settings every estimator has
             out = dict(depth=self.depth, tol=self.tol, max_iter=self.max_iter, solver=self.solver)
