@@ -439,3 +439,18 @@ def test_a_panel_with_many_coinciding_pairs_keeps_a_short_title_and_lists_them_a
     # a figure whose notes fit writes no sidecar (and removes a stale one)
     few = table([r for r in rows if r["estimator"] in ("plug_a0", "plug_b0")])
     assert sidecar not in plots.plot_sweep(few, tmp_path, formats=("png",)) and not sidecar.exists()
+
+
+def test_ticks_of_a_log_axis_under_a_decade_never_crowd_at_its_top():
+    fig, ax = plt.subplots(figsize=(3.2, 2.5))
+    ax.set_xscale("log")
+    ax.set_xlim(3500, 27000)  # 0.9 decades: evenly spaced round numbers bunch up at the top
+    plots.readable_log_axis(ax.xaxis)
+    ticks = [t for t in ax.xaxis.get_majorticklocs() if 3500 <= t <= 27000]
+    assert len(ticks) >= 3
+    gaps = np.diff(np.log10(ticks)) / np.log10(27000 / 3500)
+    assert gaps.min() >= 0.15  # no two labels closer than 15 % of the axis
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in ax.get_xticklabels() if t.get_text() and t.get_visible()]
+    assert plots.boxes_overlap(boxes) == []
+    plt.close(fig)

@@ -58,6 +58,11 @@ def _power(value: float, _pos: object = None) -> str:
     return f"${mantissa}\\times10^{{{int(exp)}}}$"
 
 
+#: On a log axis of less than a decade, the least distance between two labelled ticks, as a
+#: share of the axis' span (five-digit labels fit in it on the project's panels).
+MIN_TICK_SHARE = 0.15
+
+
 def readable_log_axis(axis: Axis) -> None:
     """Tick labels a reader can read on a log ``axis`` (call after its limits are set): plain
     numbers (0.01, 20, 5000) when the whole axis lies within 0.001-1e5, else powers of ten
@@ -70,7 +75,13 @@ def readable_log_axis(axis: Axis) -> None:
     decades = math.log10(hi / lo)
     if decades < 1:  # a few round numbers in view, as on a linear axis
         ticks = MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
-        axis.set_major_locator(FixedLocator([t for t in ticks if lo <= t <= hi and t > 0]))
+        kept: list[float] = []
+        for t in (t for t in ticks if lo <= t <= hi and t > 0):
+            # evenly spaced numbers crowd at the top of a log axis: keep those apart by a
+            # share of its span at least, so that no two labels run into each other
+            if not kept or math.log10(t / kept[-1]) >= MIN_TICK_SHARE * decades:
+                kept.append(t)
+        axis.set_major_locator(FixedLocator(kept))
     elif decades < 2:
         axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     elif decades > 8:
